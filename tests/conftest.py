@@ -1,0 +1,69 @@
+"""Shared fixtures: one Ray instance per test session, tiny datasets the tests write."""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REAL_DATA = os.environ.get("TUNE_LAB_DATA")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole session (2 CPUs, no dashboard), shut down at the end."""
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_isolated(monkeypatch, tmp_path):
+    """Tests never download, and never write outside their tmp_path."""
+    monkeypatch.setenv("TUNE_LAB_OFFLINE", "1")
+    monkeypatch.setenv("TUNE_LAB_HOME", str(tmp_path / "results"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """The IDX format of MNIST: magic (dtype 0x08 = ubyte, ndim), big-endian sizes, data."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_digit_images(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 images whose class is a bright 6x6 square at one of ten places, plus noise."""
+    labels = rng.integers(0, 10, size=n)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 5)
+        images[i, 2 + row * 12 : 8 + row * 12, 1 + col * 5 : 6 + col * 5] = 255
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """A data root holding a small, learnable MNIST-format dataset (1,200 train / 300 test)."""
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 1200), ("t10k", 300)):
+        images, labels = make_digit_images(n, rng)
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    return root
+
+
+def real_data_root() -> Path | None:
+    if REAL_DATA and (Path(REAL_DATA) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        return Path(REAL_DATA)
+    return None
+
+
+requires_real_mnist = pytest.mark.skipif(real_data_root() is None, reason="real MNIST not found under $TUNE_LAB_DATA")

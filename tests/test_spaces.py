@@ -1,0 +1,163 @@
+"""Search files: every shipped one loads; bad ones are refused with the file and key named."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from trainables.registry import lab_names
+from tune_lab.spaces import SearchSpaceError, available_searches, load_search, param_space, scheduler
+
+GOOD = """
+lab: mlp
+metric: val_acc
+mode: max
+fixed: {epochs: 4, batch_size: 64}
+params:
+  optimizer: {grid: [sgd, adam]}
+search: grid
+scheduler: {asha: {grace_period: 1, reduction_factor: 2}}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize("lab", lab_names())
+def test_every_shipped_search_loads(lab):
+    searches = available_searches(lab)
+    assert searches, f"lab {lab} ships no search"
+    for name, description in searches.items():
+        search = load_search(name, lab)
+        assert description, f"{lab}/{name} has no description"
+        assert search.metric in search.spec.metrics
+
+
+def test_mlp_ships_the_issue_searches():
+    assert {"optimizer", "loss", "batch_size", "epochs", "model", "lr"} <= set(available_searches("mlp"))
+    lr = load_search("lr", "mlp")
+    assert lr.algorithm == "optuna" and lr.num_samples >= 16 and lr.scheduler == "asha"
+    assert lr.params["lr"].distribution == "loguniform"
+
+
+@pytest.mark.parametrize(
+    "change, key, allowed",
+    [
+        ("lab: mlp", "lab: mlpp", "lab"),
+        ("optimizer: {grid: [sgd, adam]}", "optimiser: {grid: [sgd, adam]}", "params.optimiser"),
+        ("optimizer: {grid: [sgd, adam]}", "optimizer: {gird: [sgd, adam]}", "params.optimizer"),
+        ("optimizer: {grid: [sgd, adam]}", "optimizer: {grid: [sgd, adamw]}", "params.optimizer.grid[1]"),
+        ("fixed: {epochs: 4, batch_size: 64}", "fixed: {epochs: four, batch_size: 64}", "fixed.epochs"),
+        ("fixed: {epochs: 4, batch_size: 64}", "fixed: {epochs: 4, batch_size: 0}", "fixed.batch_size"),
+        ("fixed: {epochs: 4, batch_size: 64}", "fixed: {epochs: -3, batch_size: 64}", "fixed.epochs"),
+        ("optimizer: {grid: [sgd, adam]}", "lr: {uniform: [0.1, 0.01]}\nsearch: random", "params.lr.uniform"),
+        ("optimizer: {grid: [sgd, adam]}", "lr: {loguniform: [0, 0.1]}\nsearch: random", "params.lr.loguniform"),
+        ("optimizer: {grid: [sgd, adam]}", "optimizer: {grid: []}", "params.optimizer.grid"),
+        ("optimizer: {grid: [sgd, adam]}", "epochs: {uniform: [1, 5]}\nsearch: random", "params.epochs"),
+        ("metric: val_acc", "metric: val_bleu", "metric"),
+        ("mode: max", "mode: maximum", "mode"),
+        ("search: grid", "search: bayes", "search"),
+        ("search: grid", "search: optuna", "params.optimizer"),
+        ("scheduler: {asha: {grace_period: 1, reduction_factor: 2}}", "scheduler: {asha: {grace: 1}}", "scheduler.asha"),
+        ("scheduler: {asha: {grace_period: 1, reduction_factor: 2}}", "scheduler: hyperband", "scheduler"),
+        ("search: grid", "search: grid\nnum_samples: 100000000", "num_samples"),
+        ("search: grid", "search: grid\nsearch_alg: optuna", "search_alg"),
+    ],
+)
+def test_bad_file_names_file_and_key(tmp_path, change, key, allowed):
+    """`key` replaces `change` in a good file; the error must name the file and `allowed`."""
+    text = textwrap.dedent(GOOD)
+    assert change in text
+    path = write(tmp_path, text.replace(change, key, 1))
+    with pytest.raises(SearchSpaceError) as info:
+        load_search(str(path), "mlp")
+    message = str(info.value)
+    assert str(path) in message
+    assert allowed in message, message
+    assert "\n" not in message
+
+
+def test_unknown_parameter_lists_what_is_allowed(tmp_path):
+    path = write(tmp_path, GOOD.replace("optimizer: {grid", "optimiser: {grid"))
+    with pytest.raises(SearchSpaceError, match=r"unknown parameter 'optimiser'.*allowed: .*optimizer"):
+        load_search(str(path), "mlp")
+
+
+def test_wrong_value_type_says_what_is_expected(tmp_path):
+    path = write(tmp_path, GOOD.replace("epochs: 4", "epochs: 2.5"))
+    with pytest.raises(SearchSpaceError, match=r"fixed\.epochs: epochs: 2\.5 is not allowed; expected an integer"):
+        load_search(str(path), "mlp")
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path):
+    path = write(tmp_path, "lab: mlp\nfixed: {epochs: 4\nparams: {}\n")
+    with pytest.raises(SearchSpaceError, match=r"line \d+: YAML syntax error"):
+        load_search(str(path), "mlp")
+
+
+def test_directory_and_non_utf8_are_refused(tmp_path):
+    with pytest.raises(SearchSpaceError, match="is a directory"):
+        load_search(str(tmp_path), "mlp")
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("description: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SearchSpaceError, match="not UTF-8"):
+        load_search(str(path), "mlp")
+
+
+def test_unknown_search_name_lists_the_known_ones():
+    with pytest.raises(SearchSpaceError, match=r"unknown search 'optimiser'.*optimizer"):
+        load_search("optimiser", "mlp")
+
+
+def test_file_for_another_lab_is_refused(tmp_path):
+    path = write(tmp_path, GOOD)
+    with pytest.raises(SearchSpaceError, match="the file is for lab 'mlp', but the command runs lab 'resnet9'"):
+        load_search(str(path), "resnet9")
+
+
+def test_set_overrides_fixed_and_searched_values(tmp_path):
+    path = write(tmp_path, GOOD)
+    search = load_search(str(path), "mlp", {"epochs": 2, "optimizer": "adam", "lr": 1})
+    assert search.fixed["epochs"] == 2 and search.fixed["optimizer"] == "adam"
+    assert search.fixed["lr"] == 1.0 and isinstance(search.fixed["lr"], float)
+    assert "optimizer" not in search.params
+    with pytest.raises(SearchSpaceError, match=r"--set epochs: 'two' is not allowed"):
+        load_search(str(path), "mlp", {"epochs": "two"})
+    with pytest.raises(SearchSpaceError, match=r"--set colour: unknown parameter"):
+        load_search(str(path), "mlp", {"colour": 1})
+
+
+def test_param_space_and_scheduler_follow_the_file(tmp_path):
+    path = write(tmp_path, GOOD.replace("search: grid", "search: grid\nnum_samples: 2"))
+    search = load_search(str(path), "mlp")
+    space = param_space(search, seed=7)
+    assert space["epochs"] == 4 and space["seed"] == 7
+    assert space["optimizer"] == {"grid_search": ["sgd", "adam"]}
+    asha = scheduler(search)
+    assert type(asha).__name__ == "AsyncHyperBandScheduler"
+    assert asha._max_t == 4 and asha._reduction_factor == 2
+    assert type(scheduler(search, "fifo")).__name__ == "FIFOScheduler"
+
+
+def test_distributions_become_tune_domains(tmp_path):
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    path = write(tmp_path, """
+        lab: mlp
+        params:
+          lr: {loguniform: [1.0e-4, 0.1]}
+          momentum: {uniform: [0.0, 0.9]}
+          batch_size: {randint: [16, 64]}
+          weight_decay: {quniform: [0.0, 0.01, 0.001]}
+          optimizer: {choice: [sgd, adam]}
+        search: optuna
+        num_samples: 4
+        """)
+    space = param_space(load_search(str(path), "mlp"))
+    assert isinstance(space["lr"], Float) and isinstance(space["momentum"], Float)
+    assert isinstance(space["batch_size"], Integer) and space["batch_size"].upper == 65
+    assert isinstance(space["optimizer"], Categorical)

@@ -1,0 +1,139 @@
+"""Datasets, loaded once on the driver and handed to every trial through Ray's object store.
+
+Images are kept as uint8 numpy arrays (N, C, H, W) until a trial moves them to its device:
+that is ~47 MB for MNIST, cheap to share, and no trial ever re-reads or re-decodes a file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA_DIR = Path("~/.cache/tune-lab/data").expanduser()
+# Held-out validation images; searches select on these, never on the test set.
+VAL_SIZE = 5000
+SPLIT_SEED = 0
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset's files are missing and could not be downloaded."""
+
+
+@dataclass
+class ImageData:
+    name: str  # the dataset actually used (after any fallback)
+    classes: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """--data-dir, else $TUNE_LAB_DATA, else ~/.cache/tune-lab/data (always absolute)."""
+    chosen = explicit or os.environ.get("TUNE_LAB_DATA") or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def _torchvision_class(name: str):
+    from torchvision import datasets
+
+    return {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+
+
+def _missing_raw_files(cls, root: Path) -> list[Path]:
+    raw = root / cls.__name__ / "raw"
+    names = [os.path.basename(url).removesuffix(".gz") for url, _ in cls.resources]
+    return [raw / n for n in names if not (raw / n).is_file()]
+
+
+def _load_torchvision(name: str, root: Path, allow_download: bool):
+    cls = _torchvision_class(name)
+    missing = _missing_raw_files(cls, root)
+    if missing and allow_download:
+        try:
+            cls(str(root), train=True, download=True)
+            cls(str(root), train=False, download=True)
+        except Exception as exc:  # offline, read-only directory, mirror down ...
+            raise DatasetUnavailable(
+                f"{name}: {missing[0]} is missing and downloading it failed ({exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}); put the files there or pass --data-dir"
+            ) from exc
+    elif missing:
+        raise DatasetUnavailable(f"{name}: {missing[0]} is missing (looked in {root}); pass --data-dir")
+    try:
+        train, test = cls(str(root), train=True), cls(str(root), train=False)
+        x_tr, y_tr = train.data.numpy(), train.targets.numpy()
+        x_te, y_te = test.data.numpy(), test.targets.numpy()
+    except Exception as exc:  # truncated or corrupt IDX files
+        raise DatasetUnavailable(f"{name}: the files in {root / cls.__name__ / 'raw'} could not be read: {exc}") from exc
+    return list(train.classes), x_tr[:, None], y_tr, x_te[:, None], y_te
+
+
+def _load_digits():
+    """scikit-learn's bundled 8x8 digits: the offline stand-in for MNIST (1,797 images)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255 / 16)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
+    n_test = len(labels) // 5
+    test, train = order[:n_test], order[n_test:]
+    return [str(d) for d in range(10)], images[train], labels[train], images[test], labels[test]
+
+
+def load_images(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    subset: int | None = None,
+    allow_download: bool | None = None,
+) -> ImageData:
+    """Load an image-classification dataset with a fixed train / validation / test split.
+
+    Validation is 5,000 training images (10% when the training set is under 50,000), chosen
+    with a fixed seed so every trial and every search sees the same split. `subset` keeps the
+    first N of the remaining training images in that same shuffled order (smoke runs).
+    Downloads are tried unless `allow_download` is False or $TUNE_LAB_OFFLINE is set.
+    """
+    if allow_download is None:
+        allow_download = os.environ.get("TUNE_LAB_OFFLINE", "").lower() not in ("1", "true", "yes")
+    if name == "digits":
+        classes, x_tr, y_tr, x_te, y_te = _load_digits()
+    elif name in ("mnist", "fashion_mnist"):
+        classes, x_tr, y_tr, x_te, y_te = _load_torchvision(name, resolve_data_dir(data_dir), allow_download)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; known: mnist, fashion_mnist, digits")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(y_tr))
+    n_val = VAL_SIZE if len(y_tr) >= 10 * VAL_SIZE else max(1, len(y_tr) // 10)
+    val, train = order[:n_val], order[n_val:]
+    if subset is not None:
+        train = train[:subset]
+    pixels = x_tr[train].astype(np.float64) / 255.0
+    return ImageData(
+        name=name,
+        classes=classes,
+        x_train=np.ascontiguousarray(x_tr[train]),
+        y_train=y_tr[train].astype(np.int64),
+        x_val=np.ascontiguousarray(x_tr[val]),
+        y_val=y_tr[val].astype(np.int64),
+        x_test=np.ascontiguousarray(x_te),
+        y_test=y_te.astype(np.int64),
+        mean=tuple(float(m) for m in pixels.mean(axis=(0, 2, 3))),
+        std=tuple(float(s) for s in pixels.std(axis=(0, 2, 3))),
+    )

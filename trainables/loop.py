@@ -1,0 +1,181 @@
+"""The one epoch loop every lab runs on, as a Ray Tune function trainable.
+
+A lab supplies a `Trainer` (model, optimizer, one epoch of training, one evaluation); this
+loop does the rest the same way for all of them: seeding, threads and device from what Ray
+granted, resuming from a checkpoint, timing, refusing NaN losses, `tune.report` once per
+epoch, and a checkpoint whenever the searched metric improves (Ray keeps only the best).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import asdict
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from trainables.config import config_from_dict
+from trainables.registry import get_lab
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class Trainer(ABC):
+    """What a lab implements. Subclasses set `model`, `optimizer` and optionally `scheduler`."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    def __init__(self, cfg: Any, data: Any, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+        # Shuffling draws from its own seeded generator, so batch order depends on cfg.seed only.
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+
+    @abstractmethod
+    def train_epoch(self) -> dict[str, float]:
+        """Train one epoch; return at least `train_loss` and `samples` (images or tokens seen)."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Validation and test metrics of the current model."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+
+def make_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adadelta":
+        # Adadelta's lr scales its own adaptive step; the lab passes its lr straight through.
+        return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def make_schedule(cfg: Any, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """A per-step learning-rate schedule, or None for a constant rate."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if cfg.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+    return None
+
+
+def index_batches(n: int, batch_size: int, device: torch.device, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    """Index tensors covering 0..n-1 in batches; shuffled when a generator is given.
+
+    Batches are index slices of tensors already on the device: no DataLoader, no per-sample
+    Python, which is most of the lab loop's cost.
+    """
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order.to(device)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def trial_device() -> torch.device:
+    """The GPU Ray assigned to this trial, else the CPU."""
+    import ray
+
+    gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    if gpu_ids and torch.cuda.is_available():
+        return torch.device("cuda", 0)  # Ray narrowed CUDA_VISIBLE_DEVICES to the assigned GPU(s)
+    if gpu_ids:
+        warnings.warn(f"Ray assigned GPU {gpu_ids} but torch cannot use it; this trial runs on the CPU")
+    return torch.device("cpu")
+
+
+def _match_threads_to_cpus() -> None:
+    import ray
+
+    cpus = 0.0
+    if ray.is_initialized():
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    torch.set_num_threads(max(1, int(cpus) or (os.cpu_count() or 1)))
+
+
+def _check_finite(metrics: dict[str, float], epoch: int) -> None:
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FloatingPointError(f"{key} became {value} at epoch {epoch}")
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
+
+
+def run_trial(config: dict[str, Any], *, lab: str, data: Any, metric: str, mode: str) -> None:
+    """Ray Tune function trainable: train `lab` with `config`, reporting once per epoch."""
+    from ray import tune
+
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per saved checkpoint
+    spec = get_lab(lab)
+    cfg = config_from_dict(spec.config, config)
+    _match_threads_to_cpus()
+    seed_everything(cfg.seed)
+    device = trial_device()
+    trainer = spec.trainer()(cfg, data, device)
+
+    first_epoch, best = 1, None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retry or a resumed search: continue from the saved epoch
+        with checkpoint.as_directory() as folder:
+            saved = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location=device, weights_only=True)
+        trainer.load_state_dict(saved["state"])
+        first_epoch, best = saved["epoch"] + 1, saved["metrics"][metric]
+
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        start = time.perf_counter()
+        train = trainer.train_epoch()
+        samples = train.pop("samples")
+        train_seconds = time.perf_counter() - start
+        metrics = {**train, **trainer.evaluate()}
+        metrics["epoch_time_s"] = time.perf_counter() - start
+        metrics["samples_per_s"] = samples / train_seconds
+        _check_finite(metrics, epoch)
+        if not _improved(metrics[metric], best, mode):
+            tune.report(metrics)
+            continue
+        best = metrics[metric]
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(
+                {"state": trainer.state_dict(), "epoch": epoch, "metrics": metrics, "lab": lab,
+                 "config": asdict(cfg), "data": describe_data(data)},
+                os.path.join(folder, CHECKPOINT_FILE),
+            )
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def describe_data(data: Any) -> dict[str, Any]:
+    """What a checkpoint must remember about its data to be used on its own later."""
+    fields = ("name", "classes", "shape", "mean", "std")
+    return {f: (list(v) if isinstance(v, tuple) else v) for f in fields if (v := getattr(data, f, None)) is not None}

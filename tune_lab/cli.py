@@ -1,0 +1,151 @@
+"""The `tune-lab` command. Torch, Ray and MLflow are imported only by the commands that need
+them, so `--help`, `list` and a bad search file answer in well under a second."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from trainables.registry import LABS, get_lab, lab_names
+
+EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
+EXIT_USAGE = 2  # bad input: nothing was run
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2, nothing written."""
+
+
+def parse_set(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with YAML scalars (2, 0.5, 1e-3, true, adam)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE, e.g. --set epochs=2")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        for convert in (int, float):
+            try:
+                return key.strip(), convert(value)
+            except ValueError:
+                pass
+    return key.strip(), value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> None:
+    p.add_argument("--search", required=True, metavar="NAME|FILE.yaml",
+                   help="a search in search_spaces/LAB/ (see `tune-lab list`) or your own YAML file")
+    p.add_argument("--dataset", choices=datasets, help=f"default: {datasets[0]}")
+    p.add_argument("--data-dir", help="dataset root (default: $TUNE_LAB_DATA, else ~/.cache/tune-lab/data)")
+    p.add_argument("--set", dest="overrides", action="append", type=parse_set, default=[], metavar="KEY=VALUE",
+                   help="override a fixed value of the search (repeatable), e.g. --set epochs=2")
+    p.add_argument("--subset", type=positive_int, metavar="N", help="use only N training samples (smoke runs)")
+    p.add_argument("--num-samples", type=positive_int, help="repeats of the grid, or trials of random/optuna")
+    p.add_argument("--max-concurrent", type=positive_int, help="trials at once (default: as many as resources allow)")
+    p.add_argument("--cpus-per-trial", type=non_negative_float, help="default 1")
+    p.add_argument("--gpus-per-trial", type=non_negative_float,
+                   help="fractions share a GPU (default: the lab's share when GPUs exist, else 0)")
+    p.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--storage", help="results root, local path or URI (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in the results root)")
+    p.add_argument("--experiment", help="name of this search's results folder and MLflow run (default: LAB-SEARCH-TIME)")
+    p.add_argument("--seed", type=int, help="seed of every trial and of the search algorithm")
+    p.add_argument("--scheduler", choices=["asha", "fifo"], help="override the search file's scheduler")
+    p.add_argument("--max-failures", type=int, default=0, metavar="N", help="retries of a failed trial from its checkpoint")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tune-lab",
+        description="Hyperparameter searches over classic PyTorch course labs (Ray Tune + MLflow).",
+        epilog="Example: tune-lab mlp --search optimizer",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("list", help="labs, their searches and their datasets")
+    for name in lab_names():
+        spec = LABS[name]
+        add_search_options(sub.add_parser(name, help=f"run a search of lab {name}: {spec.description}"), spec.datasets)
+    return parser
+
+
+def cmd_list() -> int:
+    from tune_lab.spaces import available_searches
+
+    for name in lab_names():
+        spec = LABS[name]
+        print(f"{name}: {spec.description}")
+        print(f"  datasets: {', '.join(spec.datasets)} (default {spec.default_dataset})")
+        for search, description in available_searches(name).items():
+            print(f"  --search {search:<12} {description}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from tune_lab.runner import SearchOptions
+    from tune_lab.spaces import load_search
+
+    overrides = dict(args.overrides)
+    search = load_search(args.search, args.command, overrides)
+    if args.num_samples is not None and args.num_samples > 10_000:
+        raise UsageError(f"--num-samples {args.num_samples}: at most 10000")
+    opts = SearchOptions(
+        lab=args.command, search=args.search, dataset=args.dataset, data_dir=args.data_dir, overrides=overrides,
+        subset=args.subset, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
+        storage=args.storage, tracking_uri=args.tracking_uri, experiment=args.experiment, seed=args.seed,
+        scheduler=args.scheduler, max_failures=args.max_failures,
+    )
+    from tune_lab.runner import run_search  # imports Ray: only once the input is known to be good
+
+    summary = run_search(search, opts)
+    failed = [t for t in summary["trials"] if t["status"] == "errored"]
+    if failed:
+        print(f"tune-lab: {len(failed)} of {len(summary['trials'])} trials failed (exit code {EXIT_TRIALS_FAILED})", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from trainables.data import DatasetUnavailable
+    from tune_lab.spaces import SearchSpaceError
+
+    try:
+        if args.command == "list":
+            return cmd_list()
+        get_lab(args.command)
+        return cmd_search(args)
+    except (UsageError, SearchSpaceError, DatasetUnavailable) as exc:
+        print(f"tune-lab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tune-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

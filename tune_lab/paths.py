@@ -1,0 +1,34 @@
+"""Where results and the embedded MLflow store live (design.md, "Where things go")."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_RESULTS = "tune-lab-results"
+
+
+def results_root(explicit: str | None = None) -> str:
+    """--storage, else $TUNE_LAB_HOME, else ./tune-lab-results; local paths made absolute.
+
+    Ray changes each trial's working directory, so a relative path would land in the wrong
+    place; URIs (s3://, gs://, ...) pass through untouched.
+    """
+    chosen = explicit or os.environ.get("TUNE_LAB_HOME") or DEFAULT_RESULTS
+    if "://" in chosen:
+        return chosen
+    return str(Path(chosen).expanduser().resolve())
+
+
+def tracking_uri(explicit: str | None, root: str) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else an SQLite store in the results root."""
+    chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI")
+    if chosen:
+        return chosen
+    if "://" in root:
+        raise ValueError(f"--storage {root} is remote: also give --tracking-uri (an MLflow server all nodes reach)")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(root) / 'mlflow.db'}"
+
+
+def experiment_dir(root: str, experiment: str) -> str:
+    return f"{root.rstrip('/')}/{experiment}"

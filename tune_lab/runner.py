@@ -1,0 +1,188 @@
+"""Run one search: data once on the driver, trials through Ray Tune, every trial in MLflow."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tune_lab import paths
+from tune_lab.spaces import Search, SearchSpaceError, param_space, scheduler, search_algorithm
+
+log = logging.getLogger("tune_lab")
+
+
+@dataclass
+class SearchOptions:
+    """Everything the command line can say about one search."""
+
+    lab: str
+    search: str
+    dataset: str | None = None
+    data_dir: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    subset: int | None = None
+    num_samples: int | None = None
+    max_concurrent: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    address: str | None = None
+    storage: str | None = None
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    seed: int | None = None
+    scheduler: str | None = None
+    max_failures: int = 0
+
+
+def banner(message: str) -> None:
+    print(f"\n*** {message} ***\n", file=sys.stderr, flush=True)
+
+
+def load_dataset(search: Search, opts: SearchOptions) -> Any:
+    """Load the search's data once; a digit lab with no dataset asked for may fall back."""
+    from trainables.data import DatasetUnavailable
+
+    spec = search.spec
+    load = spec.data_loader()
+    asked = opts.dataset or search.dataset
+    name = asked or spec.default_dataset
+    try:
+        return load(name, opts.data_dir, subset=opts.subset)
+    except DatasetUnavailable as exc:
+        if asked or spec.fallback_dataset is None:
+            raise
+        banner(
+            f"WARNING: {exc}. Falling back to {spec.fallback_dataset!r} (scikit-learn's bundled 8x8 digits); "
+            f"results are NOT comparable with {name}. Pass --dataset {name} to refuse the fallback."
+        )
+        return load(spec.fallback_dataset, opts.data_dir, subset=opts.subset)
+
+
+def start_ray(address: str | None) -> bool:
+    """Join a cluster, or start a quiet local Ray; returns whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # The classic trial table (refreshed every 15 s) rather than a result box per trial.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    return True
+
+
+def trial_resources(search: Search, opts: SearchOptions) -> dict[str, float]:
+    import ray
+
+    cluster = ray.cluster_resources()
+    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else 1.0
+    total_gpus = cluster.get("GPU", 0.0)
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (search.spec.gpu_fraction if total_gpus else 0.0)
+    if gpus > total_gpus:
+        raise SearchSpaceError(f"--gpus-per-trial {gpus}: the cluster has {total_gpus:g} GPU(s)")
+    if cpus > cluster.get("CPU", 0.0):
+        raise SearchSpaceError(f"--cpus-per-trial {cpus}: the cluster has {cluster.get('CPU', 0):g} CPU(s)")
+    return {"cpu": cpus, "gpu": gpus}
+
+
+def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
+    """Run the search to the end and return its summary (also written as summary.json)."""
+    from ray import tune
+
+    from reports.table import format_best, format_table
+    from trainables.config import defaults
+    from trainables.loop import run_trial
+    from tune_lab.results import summarise, write_summary
+    from tune_lab.tracking import SearchRun
+
+    spec = search.spec
+    root = paths.results_root(opts.storage)
+    experiment = opts.experiment or f"{search.lab}-{search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = paths.experiment_dir(root, experiment)
+
+    data = load_dataset(search, opts)
+    print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} "
+          f"({len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test); results in {folder}", flush=True)
+
+    started_ray = start_ray(opts.address)
+    try:
+        resources = trial_resources(search, opts)
+        uri = paths.tracking_uri(opts.tracking_uri, root)
+        local_artifacts = None if "://" in root or not uri.startswith("sqlite") else f"{root}/mlartifacts"
+        parent = SearchRun(uri, search.lab, experiment, local_artifacts, tags={
+            "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
+            "tune_lab.results": folder, "mlflow.note.content": search.description,
+        })
+        parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
+                           "scheduler": opts.scheduler or search.scheduler, **search.fixed})
+        callback = parent.trial_callback()
+
+        space = {**defaults(spec.config), **param_space(search, opts.seed)}
+        slots = max(1, int(_concurrency(resources)))
+        max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, lab=search.lab, data=data, metric=search.metric, mode=search.mode),
+            resources,
+        )
+        reporter = tune.CLIReporter(
+            parameter_columns=list(search.params),
+            metric_columns={"training_iteration": "epoch", **{m: m for m in spec.metrics if m.startswith(("train", "val"))}},
+            sort_by_metric=True, max_report_frequency=15,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=search.metric, mode=search.mode,
+                search_alg=search_algorithm(search, opts.seed),
+                scheduler=scheduler(search, opts.scheduler),
+                num_samples=opts.num_samples or search.num_samples,
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=experiment, storage_path=root, callbacks=[callback], progress_reporter=reporter, verbose=1,
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1, checkpoint_score_attribute=search.metric, checkpoint_score_order=search.mode,
+                ),
+                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            ),
+        )
+        grid = tuner.fit()
+        summary = summarise(
+            grid, search=search, experiment=experiment, dataset=data.name, metrics=spec.metrics,
+            tracking={"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id,
+                      "trial_runs": callback.run_ids()},
+            storage=folder,
+        )
+        write_summary(summary, folder)
+        failed = any(t["status"] == "errored" for t in summary["trials"])
+        parent.end(failed=failed or summary["best"] is None)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    print(f"\n{search.description or search.name} ({data.name}, best epoch of each trial by {search.metric})")
+    print(format_table(summary))
+    print(format_best(summary))
+    print(f"\nSummary: {folder}/summary.json   MLflow: {uri} (experiment {search.lab!r}, run {experiment!r})")
+    return summary
+
+
+def _concurrency(resources: dict[str, float]) -> float:
+    import ray
+
+    cluster = ray.cluster_resources()
+    limits = [cluster.get("CPU", 1) / resources["cpu"]] if resources["cpu"] else []
+    if resources["gpu"]:
+        limits.append(cluster.get("GPU", 0) / resources["gpu"])
+    return min(limits) if limits else 1

@@ -1,0 +1,297 @@
+"""Search files: read, check against the lab's hyperparameters, turn into Ray Tune objects.
+
+Everything here runs before Ray or torch is imported, so a bad file costs well under a
+second and the message names the file, the key and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainables.config import coerce, describe_allowed, field_types
+from trainables.registry import LabSpec, get_lab
+
+import search_spaces
+
+SEARCH_DIR = Path(search_spaces.__file__).parent
+DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
+SEARCH_ALGORITHMS = ("grid", "random", "optuna")
+SCHEDULERS = ("asha", "fifo")
+TOP_LEVEL_KEYS = ("description", "lab", "metric", "mode", "fixed", "params", "search", "num_samples", "scheduler", "dataset")
+MAX_NUM_SAMPLES = 10_000
+ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3}
+
+
+class SearchSpaceError(ValueError):
+    """A search file or override that cannot be run; the message says where and why."""
+
+
+@dataclass
+class Param:
+    name: str
+    distribution: str
+    args: list[Any]
+
+
+@dataclass
+class Search:
+    path: Path
+    name: str
+    lab: str
+    description: str
+    metric: str
+    mode: str
+    fixed: dict[str, Any]
+    params: dict[str, Param]
+    algorithm: str
+    num_samples: int
+    scheduler: str
+    scheduler_args: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+
+    @property
+    def spec(self) -> LabSpec:
+        return get_lab(self.lab)
+
+    def max_epochs(self) -> int:
+        """Upper bound on a trial's epochs: ASHA's max_t."""
+        if "epochs" in self.params:
+            p = self.params["epochs"]
+            return int(max(p.args) if p.distribution in ("grid", "choice") else p.args[1])
+        return int(self.fixed.get("epochs", self.spec.config.__dataclass_fields__["epochs"].default))
+
+
+def search_path(lab: str, name_or_path: str) -> Path:
+    """A search's name (a file in search_spaces/LAB/) or the path of the user's own file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate.resolve()
+    return SEARCH_DIR / lab / f"{name_or_path}.yaml"
+
+
+def available_searches(lab: str) -> dict[str, str]:
+    """Search name -> its one-line description, for `tune-lab list` and error messages."""
+    out = {}
+    for path in sorted((SEARCH_DIR / lab).glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        out[path.stem] = str(doc.get("description", "")).strip()
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise SearchSpaceError(f"{path}: is a directory, not a search file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SearchSpaceError(f"{path}: no such search file") from None
+    except UnicodeDecodeError as exc:
+        raise SearchSpaceError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise SearchSpaceError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SearchSpaceError(f"{path}: {where}YAML syntax error: {problem}") from None
+    if not isinstance(doc, dict):
+        raise SearchSpaceError(f"{path}: expected a mapping of keys ({', '.join(TOP_LEVEL_KEYS)}), got {type(doc).__name__}")
+    return doc
+
+
+def _check_value(path: Path, where: str, config_cls: type, key: str, value: Any) -> Any:
+    try:
+        return coerce(config_cls, key, value)
+    except ValueError as exc:
+        raise SearchSpaceError(f"{path}: {where}: {exc}") from None
+
+
+def _check_param(path: Path, config_cls: type, name: str, body: Any) -> Param:
+    where = f"params.{name}"
+    if not isinstance(body, dict) or len(body) != 1:
+        raise SearchSpaceError(f"{path}: {where}: expected one distribution, e.g. {{grid: [a, b]}}; allowed: {', '.join(DISTRIBUTIONS)}")
+    (dist, args), = body.items()
+    if dist not in DISTRIBUTIONS:
+        raise SearchSpaceError(f"{path}: {where}: unknown distribution {dist!r}; allowed: {', '.join(DISTRIBUTIONS)}")
+    kind = field_types(config_cls)[name]
+    if dist in ("grid", "choice"):
+        if not isinstance(args, list) or not args:
+            raise SearchSpaceError(f"{path}: {where}.{dist}: expected a non-empty list of values")
+        return Param(name, dist, [_check_value(path, f"{where}.{dist}[{i}]", config_cls, name, v) for i, v in enumerate(args)])
+    wanted = {"uniform": 2, "loguniform": 2, "randint": 2, "quniform": 3}[dist]
+    if not isinstance(args, list) or len(args) != wanted:
+        shape = "[low, high, q]" if wanted == 3 else "[low, high]"
+        raise SearchSpaceError(f"{path}: {where}.{dist}: expected {shape}")
+    numeric = int if dist == "randint" else float
+    if kind is not numeric and not (numeric is float and kind is int and dist == "quniform"):
+        raise SearchSpaceError(
+            f"{path}: {where}: {dist} draws {'integers' if numeric is int else 'numbers'}, but {name} must be {describe_allowed(config_cls, name)}"
+        )
+    low, high = (_check_value(path, f"{where}.{dist}", config_cls, name, v) for v in args[:2])
+    if low >= high:
+        raise SearchSpaceError(f"{path}: {where}.{dist}: lower bound {low} must be below upper bound {high}")
+    if dist == "loguniform" and low <= 0:
+        raise SearchSpaceError(f"{path}: {where}.loguniform: bounds must be above 0, got {low}")
+    rest = args[2:]
+    if dist == "quniform" and (isinstance(rest[0], bool) or not isinstance(rest[0], (int, float)) or rest[0] <= 0):
+        raise SearchSpaceError(f"{path}: {where}.quniform: step q must be a number above 0, got {rest[0]!r}")
+    return Param(name, dist, [low, high, *rest])
+
+
+def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = None) -> Search:
+    """Read and check a search; `overrides` (from --set) replace fixed values or searched ones."""
+    path = search_path(lab, name_or_path)
+    if not path.exists() and path.parent.parent == SEARCH_DIR:
+        known = ", ".join(available_searches(lab)) or "none"
+        raise SearchSpaceError(f"unknown search {name_or_path!r} for lab {lab}; known searches: {known} (or give a .yaml path)")
+    doc = _read_yaml(path)
+    unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise SearchSpaceError(f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    file_lab = doc.get("lab", lab)
+    try:
+        spec = get_lab(file_lab)
+    except KeyError as exc:
+        raise SearchSpaceError(f"{path}: lab: {exc.args[0]}") from None
+    if file_lab != lab:
+        raise SearchSpaceError(f"{path}: lab: the file is for lab {file_lab!r}, but the command runs lab {lab!r}")
+    config_cls = spec.config
+    known_keys = list(field_types(config_cls))
+
+    def check_key(where: str, key: Any) -> None:
+        if key not in known_keys:
+            raise SearchSpaceError(f"{path}: {where}: unknown parameter {key!r} for lab {lab}; allowed: {', '.join(known_keys)}")
+
+    metric = doc.get("metric", "val_acc")
+    metrics = spec.metrics
+    if metric not in metrics:
+        raise SearchSpaceError(f"{path}: metric: unknown metric {metric!r} for lab {lab}; allowed: {', '.join(metrics)}")
+    mode = doc.get("mode", "min" if metric.endswith("loss") else "max")
+    if mode not in ("min", "max"):
+        raise SearchSpaceError(f"{path}: mode: {mode!r} is not allowed; expected min or max")
+
+    fixed_doc = doc.get("fixed") or {}
+    if not isinstance(fixed_doc, dict):
+        raise SearchSpaceError(f"{path}: fixed: expected a mapping of parameter: value")
+    fixed = {}
+    for key, value in fixed_doc.items():
+        check_key(f"fixed.{key}", key)
+        fixed[key] = _check_value(path, f"fixed.{key}", config_cls, key, value)
+
+    params_doc = doc.get("params") or {}
+    if not isinstance(params_doc, dict):
+        raise SearchSpaceError(f"{path}: params: expected a mapping of parameter: {{distribution: arguments}}")
+    params = {}
+    for key, body in params_doc.items():
+        check_key(f"params.{key}", key)
+        if key in fixed:
+            raise SearchSpaceError(f"{path}: params.{key}: is also in fixed; a parameter is either fixed or searched")
+        params[key] = _check_param(path, config_cls, key, body)
+
+    for key, value in (overrides or {}).items():
+        if key not in known_keys:
+            raise SearchSpaceError(f"--set {key}: unknown parameter for lab {lab}; allowed: {', '.join(known_keys)}")
+        try:
+            fixed[key] = coerce(config_cls, key, value)
+        except ValueError as exc:
+            raise SearchSpaceError(f"--set {exc}") from None
+        params.pop(key, None)
+
+    algorithm = doc.get("search", "grid")
+    if algorithm not in SEARCH_ALGORITHMS:
+        raise SearchSpaceError(f"{path}: search: {algorithm!r} is not allowed; expected one of {', '.join(SEARCH_ALGORITHMS)}")
+    for p in params.values():
+        if algorithm == "grid" and p.distribution != "grid":
+            raise SearchSpaceError(f"{path}: params.{p.name}: search: grid takes only grid distributions; use search: random or optuna for {p.distribution}")
+        if algorithm == "optuna" and p.distribution == "grid":
+            raise SearchSpaceError(f"{path}: params.{p.name}: Optuna does not take grid; use choice")
+
+    num_samples = doc.get("num_samples", 1)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_NUM_SAMPLES:
+        raise SearchSpaceError(f"{path}: num_samples: {num_samples!r} is not allowed; expected an integer from 1 to {MAX_NUM_SAMPLES}")
+
+    scheduler, scheduler_args = _check_scheduler(path, doc.get("scheduler", "fifo"))
+    dataset = doc.get("dataset")
+    if dataset is not None and dataset not in spec.datasets:
+        raise SearchSpaceError(f"{path}: dataset: {dataset!r} is not allowed for lab {lab}; expected one of {', '.join(spec.datasets)}")
+
+    return Search(
+        path=path, name=path.stem, lab=lab, description=str(doc.get("description", "")).strip(),
+        metric=metric, mode=mode, fixed=fixed, params=params, algorithm=algorithm,
+        num_samples=num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=dataset,
+    )
+
+
+def _check_scheduler(path: Path, value: Any) -> tuple[str, dict[str, Any]]:
+    if value in SCHEDULERS:
+        return value, dict(ASHA_DEFAULTS) if value == "asha" else {}
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, args), = value.items()
+        if kind == "fifo" and not args:
+            return "fifo", {}
+        if kind == "asha":
+            args = args or {}
+            if not isinstance(args, dict) or set(args) - set(ASHA_DEFAULTS):
+                raise SearchSpaceError(f"{path}: scheduler.asha: allowed keys: {', '.join(ASHA_DEFAULTS)}")
+            merged = {**ASHA_DEFAULTS, **args}
+            g, rf = merged["grace_period"], merged["reduction_factor"]
+            if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+                raise SearchSpaceError(f"{path}: scheduler.asha.grace_period: {g!r} is not allowed; expected an integer >= 1")
+            if isinstance(rf, bool) or not isinstance(rf, (int, float)) or rf <= 1:
+                raise SearchSpaceError(f"{path}: scheduler.asha.reduction_factor: {rf!r} is not allowed; expected a number > 1")
+            return "asha", merged
+    raise SearchSpaceError(f"{path}: scheduler: {value!r} is not allowed; expected fifo, asha or {{asha: {{grace_period: 2, reduction_factor: 3}}}}")
+
+
+# --- turning a checked search into Ray Tune objects (imports Ray) ---------------------------
+
+def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
+    from ray import tune
+
+    def domain(p: Param):
+        a = p.args
+        if p.distribution == "grid":
+            return tune.grid_search(a)
+        if p.distribution == "choice":
+            return tune.choice(a)
+        if p.distribution == "uniform":
+            return tune.uniform(a[0], a[1])
+        if p.distribution == "loguniform":
+            return tune.loguniform(a[0], a[1])
+        if p.distribution == "randint":
+            return tune.randint(a[0], a[1] + 1)  # inclusive upper bound, like random.randint
+        return tune.quniform(a[0], a[1], a[2])
+
+    space: dict[str, Any] = dict(search.fixed)
+    if seed is not None:
+        space["seed"] = seed
+    space.update({name: domain(p) for name, p in search.params.items()})
+    return space
+
+
+def search_algorithm(search: Search, seed: int | None):
+    if search.algorithm != "optuna":
+        return None  # Ray's default variant generator handles grid and random
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(seed=seed)
+
+
+def scheduler(search: Search, name: str | None = None):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if (name or search.scheduler) == "fifo":
+        return FIFOScheduler()
+    args = search.scheduler_args or ASHA_DEFAULTS
+    max_t = search.max_epochs()
+    return ASHAScheduler(
+        time_attr="training_iteration", max_t=max_t,
+        grace_period=min(args["grace_period"], max_t), reduction_factor=args["reduction_factor"],
+    )

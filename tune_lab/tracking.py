@@ -1,0 +1,74 @@
+"""MLflow: one experiment per lab, one parent run per search, one child run per trial.
+
+Trials are logged from the driver by Ray's MLflowLoggerCallback (the parent-run tag nests
+them); this module adds what the callback does not know: how each trial ended.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+# MLflow's SQLite store logs its schema migrations at INFO on first use: noise for a user.
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+STATUS_TAG = "tune_lab.status"  # completed | stopped early | errored
+ERROR_TAG = "tune_lab.error"
+
+
+def trial_status(trial: Any, failed: bool) -> str:
+    if failed:
+        return "errored"
+    ran = (trial.last_result or {}).get("training_iteration", 0)
+    return "stopped early" if ran < trial.config.get("epochs", ran) else "completed"
+
+
+class TrialRunCallback(MLflowLoggerCallback):
+    """Ray's MLflow logger, plus each trial's final status and error as tags."""
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        run_id = self._trial_runs[trial]
+        client = self.mlflow_util._mlflow.tracking.MlflowClient()
+        client.set_tag(run_id, STATUS_TAG, trial_status(trial, failed))
+        if failed and trial.error_file:
+            error = Path(trial.error_file).read_text(errors="replace").strip().splitlines()
+            client.set_tag(run_id, ERROR_TAG, (error[-1] if error else "unknown error")[:5000])
+        client.set_tag(run_id, "tune_lab.trial_id", trial.trial_id)
+        super().log_trial_end(trial, failed)
+
+    def run_ids(self) -> dict[str, str]:
+        return {trial.trial_id: run_id for trial, run_id in self._trial_runs.items()}
+
+
+class SearchRun:
+    """The parent run of one search, created on the driver before any trial starts."""
+
+    def __init__(self, uri: str, lab: str, run_name: str, artifact_root: str | None, tags: dict[str, str]) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri, self.experiment_name = uri, lab
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(lab)
+        if experiment is None:
+            self.experiment_id = self.client.create_experiment(lab, artifact_location=artifact_root)
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+
+    def trial_callback(self) -> TrialRunCallback:
+        return TrialRunCallback(
+            tracking_uri=self.uri, experiment_name=self.experiment_name,
+            tags={"mlflow.parentRunId": self.run_id},
+        )
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, value)
+
+    def log_artifacts(self, folder: str, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, folder, artifact_path)
+
+    def end(self, failed: bool) -> None:
+        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
