@@ -1,0 +1,71 @@
+"""The command line: fast answers, one-line errors with exit code 2, nothing started on bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tune_lab.cli import main, parse_set
+
+PROBE = """
+import sys
+from tune_lab.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in ("torch", "ray", "mlflow", "torchvision") if m in sys.modules)
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_imports_no_heavy_library():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    assert "tune-lab" in done.stdout and "mlp" in done.stdout
+    assert "HEAVY=\n" in done.stderr or done.stderr.strip().endswith("HEAVY=")
+
+
+def test_list_shows_labs_searches_and_datasets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp:" in out and "fashion_mnist" in out
+    assert "--search optimizer" in out and "Which optimizer" in out
+
+
+def test_bad_search_file_fails_before_ray(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lab: mlp\nparams:\n  optimizer: {grid: [sgd, adamw]}\n")
+    done = run_cli("mlp", "--search", str(bad))
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("HEAVY=")]
+    assert len(lines) == 1 and str(bad) in lines[0] and "params.optimizer.grid[1]" in lines[0]
+    assert "ray" not in done.stderr.split("HEAVY=")[1] and "torch" not in done.stderr.split("HEAVY=")[1]
+
+
+def test_unknown_set_key_fails_before_ray():
+    done = run_cli("mlp", "--search", "optimizer", "--set", "epoch=2")
+    assert done.returncode == 2
+    assert "--set epoch: unknown parameter" in done.stderr
+    assert "ray" not in done.stderr.split("HEAVY=")[1]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("epochs=2", ("epochs", 2)), ("lr=1e-3", ("lr", 0.001)), ("faithful=true", ("faithful", True)),
+    ("optimizer=adam", ("optimizer", "adam")), ("lr=0.5", ("lr", 0.5)),
+])
+def test_parse_set(text, expected):
+    assert parse_set(text) == expected
+
+
+def test_malformed_set_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["mlp", "--search", "optimizer", "--set", "epochs"])
+    assert info.value.code == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
