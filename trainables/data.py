@@ -11,14 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.errors import DatasetUnavailable
+
 DEFAULT_DATA_DIR = Path("~/.cache/tune-lab/data").expanduser()
 # Held-out validation images; searches select on these, never on the test set.
 VAL_SIZE = 5000
 SPLIT_SEED = 0
-
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset's files are missing and could not be downloaded."""
 
 
 @dataclass

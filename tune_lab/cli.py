@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
@@ -78,6 +79,11 @@ def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> N
     p.add_argument("--max-failures", type=int, default=0, metavar="N", help="retries of a failed trial from its checkpoint")
 
 
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in the results root)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tune-lab",
@@ -86,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("list", help="labs, their searches and their datasets")
+    report = sub.add_parser("report", help="(re)build the report of a finished search")
+    report.add_argument("target", metavar="EXPERIMENT_OR_DIR", help="an experiment name under the results root, or its folder")
+    add_store_options(report)
+    report.add_argument("--data-dir", help="dataset root, for the lab's own figures")
+    ui = sub.add_parser("ui", help="the MLflow UI on the local store, bound to 127.0.0.1")
+    add_store_options(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=5000)
     for name in lab_names():
         spec = LABS[name]
         add_search_options(sub.add_parser(name, help=f"run a search of lab {name}: {spec.description}"), spec.datasets)
@@ -102,6 +116,37 @@ def cmd_list() -> int:
         for search, description in available_searches(name).items():
             print(f"  --search {search:<12} {description}")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.source import load_record
+    from reports.table import format_best, format_table
+    from tune_lab import paths
+    from tune_lab.report import log_to_mlflow, write_report
+
+    root = paths.results_root(args.storage)
+    record = load_record(args.target, root, args.tracking_uri)
+    folder = record.get("storage") or str(Path(root) / record["experiment"])
+    report_dir = write_report(record, folder, args.data_dir)
+    if record.get("source") == "mlflow":
+        log_to_mlflow(record, report_dir, with_checkpoint=False)
+    print(format_table(record))
+    print(format_best(record))
+    print(f"\nReport (read from {record.get('source')}): {report_dir}/report.html")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import os
+
+    from tune_lab import paths
+
+    uri = paths.tracking_uri(args.tracking_uri, paths.results_root(args.storage))
+    print(f"MLflow UI for {uri}: http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    # Browsing needs no background job runner (8 extra processes that outlive a killed parent).
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    os.execve(sys.executable, command, env)  # become the UI: signals reach it directly; no shell
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -131,15 +176,20 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from trainables.data import DatasetUnavailable
+    from reports.source import SearchNotFound
+    from trainables.errors import DatasetUnavailable
     from tune_lab.spaces import SearchSpaceError
 
     try:
         if args.command == "list":
             return cmd_list()
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "ui":
+            return cmd_ui(args)
         get_lab(args.command)
         return cmd_search(args)
-    except (UsageError, SearchSpaceError, DatasetUnavailable) as exc:
+    except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

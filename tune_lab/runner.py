@@ -1,6 +1,7 @@
 """Run one search: data once on the driver, trials through Ray Tune, every trial in MLflow."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -93,13 +94,35 @@ def trial_resources(search: Search, opts: SearchOptions) -> dict[str, float]:
     return {"cpu": cpus, "gpu": gpus}
 
 
+def search_header(search: Search, opts: SearchOptions, experiment: str, dataset: str, folder: str) -> dict[str, Any]:
+    """The search-level facts of summary.json, also stored on the MLflow parent run."""
+    scheduler_name = opts.scheduler or search.scheduler
+    args = search.scheduler_args if scheduler_name == "asha" else {}
+    rungs = []
+    if scheduler_name == "asha":
+        rung = args.get("grace_period", 1)
+        while rung < search.max_epochs():
+            rungs.append(rung)
+            rung = int(rung * args.get("reduction_factor", 3))
+    return {
+        "experiment": experiment, "lab": search.lab, "search": search.name, "search_file": str(search.path),
+        "description": search.description, "dataset": dataset, "metric": search.metric, "mode": search.mode,
+        "metrics": list(search.spec.metrics), "varied": list(search.params),
+        "params": {name: {p.distribution: p.args} for name, p in search.params.items()},
+        "fixed": search.fixed, "algorithm": search.algorithm, "scheduler": scheduler_name,
+        "scheduler_args": args, "rungs": rungs, "storage": folder,
+    }
+
+
 def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     """Run the search to the end and return its summary (also written as summary.json)."""
     from ray import tune
 
+    from reports.source import SPEC_TAG
     from reports.table import format_best, format_table
     from trainables.config import defaults
     from trainables.loop import run_trial
+    from tune_lab.report import log_to_mlflow, write_report
     from tune_lab.results import summarise, write_summary
     from tune_lab.tracking import SearchRun
 
@@ -111,6 +134,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     data = load_dataset(search, opts)
     print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} "
           f"({len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test); results in {folder}", flush=True)
+    header = search_header(search, opts, experiment, data.name, folder)
 
     started_ray = start_ray(opts.address)
     try:
@@ -119,10 +143,10 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
         local_artifacts = None if "://" in root or not uri.startswith("sqlite") else f"{root}/mlartifacts"
         parent = SearchRun(uri, search.lab, experiment, local_artifacts, tags={
             "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
-            "tune_lab.results": folder, "mlflow.note.content": search.description,
+            "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
         })
         parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
-                           "scheduler": opts.scheduler or search.scheduler, **search.fixed})
+                           "scheduler": header["scheduler"], **search.fixed})
         callback = parent.trial_callback()
 
         space = {**defaults(spec.config), **param_space(search, opts.seed)}
@@ -158,12 +182,14 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
         )
         grid = tuner.fit()
         summary = summarise(
-            grid, search=search, experiment=experiment, dataset=data.name, metrics=spec.metrics,
-            tracking={"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id,
-                      "trial_runs": callback.run_ids()},
-            storage=folder,
+            grid, header,
+            tracking={"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id},
+            trial_runs=callback.run_ids(),
         )
         write_summary(summary, folder)
+        report_dir = write_report(summary, folder, opts.data_dir)
+        log_to_mlflow(summary, report_dir)
+        parent.mark_best((summary["best"] or {}).get("mlflow_run_id"))
         failed = any(t["status"] == "errored" for t in summary["trials"])
         parent.end(failed=failed or summary["best"] is None)
     finally:
@@ -174,7 +200,8 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     print(f"\n{search.description or search.name} ({data.name}, best epoch of each trial by {search.metric})")
     print(format_table(summary))
     print(format_best(summary))
-    print(f"\nSummary: {folder}/summary.json   MLflow: {uri} (experiment {search.lab!r}, run {experiment!r})")
+    print(f"\nReport: {report_dir}/report.html   Summary: {folder}/summary.json")
+    print(f"MLflow: {uri} (experiment {search.lab!r}, run {experiment!r}); browse with `tune-lab ui`")
     return summary
 
 

@@ -1,0 +1,79 @@
+"""Write a search's report folder: report.md, a self-contained report.html, table.csv, PNGs."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports import figures
+from reports.table import comparison_rows, format_best, format_table
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f0f0f0; } td:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; } code { background: #f5f5f5; padding: 1px 4px; }
+figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 14px; }
+"""
+
+
+def _title(record: dict[str, Any]) -> str:
+    return f"tune-lab report: {record['lab']} / {record['search']} on {record['dataset']}"
+
+
+def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]:
+    """(caption, file name) of every standard figure this search has data for."""
+    wanted = [
+        ("Best trial: train / val / test per epoch", "best_curves.png", figures.best_run_curves),
+        (f"Every trial's {record['metric']} per epoch (x: stopped early by ASHA)", "all_trials.png",
+         figures.all_trials_curves),
+    ]
+    if record.get("algorithm") in ("random", "optuna"):
+        wanted += [
+            (f"Each searched parameter against {record['metric']}", "params.png", figures.param_scatter),
+            ("Parameter importance", "importance.png", figures.param_importance),
+        ]
+    made = []
+    for caption, name, draw in wanted:
+        if draw(record, out_dir / name) is not None:
+            made.append((caption, name))
+    return made
+
+
+def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tuple[str, str]] = ()) -> Path:
+    """Write the report of `record` into `out_dir`; `extra_figures` are lab PNGs already there."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(comparison_rows(record)).to_csv(out_dir / "table.csv", index=False)
+    shown = standard_figures(record, out_dir) + list(extra_figures)
+
+    facts = [
+        ("Question", record.get("description") or record["search"]),
+        ("Dataset", record["dataset"]),
+        ("Selected by", f"{record['metric']} ({record['mode']}) on the validation split; test is reported, never used to choose"),
+        ("Search", f"{record.get('algorithm')}, scheduler {record.get('scheduler')}, {len(record['trials'])} trials"),
+        ("Fixed", ", ".join(f"{k}={v}" for k, v in (record.get("fixed") or {}).items()) or "-"),
+        ("Read from", record.get("source", "the finished search")),
+    ]
+    md = [f"# {_title(record)}", ""]
+    md += [f"- **{k}**: {v}" for k, v in facts]
+    md += ["", "## Comparison", "", format_table(record), "", "```", format_best(record), "```", ""]
+    for caption, name in shown:
+        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    (out_dir / "report.md").write_text("\n".join(md))
+
+    table_html = pd.DataFrame(comparison_rows(record)).to_html(index=False, na_rep="", border=0)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(_title(record))}</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(_title(record))}</h1><ul>"]
+    parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts]
+    parts += ["</ul><h2>Comparison</h2>", table_html, f"<pre>{html.escape(format_best(record))}</pre>"]
+    for caption, name in shown:
+        data = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    (out_dir / "report.html").write_text("\n".join(parts))
+    return out_dir

@@ -1,0 +1,169 @@
+"""The report's PNGs, drawn with matplotlib from a search record (see reports.record)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from reports.table import setting_label  # noqa: E402
+
+DPI = 120
+SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
+
+
+def _metric_groups(metrics: list[str]) -> list[tuple[str, list[str]]]:
+    """Panels of one kind each: accuracies, losses, then every other metric on its own."""
+    accuracy = [m for m in metrics if m.endswith("_acc")]
+    loss = [m for m in metrics if m.endswith("_loss")]
+    groups = [("accuracy", accuracy), ("loss", loss)]
+    groups += [(m, [m]) for m in metrics if m not in accuracy and m not in loss]
+    return [(title, ms) for title, ms in groups if ms]
+
+
+def _split(metric: str) -> str:
+    return metric.split("_", 1)[0]
+
+
+def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
+    """Train / val / test curves of the best trial, one panel per kind of metric."""
+    best_id = (record.get("best") or {}).get("trial_id")
+    trial = next((t for t in record["trials"] if t["trial_id"] == best_id), None)
+    if trial is None or not trial.get("history"):
+        return None
+    history = trial["history"]
+    epochs = history["training_iteration"]
+    groups = [(t, [m for m in ms if m in history]) for t, ms in _metric_groups(record["metrics"])]
+    groups = [(t, ms) for t, ms in groups if ms]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4), squeeze=False)
+    for ax, (title, metrics) in zip(axes[0], groups):
+        for m in metrics:
+            values = history[m]
+            if m.endswith("_acc"):
+                values = [None if v is None else 100 * v for v in values]
+            ax.plot(epochs, values, SPLIT_STYLE.get(_split(m), "-"), marker="o", markersize=3, label=m)
+        ax.axvline(trial["best_epoch"], color="grey", linewidth=0.8, linestyle="-.", label=f"best epoch ({trial['best_epoch']})")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{title} %" if title == "accuracy" else title)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Best trial: {setting_label(trial)} ({record['dataset']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
+    """Every trial's searched metric per epoch; where ASHA stopped a trial is marked with x."""
+    metric = record["metric"]
+    trials = [t for t in record["trials"] if t.get("history", {}).get(metric)]
+    if not trials:
+        return None
+    scale = 100 if metric.endswith("_acc") else 1
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    marks = set()
+    for trial in trials:
+        epochs = trial["history"]["training_iteration"]
+        values = [None if v is None else scale * v for v in trial["history"][metric]]
+        (line,) = ax.plot(epochs, values, marker=".", markersize=4, linewidth=1.3, label=setting_label(trial))
+        if trial["status"] == "stopped early":
+            ax.plot(epochs[-1], values[-1], "x", color=line.get_color(), markersize=11, markeredgewidth=2.5)
+            marks.add("stopped")
+        elif trial["status"] == "errored":
+            ax.plot(epochs[-1], values[-1], "X", color="red", markersize=11)
+            marks.add("failed")
+    handles, labels = ax.get_legend_handles_labels()
+    if "stopped" in marks:
+        handles.append(Line2D([], [], color="black", marker="x", linestyle="", markersize=9, markeredgewidth=2))
+        labels.append("stopped early by ASHA")
+    if "failed" in marks:
+        handles.append(Line2D([], [], color="red", marker="X", linestyle="", markersize=9))
+        labels.append("failed")
+    for rung in record.get("rungs") or []:
+        ax.axvline(rung, color="grey", linewidth=0.6, linestyle=":")
+    ax.set_xlabel("epoch" + (" (dotted: ASHA rungs)" if record.get("rungs") else ""))
+    ax.set_ylabel(metric.replace("_acc", " accuracy %"))
+    ax.set_title(f"{metric} of every trial ({len(trials)} trials)")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(handles, labels, fontsize=7, ncol=2 if len(trials) > 8 else 1, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
+    """Each searched parameter against the best metric of each trial (random / Optuna searches)."""
+    params = record.get("params") or {}
+    metric = record["metric"]
+    scored = [t for t in record["trials"] if (t.get("best") or {}).get(metric) is not None]
+    if not params or not scored:
+        return None
+    scale = 100 if metric.endswith("_acc") else 1
+    fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
+    for ax, (name, spec) in zip(axes[0], params.items()):
+        (distribution,) = spec
+        xs = [t["config"].get(name) for t in scored]
+        ys = [scale * t["best"][metric] for t in scored]
+        colours = ["tab:orange" if t["status"] == "stopped early" else "tab:blue" for t in scored]
+        if distribution in ("grid", "choice"):
+            labels = [str(v) for v in spec[distribution]]
+            xs = [labels.index(str(x)) if str(x) in labels else -1 for x in xs]
+            ax.set_xticks(range(len(labels)), labels)
+        ax.scatter(xs, ys, c=colours, edgecolors="black", linewidths=0.5)
+        if distribution == "loguniform":
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel(metric.replace("_acc", " accuracy %"))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_title("blue: completed, orange: stopped early", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def param_importance(record: dict[str, Any], path: Path) -> Path | None:
+    """Optuna's fANOVA importance of each searched parameter for the metric."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    params = record.get("params") or {}
+    metric = record["metric"]
+    scored = [t for t in record["trials"] if (t.get("best") or {}).get(metric) is not None]
+    if len(params) < 2 or len(scored) < 4:
+        return None  # importance of one parameter is trivially 1
+    distributions = {}
+    for name, spec in params.items():
+        (kind, args), = spec.items()
+        if kind in ("grid", "choice"):
+            distributions[name] = CategoricalDistribution(args)
+        elif kind == "randint":
+            distributions[name] = IntDistribution(args[0], args[1])
+        else:
+            distributions[name] = FloatDistribution(args[0], args[1], log=kind == "loguniform")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if record["mode"] == "max" else "minimize")
+    for t in scored:
+        study.add_trial(optuna.trial.create_trial(
+            params={n: t["config"][n] for n in params}, distributions=distributions, value=t["best"][metric],
+        ))
+    importance = optuna.importance.get_param_importances(study, target=None)
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(importance) + 1.5))
+    names = list(importance)[::-1]
+    ax.barh(names, [importance[n] for n in names], color="tab:blue")
+    ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
+    ax.set_xlim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -1,0 +1,84 @@
+"""A finished search as one plain dict (the shape of summary.json), however it was read.
+
+tune_lab builds it from Ray's ResultGrid at the end of a search; the report generator
+rebuilds it from MLflow later. Both go through `trial_row`, so a row means the same thing
+wherever it came from.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TRIAL_EXTRAS = ("epoch_time_s", "samples_per_s")
+
+
+def clean(value: Any) -> Any:
+    """JSON has no NaN/inf; numpy scalars become plain numbers."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def trial_row(
+    *,
+    trial_id: str,
+    config: dict[str, Any],
+    history: pd.DataFrame | None,
+    failed: bool,
+    error: str | None,
+    metric: str,
+    mode: str,
+    metrics: list[str],
+    varied: list[str],
+) -> dict[str, Any]:
+    """One trial: its setting, status, best epoch (by the searched metric) and full history.
+
+    `history` has one row per epoch with a `training_iteration` column.
+    """
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "setting": {k: config.get(k) for k in varied},
+        "config": {k: clean(v) for k, v in config.items()},
+        "epochs_planned": config.get("epochs"),
+        "epochs_run": 0,
+        "status": "errored" if failed else "completed",
+        "error": error,
+    }
+    if history is None or history.empty or metric not in history or history[metric].isna().all():
+        return row
+    history = history.sort_values("training_iteration")
+    row["epochs_run"] = int(history["training_iteration"].max())
+    if not failed and row["epochs_planned"] and row["epochs_run"] < row["epochs_planned"]:
+        row["status"] = "stopped early"
+    best = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
+    row["best_epoch"] = int(best["training_iteration"])
+    row["best"] = {m: clean(best[m]) for m in (*metrics, *TRIAL_EXTRAS) if m in best}
+    row["last"] = {m: clean(history[m].iloc[-1]) for m in metrics if m in history}
+    row["wall_time_s"] = clean(history["epoch_time_s"].sum()) if "epoch_time_s" in history else None
+    row["history"] = {
+        m: [clean(v) for v in history[m]] for m in ("training_iteration", *metrics, "epoch_time_s") if m in history
+    }
+    return row
+
+
+def in_trial_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One order wherever the rows came from: Ray's trial ids number grid trials in order."""
+    return sorted(rows, key=lambda r: str(r["trial_id"]))
+
+
+def pick_best(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    scored = [r for r in rows if (r.get("best") or {}).get(metric) is not None]
+    if not scored:
+        return None
+    pick = max if mode == "max" else min
+    best = pick(scored, key=lambda r: r["best"][metric])
+    return {
+        "trial_id": best["trial_id"], "config": best["config"], "setting": best["setting"],
+        "epoch": best["best_epoch"], "metrics": best["best"], "checkpoint": best.get("checkpoint"),
+        "mlflow_run_id": best.get("mlflow_run_id"),
+    }

@@ -1,0 +1,176 @@
+"""Every trial in MLflow, and the report: built at the end, rebuilt later, read in a browser."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.browser import rendered_dom, requires_chromium, screenshot
+from tune_lab.cli import main
+
+RANDOM_SEARCH = """
+description: lr and momentum at random, for the report's scatter and importance plots
+lab: mlp
+metric: val_acc
+fixed: {epochs: 3, batch_size: 128, optimizer: sgd, lr_schedule: constant}
+params:
+  lr: {loguniform: [1.0e-6, 0.3]}
+  momentum: {uniform: [0.0, 0.9]}
+search: random
+num_samples: 6
+scheduler: {asha: {grace_period: 1, reduction_factor: 2}}
+"""
+
+
+def start_server(command: list[str]) -> subprocess.Popen:
+    """A server in its own process group, so the test can stop all of it."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+
+
+def stop_server(server: subprocess.Popen) -> str:
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        out, _ = server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        out, _ = server.communicate()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {seconds} s")
+
+
+@pytest.fixture(scope="module")
+def finished_search(ray_session, tiny_mnist, tmp_path_factory):
+    """One real random search on tiny data, with its results root."""
+    root = tmp_path_factory.mktemp("report")
+    space = root / "random.yaml"
+    space.write_text(textwrap.dedent(RANDOM_SEARCH))
+    code = main(["mlp", "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(root / "results"),
+                 "--experiment", "rand", "--seed", "1"])
+    assert code == 0
+    return root / "results"
+
+
+def test_report_files_and_mlflow_artifacts(finished_search):
+    report = finished_search / "rand" / "report"
+    for name in ("report.md", "report.html", "table.csv", "best_curves.png", "all_trials.png", "params.png", "importance.png"):
+        assert (report / name).is_file(), name
+    md = (report / "report.md").read_text()
+    assert "on mnist" in md.splitlines()[0] and "| setting" in md and "lr=" in md
+    summary = json.loads((finished_search / "rand" / "summary.json").read_text())
+    assert len(summary["trials"]) == 6
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+    parent = summary["mlflow"]["parent_run_id"]
+    artifacts = {a.path for a in client.list_artifacts(parent, "report")}
+    assert "report/report.html" in artifacts and "report/table.csv" in artifacts
+    assert [a.path for a in client.list_artifacts(parent, "best_checkpoint")] == ["best_checkpoint/checkpoint.pt"]
+    best_run = client.get_run(summary["best"]["mlflow_run_id"])
+    assert best_run.data.tags.get("tune_lab.best") == "true"
+    others = [t["mlflow_run_id"] for t in summary["trials"] if t["trial_id"] != summary["best"]["trial_id"]]
+    assert all(not client.list_artifacts(run_id) for run_id in others), "only the best trial's checkpoint is kept"
+
+
+def test_report_rebuilds_in_a_fresh_process_from_mlflow(finished_search):
+    folder = finished_search / "rand" / "report"
+    before = (folder / "table.csv").read_text()
+    (folder / "table.csv").unlink()
+    env = {**os.environ, "TUNE_LAB_HOME": str(finished_search)}
+    done = subprocess.run([sys.executable, "-m", "tune_lab", "report", "rand"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "read from mlflow" in done.stdout
+    assert (folder / "table.csv").read_text() == before
+
+
+def test_report_falls_back_to_summary_json_when_mlflow_is_unreachable(finished_search, capsys):
+    dead = f"http://127.0.0.1:{free_port()}"
+    code = main(["report", str(finished_search / "rand"), "--tracking-uri", dead])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "read from summary.json" in out
+    assert (finished_search / "rand" / "report" / "report.html").is_file()
+
+
+def test_unknown_experiment_is_a_clear_error(finished_search, capsys):
+    assert main(["report", "no-such-search", "--storage", str(finished_search)]) == 2
+    assert "no-such-search" in capsys.readouterr().err
+
+
+@requires_chromium
+def test_html_report_shows_table_and_curves_in_chromium(finished_search):
+    html = finished_search / "rand" / "report" / "report.html"
+    dom = rendered_dom(html.as_uri())
+    assert "<table" in dom and "lr=" in dom
+    assert dom.count("data:image/png;base64,") >= 4
+    screenshot(html.as_uri(), finished_search / "report.png")
+
+
+@requires_chromium
+def test_mlflow_ui_lists_the_searchs_runs(finished_search):
+    port = free_port()
+    ui = start_server([sys.executable, "-m", "tune_lab", "ui", "--storage", str(finished_search), "--port", str(port)])
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", seconds=90)
+        summary = json.loads((finished_search / "rand" / "summary.json").read_text())
+        url = f"http://127.0.0.1:{port}/#/experiments/{summary['mlflow']['experiment_id']}/runs"
+        dom = rendered_dom(url, budget_ms=20000)
+        assert ">rand<" in dom  # the search's parent run, listed in the runs table
+        assert "<strong>7</strong> matching runs" in dom  # the parent and its six trials
+        screenshot(url, finished_search / "mlflow-ui.png", budget_ms=30000)
+    finally:
+        out = stop_server(ui)
+    assert f"http://127.0.0.1:{port}" in out
+
+
+def test_search_logs_to_a_real_tracking_server(ray_session, tiny_mnist, tmp_path):
+    port = free_port()
+    server = start_server(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "art")],
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{uri}/health", seconds=90)
+        code = main(["mlp", "--search", "optimizer", "--set", "epochs=1", "--data-dir", str(tiny_mnist),
+                     "--storage", str(tmp_path / "results"), "--tracking-uri", uri, "--experiment", "served"])
+        assert code == 0
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        (parent,) = client.search_runs([client.get_experiment_by_name("mlp").experiment_id], "tags.mlflow.runName = 'served'")
+        children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+        assert len(children) == 3
+        assert {c.data.params["optimizer"] for c in children} == {"sgd", "adam", "adadelta"}
+        assert "report/report.html" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+        assert not (tmp_path / "results" / "mlflow.db").exists(), "nothing went to the embedded store"
+    finally:
+        stop_server(server)

@@ -1,0 +1,47 @@
+"""Build a search's report: the standard tables and curves, plus the lab's own figures."""
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from reports.build import build_report
+from trainables.registry import get_lab
+
+
+def lab_figures(record: dict[str, Any], out_dir: Path, data_dir: str | None) -> list[tuple[str, str]]:
+    """The lab's `report_figures(checkpoint_dir, data, out_dir)` on the best checkpoint, if it has one."""
+    checkpoint = (record.get("best") or {}).get("checkpoint")
+    module = importlib.import_module(get_lab(record["lab"]).module)
+    draw = getattr(module, "report_figures", None)
+    if draw is None or not checkpoint or not Path(checkpoint).is_dir():
+        return []
+    data = module.load_data(record["dataset"], data_dir)
+    return list(draw(checkpoint, data, out_dir))
+
+
+def write_report(record: dict[str, Any], folder: str, data_dir: str | None = None) -> Path:
+    out_dir = Path(folder) / "report"
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # a rebuilt report never keeps a stale figure
+    out_dir.mkdir(parents=True)
+    try:
+        extra = lab_figures(record, out_dir, data_dir)
+    except Exception as exc:  # the lab's figures are a bonus; the report must still be written
+        print(f"tune-lab: the lab's figures could not be drawn ({type(exc).__name__}: {exc})", file=sys.stderr)
+        extra = []
+    return build_report(record, out_dir, extra)
+
+
+def log_to_mlflow(record: dict[str, Any], report_dir: Path, with_checkpoint: bool = True) -> None:
+    """The report (and the best trial's checkpoint) as artifacts of the search's parent run."""
+    from mlflow.tracking import MlflowClient
+
+    tracking = record["mlflow"]
+    client = MlflowClient(tracking_uri=tracking["tracking_uri"])
+    client.log_artifacts(tracking["parent_run_id"], str(report_dir), "report")
+    best = record.get("best") or {}
+    if with_checkpoint and best.get("checkpoint") and Path(best["checkpoint"]).is_dir():
+        client.log_artifacts(tracking["parent_run_id"], best["checkpoint"], "best_checkpoint")
