@@ -17,7 +17,7 @@ table { border-collapse: collapse; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th { background: #f0f0f0; } td:first-child { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; } code { background: #f5f5f5; padding: 1px 4px; }
-figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 14px; }
+figure { margin: 1.5em 0; } pre { white-space: pre-wrap; } figcaption { color: #555; font-size: 14px; }
 """
 
 

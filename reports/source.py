@@ -44,6 +44,13 @@ def _param_value(text: str) -> Any:
         return text
 
 
+def _config_from_params(params: dict[str, str]) -> dict[str, Any]:
+    """MLflow params back to values; a sweep case ("case/epochs") overrides the fixed value."""
+    config = {k: _param_value(v) for k, v in params.items() if not k.startswith("case/")}
+    config.update({k.removeprefix("case/"): _param_value(v) for k, v in params.items() if k.startswith("case/")})
+    return config
+
+
 def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | None = None) -> dict[str, Any]:
     """Rebuild the summary dict from the parent run's tags and its child runs' histories."""
     # A dead tracking server should fail in seconds, not after MLflow's minutes of retries.
@@ -86,7 +93,7 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         status = tags.get(STATUS_TAG)
         row = trial_row(
             trial_id=tags.get(TRIAL_ID_TAG) or tags.get("trial_name", child.info.run_id),
-            config={k: _param_value(v) for k, v in child.data.params.items()},
+            config=_config_from_params(child.data.params),
             history=history, failed=status == "errored" or child.info.status == "FAILED",
             error=tags.get(ERROR_TAG), metric=spec["metric"], mode=spec["mode"],
             metrics=spec["metrics"], varied=spec["varied"],

@@ -19,8 +19,12 @@ def shown_metrics(record: dict[str, Any]) -> list[str]:
     return accuracies or metrics
 
 
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def setting_label(trial: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in trial["setting"].items()) or trial["trial_id"]
+    return ", ".join(f"{k}={_short(v)}" for k, v in trial["setting"].items()) or trial["trial_id"]
 
 
 def _format(metric: str, value: Any) -> Any:
@@ -57,7 +61,57 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _sweep_trial(record: dict[str, Any], param: str, value: Any, variant: str) -> dict[str, Any] | None:
+    """The trial of one sweep row: `param` at `value`, every other swept parameter at its base."""
+    base = record["fixed"]
+    for trial in record["trials"]:
+        config = trial["config"]
+        if config.get("variant", "") != variant or config.get(param) != value:
+            continue
+        if all(config.get(q) == base[q] for q in record["sweeps"] if q != param):
+            return trial
+    return None
+
+
+def sweep_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A lab's one-at-a-time table: a row per swept setting, the lab's figures beside each variant's."""
+    metric = "test_acc" if "test_acc" in record["metrics"] else record["metric"]
+    rows = []
+    for param, values in record["sweeps"].items():
+        for value in values:
+            row: dict[str, Any] = {"sweep": param, "setting": _short(value)}
+            published = published_for(record["lab"], {param: value})
+            if published:
+                row["lab's test %"] = published[1]
+            for variant in record.get("variants") or {"": {}}:
+                trial = _sweep_trial(record, param, value, variant)
+                score = ((trial or {}).get("best") or {}).get(metric)
+                row[f"{variant or 'ours'} {header(metric)}"] = _format(metric, score)
+            rows.append(row)
+    return rows
+
+
+def sweep_verdict(record: dict[str, Any]) -> str:
+    """How each variant compares with the lab's published figures, row by row."""
+    rows = sweep_rows(record)
+    ours = [k for k in rows[0] if k not in ("sweep", "setting", "lab's test %")] if rows else []
+    lines = []
+    for column in ours:
+        pairs = [(r[column], r["lab's test %"]) for r in rows if r.get("lab's test %") not in (None, "") and r[column] != ""]
+        if not pairs:
+            continue
+        wins = sum(o > lab for o, lab in pairs)
+        gap = sum(abs(o - lab) for o, lab in pairs) / len(pairs)
+        lines.append(f"{column}: above the lab's published test accuracy on {wins} of {len(pairs)} rows; "
+                     f"mean distance {gap:.2f} points")
+    return "\n".join(lines)
+
+
 def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
+    if record.get("sweeps"):
+        table = tabulate(sweep_rows(record), headers="keys", tablefmt=tablefmt)
+        verdict = sweep_verdict(record)
+        return f"{table}\n{verdict}" if verdict else table
     rows = comparison_rows(record)
     return tabulate(rows, headers="keys", tablefmt=tablefmt) if rows else "(no trials)"
 

@@ -161,3 +161,28 @@ def test_distributions_become_tune_domains(tmp_path):
     assert isinstance(space["lr"], Float) and isinstance(space["momentum"], Float)
     assert isinstance(space["batch_size"], Integer) and space["batch_size"].upper == 65
     assert isinstance(space["optimizer"], Categorical)
+
+
+def test_sweeps_run_each_distinct_setting_once_per_variant():
+    search = load_search("table2", "mlp")
+    cases = search.cases()
+    # 4 sweeps x 3 settings share one base setting: 9 distinct settings, for each of 2 variants
+    assert len(cases) == 18
+    assert sum(c["variant"] == "faithful" for c in cases) == 9
+    assert {"faithful": True, "lr_schedule": "constant", "weight_decay": 0.0, "dropout": 0.0, "epochs": 40,
+            "loss": "cross_entropy", "batch_size": 256, "optimizer": "adam", "variant": "faithful"} in cases
+    assert search.max_epochs() == 40
+    assert param_space(search)["case"] == {"grid_search": cases}
+
+
+def test_bad_sweeps_are_refused(tmp_path):
+    base = "lab: mlp\nfixed: {epochs: 2}\n"
+    for text, key in [
+        ("sweeps: {loss: [nll]}\n", "sweeps.loss: needs a base value in fixed"),
+        ("sweeps: {epochs: [1, zero]}\n", "sweeps.epochs[1]"),
+        ("sweeps: {epochs: [1]}\nvariants: {a: {epochs: 3}}\n", "variants.a.epochs: is swept"),
+        ("variants: {a: {faithful: true}}\n", "variants: only used with sweeps"),
+    ]:
+        path = write(tmp_path, base + text)
+        with pytest.raises(SearchSpaceError, match=key.replace("[", r"\[").replace("]", r"\]")):
+            load_search(str(path), "mlp")

@@ -81,8 +81,15 @@ def coerce(config_cls: type, key: str, value: Any) -> Any:
     return value
 
 
+def effective_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config with its sweep case (`config["case"]`, if any) applied on top."""
+    flat = {k: v for k, v in config.items() if k != "case"}
+    return {**flat, **config.get("case", {})}
+
+
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
     """Build the dataclass from a trial's config, ignoring keys that belong to other layers."""
+    values = effective_config(values)
     names = {f.name for f in dataclasses.fields(config_cls)}
     return config_cls(**{k: coerce(config_cls, k, v) for k, v in values.items() if k in names})
 

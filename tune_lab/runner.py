@@ -14,6 +14,11 @@ from tune_lab.spaces import Search, SearchSpaceError, param_space, scheduler, se
 
 log = logging.getLogger("tune_lab")
 
+# The classic trial table (refreshed every 15 s) rather than a result box per trial, and no
+# warning each time Ray snapshots an experiment whose best checkpoint just improved.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
 
 @dataclass
 class SearchOptions:
@@ -68,10 +73,6 @@ def start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # The classic trial table (refreshed every 15 s) rather than a result box per trial.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if address:
         ray.init(address=address, **kwargs)
@@ -107,7 +108,9 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
     return {
         "experiment": experiment, "lab": search.lab, "search": search.name, "search_file": str(search.path),
         "description": search.description, "dataset": dataset, "metric": search.metric, "mode": search.mode,
-        "metrics": list(search.spec.metrics), "varied": list(search.params),
+        "metrics": list(search.spec.metrics),
+        "varied": search.varied_by_cases() + list(search.params),
+        "sweeps": search.sweeps, "variants": search.variants,
         "params": {name: {p.distribution: p.args} for name, p in search.params.items()},
         "fixed": search.fixed, "algorithm": search.algorithm, "scheduler": scheduler_name,
         "scheduler_args": args, "rungs": rungs, "storage": folder,
@@ -157,7 +160,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
             resources,
         )
         reporter = tune.CLIReporter(
-            parameter_columns=list(search.params),
+            parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
             metric_columns={"training_iteration": "epoch", **{m: m for m in spec.metrics if m.startswith(("train", "val"))}},
             sort_by_metric=True, max_report_frequency=15,
         )

@@ -22,7 +22,11 @@ SEARCH_DIR = Path(search_spaces.__file__).parent
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
 SEARCH_ALGORITHMS = ("grid", "random", "optuna")
 SCHEDULERS = ("asha", "fifo")
-TOP_LEVEL_KEYS = ("description", "lab", "metric", "mode", "fixed", "params", "search", "num_samples", "scheduler", "dataset")
+TOP_LEVEL_KEYS = (
+    "description", "lab", "metric", "mode", "fixed", "params", "search", "num_samples", "scheduler", "dataset",
+    "sweeps", "variants",
+)
+CASE_KEY = "case"  # the trial config key holding a sweep case's values (see `cases`)
 MAX_NUM_SAMPLES = 10_000
 ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3}
 
@@ -53,6 +57,30 @@ class Search:
     scheduler: str
     scheduler_args: dict[str, Any] = field(default_factory=dict)
     dataset: str | None = None
+    # One-at-a-time sweeps from the fixed values (a lab's table: one row per changed setting),
+    # each run once per variant (e.g. the lab's model as written, and corrected).
+    sweeps: dict[str, list[Any]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def cases(self) -> list[dict[str, Any]]:
+        """The distinct trials of the sweeps: the base setting is shared by every sweep, run once."""
+        out: list[dict[str, Any]] = []
+        seen: list[dict[str, Any]] = []
+        for variant, values in (self.variants or {"": {}}).items():
+            for param, settings in self.sweeps.items():
+                for value in settings:
+                    # every swept parameter in every case: one column each in tables and MLflow
+                    case = {**{q: self.fixed[q] for q in self.sweeps}, **values, param: value}
+                    if variant:
+                        case["variant"] = variant
+                    effective = {**self.fixed, **case}
+                    if effective not in seen:
+                        seen.append(effective)
+                        out.append(case)
+        return out
+
+    def varied_by_cases(self) -> list[str]:
+        return (["variant"] if self.variants else []) + list(self.sweeps)
 
     @property
     def spec(self) -> LabSpec:
@@ -60,6 +88,8 @@ class Search:
 
     def max_epochs(self) -> int:
         """Upper bound on a trial's epochs: ASHA's max_t."""
+        if "epochs" in self.sweeps:
+            return int(max(self.sweeps["epochs"]))
         if "epochs" in self.params:
             p = self.params["epochs"]
             return int(max(p.args) if p.distribution in ("grid", "choice") else p.args[1])
@@ -218,6 +248,7 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         raise SearchSpaceError(f"{path}: num_samples: {num_samples!r} is not allowed; expected an integer from 1 to {MAX_NUM_SAMPLES}")
 
     scheduler, scheduler_args = _check_scheduler(path, doc.get("scheduler", "fifo"))
+    sweeps, variants = _check_sweeps(path, config_cls, doc, fixed, params, known_keys)
     dataset = doc.get("dataset")
     if dataset is not None and dataset not in spec.datasets:
         raise SearchSpaceError(f"{path}: dataset: {dataset!r} is not allowed for lab {lab}; expected one of {', '.join(spec.datasets)}")
@@ -226,7 +257,41 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         path=path, name=path.stem, lab=lab, description=str(doc.get("description", "")).strip(),
         metric=metric, mode=mode, fixed=fixed, params=params, algorithm=algorithm,
         num_samples=num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=dataset,
+        sweeps=sweeps, variants=variants,
     )
+
+
+def _check_sweeps(path: Path, config_cls: type, doc: dict[str, Any], fixed: dict[str, Any],
+                  params: dict[str, Param], known_keys: list[str]) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
+    sweeps_doc, variants_doc = doc.get("sweeps") or {}, doc.get("variants") or {}
+    if not isinstance(sweeps_doc, dict):
+        raise SearchSpaceError(f"{path}: sweeps: expected a mapping of parameter: [values]")
+    if not isinstance(variants_doc, dict):
+        raise SearchSpaceError(f"{path}: variants: expected a mapping of name: {{parameter: value}}")
+    if variants_doc and not sweeps_doc:
+        raise SearchSpaceError(f"{path}: variants: only used with sweeps")
+    sweeps = {}
+    for key, values in sweeps_doc.items():
+        if key not in known_keys:
+            raise SearchSpaceError(f"{path}: sweeps.{key}: unknown parameter {key!r}; allowed: {', '.join(known_keys)}")
+        if key in params:
+            raise SearchSpaceError(f"{path}: sweeps.{key}: is also in params; a parameter is either swept or searched")
+        if not isinstance(values, list) or not values:
+            raise SearchSpaceError(f"{path}: sweeps.{key}: expected a non-empty list of values")
+        if key not in fixed:
+            raise SearchSpaceError(f"{path}: sweeps.{key}: needs a base value in fixed (the setting the other sweeps use)")
+        sweeps[key] = [_check_value(path, f"sweeps.{key}[{i}]", config_cls, key, v) for i, v in enumerate(values)]
+    variants = {}
+    for name, values in variants_doc.items():
+        if not isinstance(values, dict):
+            raise SearchSpaceError(f"{path}: variants.{name}: expected a mapping of parameter: value")
+        for key, value in values.items():
+            if key not in known_keys:
+                raise SearchSpaceError(f"{path}: variants.{name}.{key}: unknown parameter {key!r}; allowed: {', '.join(known_keys)}")
+            if key in sweeps:
+                raise SearchSpaceError(f"{path}: variants.{name}.{key}: is swept; a variant may not change it")
+        variants[str(name)] = {k: _check_value(path, f"variants.{name}.{k}", config_cls, k, v) for k, v in values.items()}
+    return sweeps, variants
 
 
 def _check_scheduler(path: Path, value: Any) -> tuple[str, dict[str, Any]]:
@@ -273,6 +338,8 @@ def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
     if seed is not None:
         space["seed"] = seed
     space.update({name: domain(p) for name, p in search.params.items()})
+    if search.sweeps:
+        space[CASE_KEY] = tune.grid_search(search.cases())
     return space
 
 
