@@ -31,7 +31,7 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
 
 def test_missing_mnist_falls_back_to_digits_loudly(tmp_path, capsys):
     search = load_search("optimizer", "mlp")
-    data = load_dataset(search, SearchOptions(lab="mlp", search="optimizer", data_dir=str(tmp_path)))
+    data = load_dataset(search, SearchOptions(data_dir=str(tmp_path)))
     assert data.name == "digits" and data.shape == (1, 8, 8)
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 1797
     err = capsys.readouterr().err

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from trainables.registry import LABS, get_lab, lab_names
+from trainables.registry import LABS, lab_names
 
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
 EXIT_USAGE = 2  # bad input: nothing was run
@@ -150,22 +150,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tune_lab.runner import SearchOptions
-    from tune_lab.spaces import load_search
+    from tune_lab.runner import SearchOptions, run_search  # Ray itself is imported only by run_search
+    from tune_lab.spaces import MAX_NUM_SAMPLES, load_search
 
-    overrides = dict(args.overrides)
-    search = load_search(args.search, args.command, overrides)
-    if args.num_samples is not None and args.num_samples > 10_000:
-        raise UsageError(f"--num-samples {args.num_samples}: at most 10000")
+    search = load_search(args.search, args.command, dict(args.overrides))
+    if args.num_samples is not None and args.num_samples > MAX_NUM_SAMPLES:
+        raise UsageError(f"--num-samples {args.num_samples}: at most {MAX_NUM_SAMPLES}")
     opts = SearchOptions(
-        lab=args.command, search=args.search, dataset=args.dataset, data_dir=args.data_dir, overrides=overrides,
-        subset=args.subset, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
-        storage=args.storage, tracking_uri=args.tracking_uri, experiment=args.experiment, seed=args.seed,
-        scheduler=args.scheduler, max_failures=args.max_failures,
+        dataset=args.dataset, data_dir=args.data_dir, subset=args.subset, num_samples=args.num_samples,
+        max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        address=args.address, storage=args.storage, tracking_uri=args.tracking_uri, experiment=args.experiment,
+        seed=args.seed, scheduler=args.scheduler, max_failures=args.max_failures,
     )
-    from tune_lab.runner import run_search  # imports Ray: only once the input is known to be good
-
     summary = run_search(search, opts)
     failed = [t for t in summary["trials"] if t["status"] == "errored"]
     if failed:
@@ -187,7 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "ui":
             return cmd_ui(args)
-        get_lab(args.command)
         return cmd_search(args)
     except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)

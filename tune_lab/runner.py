@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tune_lab import paths
-from tune_lab.spaces import Search, SearchSpaceError, param_space, scheduler, search_algorithm
-
-log = logging.getLogger("tune_lab")
+from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space, scheduler, search_algorithm
 
 # The classic trial table (refreshed every 15 s) rather than a result box per trial, and no
 # warning each time Ray snapshots an experiment whose best checkpoint just improved.
@@ -24,11 +23,8 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 class SearchOptions:
     """Everything the command line can say about one search."""
 
-    lab: str
-    search: str
     dataset: str | None = None
     data_dir: str | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
     subset: int | None = None
     num_samples: int | None = None
     max_concurrent: int | None = None
@@ -98,13 +94,12 @@ def trial_resources(search: Search, opts: SearchOptions) -> dict[str, float]:
 def search_header(search: Search, opts: SearchOptions, experiment: str, dataset: str, folder: str) -> dict[str, Any]:
     """The search-level facts of summary.json, also stored on the MLflow parent run."""
     scheduler_name = opts.scheduler or search.scheduler
-    args = search.scheduler_args if scheduler_name == "asha" else {}
+    args = (search.scheduler_args or ASHA_DEFAULTS) if scheduler_name == "asha" else {}
     rungs = []
-    if scheduler_name == "asha":
-        rung = args.get("grace_period", 1)
-        while rung < search.max_epochs():
-            rungs.append(rung)
-            rung = int(rung * args.get("reduction_factor", 3))
+    if scheduler_name == "asha":  # the epochs at which ASHA compares trials, as Ray places them
+        grace, factor, max_t = args["grace_period"], args["reduction_factor"], search.max_epochs()
+        count = int(math.log(max_t / grace) / math.log(factor) + 1) if max_t > grace else 0
+        rungs = sorted(grace * factor**k for k in range(count))
     return {
         "experiment": experiment, "lab": search.lab, "search": search.name, "search_file": str(search.path),
         "description": search.description, "dataset": dataset, "metric": search.metric, "mode": search.mode,
