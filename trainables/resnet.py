@@ -189,3 +189,123 @@ class Trainer(ClassifierTrainer):
         if not self.cfg.augment or self.cfg.faithful:
             return images
         return random_crop_flip(images, self.augment_generator)
+
+
+# --------------------------------------------------------------------------- report figures
+def load_checkpoint_model(checkpoint_dir: str) -> tuple[nn.Module, dict[str, Any]]:
+    """The network saved by `run_trial` in `checkpoint_dir` (or a checkpoint.pt path), in eval mode, on the CPU."""
+    from trainables.config import config_from_dict
+    from trainables.loop import CHECKPOINT_FILE
+
+    path = pathlib.Path(checkpoint_dir)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = config_from_dict(ResNetConfig, saved["config"])
+    info = saved["data"]
+    model = build_network(cfg, tuple(info["shape"]), len(info["classes"]))
+    model.load_state_dict(saved["state"]["model"])
+    return model.eval(), saved
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    return torch.cat([model(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)])
+
+
+def _feature_grid(fig, name: str, maps: torch.Tensor, image_side: int, shown: int = 16) -> None:
+    """The `shown` most active channels of one stage's (C, H, W) output, each on its own colour scale."""
+    strongest = maps.mean(dim=(1, 2)).argsort(descending=True)[: min(shown, len(maps))]
+    cols = min(8, len(strongest))
+    rows = math.ceil(len(strongest) / cols)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, channel in zip(axes.flat, strongest.tolist()):
+        ax.imshow(maps[channel].numpy(), cmap="viridis", interpolation="nearest")
+        ax.set_title(f"ch {channel}", fontsize=8)
+    side = maps.shape[-1]
+    fig.suptitle(f"{name}: {len(strongest)} most active of {len(maps)} channels, {side}x{side} "
+                 f"(input {image_side}x{image_side})", fontsize=10)
+
+
+def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) -> list[tuple[str, str]]:
+    """The lab's figures for a finished trial, written as PNGs into `out_dir`.
+
+    One test image and the feature maps after each of the first four stages of the network
+    (the lab's "feature maps of the first four layers"), the test-set confusion matrix and
+    the accuracy of each class. Images are normalised with the statistics saved in the
+    checkpoint, i.e. those the model was trained with. Returns (caption, file name) pairs.
+    """
+    from matplotlib.figure import Figure
+
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, saved = load_checkpoint_model(checkpoint_dir)
+    info = saved["data"]
+    classes = list(info["classes"])
+    mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(info["std"]).view(1, -1, 1, 1)
+    images = (torch.tensor(data.x_test, dtype=torch.float32) / 255.0 - mean) / std
+    labels = torch.tensor(data.y_test)
+    predicted = _predict(model, images)
+    what = f"{saved['config']['model']} on {info['name']}, epoch {saved['epoch']}"
+    figures: list[tuple[str, str]] = []
+
+    # One test image, then what each stage of the network makes of it.
+    raw = data.x_test[0].transpose(1, 2, 0)
+    fig = Figure(figsize=(3.2, 3.4))
+    ax = fig.subplots()
+    ax.imshow(raw.squeeze(-1) if raw.shape[-1] == 1 else raw, cmap="gray" if raw.shape[-1] == 1 else None,
+              interpolation="nearest")
+    ax.axis("off")
+    truth, guess = classes[int(labels[0])], classes[int(predicted[0])]
+    ax.set_title(f"test image 0: {truth}\npredicted: {guess}", fontsize=10)
+    fig.savefig(out_dir / "test_image.png", dpi=120, bbox_inches="tight")
+    figures.append((f"Test image 0 (true class {truth}, predicted {guess}) whose feature maps follow", "test_image.png"))
+    side = data.shape[-1]
+    for i, (name, maps) in enumerate(stage_outputs(model, images[:1]), start=1):
+        fig = Figure(figsize=(12, 3.6 if len(maps) > 8 else 2.2), layout="constrained")
+        _feature_grid(fig, name, maps, side)
+        file = f"feature_maps_stage{i}.png"
+        fig.savefig(out_dir / file, dpi=100)
+        figures.append((f"Feature maps of test image 0 after {name} ({what})", file))
+
+    # Confusion matrix on the whole test set, rows = true class, as fractions of the row.
+    k = len(classes)
+    counts = torch.bincount(labels * k + predicted, minlength=k * k).view(k, k).double()
+    rates = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    shown = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of the true class")
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    for r in range(k):
+        for c in range(k):
+            if counts[r, c]:
+                ax.text(c, r, f"{int(counts[r, c])}", ha="center", va="center", fontsize=7,
+                        color="white" if rates[r, c] > 0.5 else "black")
+    accuracy = float((predicted == labels).double().mean())
+    ax.set_title(f"Confusion matrix, {len(labels)} test images (accuracy {100 * accuracy:.1f}%)\n{what}", fontsize=10)
+    fig.savefig(out_dir / "confusion_matrix.png", dpi=110)
+    figures.append((f"Test-set confusion matrix ({what}); counts in cells, colour = share of the true class",
+                    "confusion_matrix.png"))
+
+    # Accuracy of each class, with the overall accuracy as a line.
+    per_class = rates.diagonal().numpy()
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    bars = ax.bar(range(k), 100 * per_class, color="tab:blue")
+    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.axhline(100 * accuracy, color="tab:red", linestyle="--", label=f"overall {100 * accuracy:.1f}%")
+    ax.set_xticks(range(k), classes, rotation=30, ha="right")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Per-class test accuracy ({what})", fontsize=10)
+    ax.legend(loc="lower right")
+    fig.savefig(out_dir / "per_class_accuracy.png", dpi=110)
+    figures.append((f"Per-class test accuracy ({what})", "per_class_accuracy.png"))
+    return figures
