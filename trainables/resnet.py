@@ -16,6 +16,7 @@ import math
 import pathlib
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -109,7 +110,7 @@ class ResNet18(nn.Module):
             width = out
         self.stages = nn.ModuleList(stages)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
-        self.stage_names = [f"stage {i + 1} ({w} channels)" for i, w in enumerate(self.WIDTHS)]
+        self.stage_names = [f"stage {i + 1}" for i in range(len(self.WIDTHS))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -214,19 +215,32 @@ def _predict(model: nn.Module, images: torch.Tensor, batch: int = 500) -> torch.
 
 
 def _feature_grid(fig, name: str, maps: torch.Tensor, image_side: int, shown: int = 16) -> None:
-    """The `shown` most active channels of one stage's (C, H, W) output, each on its own colour scale."""
+    """The `shown` most active channels of one stage's (C, H, W) output on one shared colour scale.
+
+    One scale for the whole stage keeps strong and weak channels comparable (and a 1x1 map,
+    which is what the ImageNet stem leaves of a 32x32 image by stage 4, still says something);
+    maps of 2x2 or less also print their values.
+    """
     strongest = maps.mean(dim=(1, 2)).argsort(descending=True)[: min(shown, len(maps))]
+    chosen = maps[strongest]
+    low, high = min(0.0, float(chosen.min())), max(float(chosen.max()), 1e-6)
     cols = min(8, len(strongest))
     rows = math.ceil(len(strongest) / cols)
     axes = fig.subplots(rows, cols, squeeze=False)
+    side = maps.shape[-1]
     for ax in axes.flat:
         ax.axis("off")
-    for ax, channel in zip(axes.flat, strongest.tolist()):
-        ax.imshow(maps[channel].numpy(), cmap="viridis", interpolation="nearest")
+    for ax, channel, image in zip(axes.flat, strongest.tolist(), chosen):
+        shown_image = ax.imshow(image.numpy(), cmap="viridis", vmin=low, vmax=high, interpolation="nearest")
         ax.set_title(f"ch {channel}", fontsize=8)
-    side = maps.shape[-1]
-    fig.suptitle(f"{name}: {len(strongest)} most active of {len(maps)} channels, {side}x{side} "
-                 f"(input {image_side}x{image_side})", fontsize=10)
+        if side <= 2:
+            for (r, c), value in np.ndenumerate(image.numpy()):
+                ax.text(c, r, f"{value:.2g}", ha="center", va="center", fontsize=7,
+                        color="black" if value > (low + high) / 2 else "white")
+    fig.colorbar(shown_image, ax=axes, shrink=0.9, label="activation")
+    which = f"all {len(maps)} channels" if len(strongest) == len(maps) else f"the {len(strongest)} most active of {len(maps)} channels"
+    fig.suptitle(f"{name}: {which} (most active first), {side}x{side} maps from a {image_side}x{image_side} input",
+                 fontsize=10)
 
 
 def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) -> list[tuple[str, str]]:
@@ -300,12 +314,11 @@ def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) 
     ax = fig.subplots()
     bars = ax.bar(range(k), 100 * per_class, color="tab:blue")
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax.axhline(100 * accuracy, color="tab:red", linestyle="--", label=f"overall {100 * accuracy:.1f}%")
+    ax.axhline(100 * accuracy, color="tab:red", linestyle="--")
     ax.set_xticks(range(k), classes, rotation=30, ha="right")
     ax.set_ylim(0, 105)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Per-class test accuracy ({what})", fontsize=10)
-    ax.legend(loc="lower right")
+    ax.set_title(f"Per-class test accuracy ({what}); dashed: overall {100 * accuracy:.1f}%", fontsize=10)
     fig.savefig(out_dir / "per_class_accuracy.png", dpi=110)
     figures.append((f"Per-class test accuracy ({what})", "per_class_accuracy.png"))
     return figures
