@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import DatasetUnavailable, load_images
+from tests.conftest import REAL_DATA
+from trainables.data import CIFAR_ARCHIVE, CIFAR_FOLDER, DatasetUnavailable, load_images
 from trainables.hparams import CLASSIFIER_METRICS, ResNetConfig
-from trainables.resnet import LeNet5, ResNet18, Trainer, random_crop_flip, report_figures, stage_outputs
+from trainables.resnet import (
+    LeNet5, ResNet18, Trainer, build_network, random_crop_flip, report_figures, stage_outputs,
+)
 from tune_lab.cli import main
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -54,10 +57,20 @@ def tiny_cifar(tmp_path_factory) -> Path:
     return root
 
 
+def has_real_cifar() -> bool:
+    """$TUNE_LAB_DATA holds cifar-10-batches-py, or the shared archive it can be built from."""
+    root = Path(REAL_DATA) if REAL_DATA else None
+    return root is not None and ((root / CIFAR_FOLDER / "data_batch_1").is_file() or (root / CIFAR_ARCHIVE).is_file())
+
+
+requires_real_cifar = pytest.mark.skipif(not has_real_cifar(), reason="real CIFAR-10 not found under $TUNE_LAB_DATA")
+
+
 @pytest.fixture(autouse=True)
-def _no_shared_cache(monkeypatch, tmp_path):
-    """The loader also looks in the user's cache; tests must not find a real CIFAR-10 there."""
-    monkeypatch.setenv("TUNE_LAB_CACHE", str(tmp_path / "cache"))
+def _no_shared_cache(request, monkeypatch, tmp_path):
+    """The loader also looks in the user's cache: only real-data tests may find a CIFAR-10 there."""
+    if request.node.get_closest_marker("real_data") is None:
+        monkeypatch.setenv("TUNE_LAB_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("stem, stage1_side", [("cifar", 32), ("imagenet", 8)])
@@ -80,6 +93,14 @@ def test_lenet_shapes_and_classic_geometry(shape):
     assert model(x).shape == (4, 10)
     # Both input shapes reach the classifier as 16 maps of 5x5, as in LeNet-5.
     assert stage_outputs(model, x[:1])[-1][1].shape == (16, 5, 5)
+
+
+def test_faithful_is_the_labs_resnet18_whatever_the_stem():
+    faithful = build_network(ResNetConfig(faithful=True, stem="cifar"), (3, 32, 32), 10)
+    assert isinstance(faithful.stem[0], torch.nn.Conv2d) and faithful.stem[0].kernel_size == (7, 7)
+    assert isinstance(faithful.stem[-1], torch.nn.MaxPool2d)
+    corrected = build_network(ResNetConfig(), (3, 32, 32), 10)
+    assert corrected.stem[0].kernel_size == (3, 3) and corrected.stem[0].stride == (1, 1)
 
 
 def test_augmentation_keeps_shapes_and_labels_and_changes_images():
@@ -171,3 +192,17 @@ def test_model_search_on_tiny_cifar_reports_every_metric_and_draws_figures(ray_s
             png = (out / name).read_bytes()
             assert png.startswith(b"\x89PNG") and len(png) > 2000, name
             assert caption
+
+
+@pytest.mark.real_data
+@requires_real_cifar
+def test_real_cifar10_splits_statistics_and_a_lenet_epoch():
+    data = load_images("cifar10", REAL_DATA, subset=4000)
+    assert data.classes == CLASSES and data.shape == (3, 32, 32)
+    assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (4000, 5000, 10000)
+    assert np.bincount(data.y_test).tolist() == [1000] * 10
+    # CIFAR-10's per-channel means are ~0.49 / 0.48 / 0.45 (the shared JPEG copy: 0.4913 / 0.4821 / 0.4465).
+    assert data.mean == pytest.approx((0.491, 0.482, 0.447), abs=0.01)
+    trainer = Trainer(ResNetConfig(model="lenet", epochs=1), data, torch.device("cpu"))
+    trainer.train_epoch()
+    assert trainer.evaluate()["test_acc"] > 0.2  # chance is 0.1
