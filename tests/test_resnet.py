@@ -136,6 +136,40 @@ def test_cifar_loads_as_nchw_with_per_channel_statistics(tiny_cifar):
     assert len({round(m, 3) for m in data.mean}) == 3
 
 
+FAKE_MATERIALIZE = """
+import shutil, sys
+target, archive = sys.argv[1], sys.argv[sys.argv.index("--archive") + 1]
+source = open(archive).read().strip()
+if source == "broken":
+    sys.exit("cannot read the archive")
+shutil.copytree(source, target + "/cifar-10-batches-py")
+"""
+
+
+def test_archive_pair_is_materialized_once_into_the_cache(tiny_cifar, tmp_path, monkeypatch):
+    """A data dir holding only archive + script (like the shared read-only one) builds the cache."""
+    shared, cache = tmp_path / "shared", tmp_path / "cache"
+    shared.mkdir()
+    (shared / "materialize_cifar10.py").write_text(FAKE_MATERIALIZE)
+    (shared / CIFAR_ARCHIVE).write_text(str(tiny_cifar / CIFAR_FOLDER))
+    shared.chmod(0o555)
+    try:
+        data = load_images("cifar10", shared)
+        assert (cache / CIFAR_FOLDER / "data_batch_1").is_file()
+        assert [p.name for p in cache.iterdir()] == [CIFAR_FOLDER]  # no half-built leftovers
+        assert sorted(p.name for p in shared.iterdir()) == [CIFAR_ARCHIVE, "materialize_cifar10.py"]
+        assert len(data.y_test) == N_TEST
+        (shared / CIFAR_ARCHIVE).chmod(0o644)
+        shared.chmod(0o755)
+        (shared / CIFAR_ARCHIVE).write_text("broken")  # a second load must use the cache, not the script
+        assert load_images("cifar10", shared).classes == CLASSES
+        monkeypatch.setenv("TUNE_LAB_CACHE", str(tmp_path / "cache2"))
+        with pytest.raises(DatasetUnavailable, match="cannot read the archive"):
+            load_images("cifar10", shared)
+    finally:
+        shared.chmod(0o755)
+
+
 def test_missing_cifar_says_which_file_and_where(tmp_path):
     with pytest.raises(DatasetUnavailable, match=r"cifar-10-batches-py/data_batch_1 is missing \(looked in"):
         load_images("cifar10", tmp_path / "empty")

@@ -123,7 +123,8 @@ def _materialize_cifar10(root: Path, target: Path) -> None:
 
 def _cifar10_root(root: Path, allow_download: bool) -> Path:
     """The folder holding cifar-10-batches-py: the data dir, the cache, or one built or downloaded now."""
-    for candidate in (root, cache_dir()):
+    places = list(dict.fromkeys((root, cache_dir())))  # the same folder when no data dir was given
+    for candidate in places:
         if (candidate / CIFAR_FOLDER / "data_batch_1").is_file():
             return candidate
     if (root / CIFAR_ARCHIVE).is_file() and (root / CIFAR_MATERIALIZE).is_file():
@@ -132,7 +133,7 @@ def _cifar10_root(root: Path, allow_download: bool) -> Path:
     wanted = root / CIFAR_FOLDER / "data_batch_1"
     if not allow_download:
         raise DatasetUnavailable(
-            f"cifar10: {wanted} is missing (looked in {root} and {cache_dir()}, and for {CIFAR_ARCHIVE} + "
+            f"cifar10: {wanted} is missing (looked in {' and '.join(map(str, places))}, and for {CIFAR_ARCHIVE} + "
             f"{CIFAR_MATERIALIZE} in {root}); pass --data-dir"
         )
     from torchvision import datasets
