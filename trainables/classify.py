@@ -5,6 +5,7 @@ and how its outputs become a loss.
 """
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from typing import Any
 
@@ -46,7 +47,12 @@ class ClassifierTrainer(Trainer):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """A training batch as the model should see it (random crops, flips ...); identity here."""
         return images
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision context of forward passes and losses (e.g. bf16 autocast on a GPU); none here."""
+        return contextlib.nullcontext()
 
     def train_epoch(self) -> dict[str, float]:
         x, y = self.splits["train"]
@@ -56,8 +62,9 @@ class ClassifierTrainer(Trainer):
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for idx in index_batches(len(y), self.cfg.batch_size, self.device, self.generator):
             inputs, targets = self.augment(x[idx]), y[idx]
-            outputs = self.model(inputs)
-            loss = self.loss(outputs, targets)
+            with self.autocast():
+                outputs = self.model(inputs)
+                loss = self.loss(outputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -75,8 +82,9 @@ class ClassifierTrainer(Trainer):
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         for idx in index_batches(len(y), EVAL_BATCH, self.device, None):
-            outputs = self.model(x[idx])
-            loss_sum += self.loss(outputs, y[idx]) * len(idx)
+            with self.autocast():
+                outputs = self.model(x[idx])
+                loss_sum += self.loss(outputs, y[idx]).float() * len(idx)
             correct += (outputs.argmax(1) == y[idx]).sum()
         return loss_sum.item() / len(y), correct.item() / len(y)
 

@@ -52,3 +52,27 @@ class MLPConfig(TrainConfig):
     dropout: float = hp(0.2, min=0.0, max=0.9)
     lr_schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
     weight_decay: float = hp(1e-4, min=0.0, max=1.0)
+
+
+@register_lab(
+    "resnet",
+    module="trainables.resnet",
+    datasets=("cifar10", "mnist", "fashion_mnist"),
+    description="Lab 2: LeNet-5 and ResNet18 on CIFAR-10 (also MNIST / Fashion-MNIST)",
+    metrics=CLASSIFIER_METRICS,
+    gpu_fraction=0.5,
+)
+@dataclass
+class ResNetConfig(TrainConfig):
+    # The lab's settings: batch 64, Adam at lr 0.001 (10-30 epochs; 20 kept from TrainConfig).
+    batch_size: int = hp(64, min=1, max=1_000_000)
+    lr: float = hp(0.001, min=0.0, max=100.0)
+    optimizer: Literal["sgd", "adam", "adadelta"] = "adam"
+    model: Literal["lenet", "resnet18"] = "resnet18"
+    # imagenet: conv7x7 stride 2 + maxpool (the lab's; 32x32 -> 8x8 before stage 1); cifar: conv3x3 stride 1.
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    # Random 4-pixel-padded crop + horizontal flip of each training batch, on the trial's device.
+    augment: bool = False
+    # true: the lab's ResNet18 as written: ImageNet stem, no augmentation, no label smoothing.
+    faithful: bool = False
+    label_smoothing: float = hp(0.0, min=0.0, max=0.5)
