@@ -76,7 +76,7 @@ def pick_best(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, A
     if not scored:
         return None
     pick = max if mode == "max" else min
-    best = pick(scored, key=lambda r: r["best"][metric])
+    best = pick(scored, key=lambda r: r["best"][metric])  # ties: the first in trial order
     return {
         "trial_id": best["trial_id"], "config": best["config"], "setting": best["setting"],
         "epoch": best["best_epoch"], "metrics": best["best"], "checkpoint": best.get("checkpoint"),

@@ -100,12 +100,13 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         )
         row["mlflow_run_id"] = child.info.run_id
         rows.append(row)
+    rows = in_trial_order(rows)
     best = pick_best(rows, spec["metric"], spec["mode"])
     return {
         **spec,
         "mlflow": {"tracking_uri": uri, "experiment_id": parent.info.experiment_id, "parent_run_id": parent.info.run_id},
         "best": best,
-        "trials": in_trial_order(rows),
+        "trials": rows,
         "source": "mlflow",
     }
 

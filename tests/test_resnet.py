@@ -214,6 +214,10 @@ def test_model_search_on_tiny_cifar_reports_every_metric_and_draws_figures(ray_s
             assert len(trial["history"][metric]) == 1 and trial["history"][metric][0] is not None, metric
         assert trial["best"]["samples_per_s"] > 0
         assert 0.0 <= trial["best"]["test_acc"] <= 1.0
+    # the search's own report carries the lab's figures of its best trial
+    report = results / "tiny" / "report"
+    assert (report / "feature_maps_stage4.png").is_file() and (report / "confusion_matrix.png").is_file()
+    assert "feature_maps_stage1.png" in (report / "report.md").read_text()
 
     data = load_images("cifar10", tiny_cifar)
     for model, trial in trials.items():

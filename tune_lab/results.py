@@ -29,8 +29,8 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
         if result.checkpoint is not None:
             row["checkpoint"] = result.checkpoint.path
         rows.append(row)
-    return {**header, "mlflow": tracking, "best": pick_best(rows, header["metric"], header["mode"]),
-            "trials": in_trial_order(rows)}
+    rows = in_trial_order(rows)
+    return {**header, "mlflow": tracking, "best": pick_best(rows, header["metric"], header["mode"]), "trials": rows}
 
 
 def write_summary(summary: dict[str, Any], folder: str) -> Path:
