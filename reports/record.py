@@ -50,6 +50,8 @@ def trial_row(
         "error": error,
     }
     if history is None or history.empty or metric not in history or history[metric].isna().all():
+        if not failed:
+            row["status"] = "not run"  # the search was interrupted before this trial reported
         return row
     history = history.sort_values("training_iteration")
     row["epochs_run"] = int(history["training_iteration"].max())

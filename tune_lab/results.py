@@ -20,7 +20,7 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
     for result in grid:
         trial_id = result.metrics.get("trial_id") or Path(result.path).name
         row = trial_row(
-            trial_id=trial_id, config=effective_config(result.config), history=result.metrics_dataframe,
+            trial_id=trial_id, config=effective_config(result.config or {}), history=result.metrics_dataframe,
             failed=result.error is not None, error=_error_line(result.error) if result.error else None,
             metric=header["metric"], mode=header["mode"], metrics=header["metrics"], varied=header["varied"],
         )
