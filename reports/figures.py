@@ -17,6 +17,18 @@ DPI = 120
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def _scored(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Trials that reported the searched metric at least once."""
+    return [t for t in record["trials"] if (t.get("best") or {}).get(record["metric"]) is not None]
+
+
 def _metric_groups(metrics: list[str]) -> list[tuple[str, list[str]]]:
     """Panels of one kind each: accuracies, losses, then every other metric on its own."""
     accuracy = [m for m in metrics if m.endswith("_acc")]
@@ -55,10 +67,7 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Best trial: {setting_label(trial)} ({record['dataset']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
@@ -95,17 +104,14 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(handles, labels, fontsize=7, ncol=2 if len(trials) > 8 else 1, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
     """Each searched parameter against the best metric of each trial (random / Optuna searches)."""
     params = record.get("params") or {}
     metric = record["metric"]
-    scored = [t for t in record["trials"] if (t.get("best") or {}).get(metric) is not None]
+    scored = _scored(record)
     if not params or not scored:
         return None
     scale = 100 if metric.endswith("_acc") else 1
@@ -126,10 +132,7 @@ def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel(metric.replace("_acc", " accuracy %"))
         ax.grid(alpha=0.3)
     axes[0][0].set_title("blue: completed, orange: stopped early", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def param_importance(record: dict[str, Any], path: Path) -> Path | None:
@@ -139,7 +142,7 @@ def param_importance(record: dict[str, Any], path: Path) -> Path | None:
 
     params = record.get("params") or {}
     metric = record["metric"]
-    scored = [t for t in record["trials"] if (t.get("best") or {}).get(metric) is not None]
+    scored = _scored(record)
     if len(params) < 2 or len(scored) < 4:
         return None  # importance of one parameter is trivially 1
     distributions = {}
@@ -163,7 +166,4 @@ def param_importance(record: dict[str, Any], path: Path) -> Path | None:
     ax.barh(names, [importance[n] for n in names], color="tab:blue")
     ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
     ax.set_xlim(0, 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
