@@ -100,6 +100,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     from reports.table import format_best, format_table
     from trainables.config import defaults
     from trainables.loop import run_trial
+    from tune_lab.placement import PlacementCallback
     from tune_lab.results import summarise, write_summary
     from tune_lab.tracking import SearchRun
 
@@ -123,7 +124,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
         })
         parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
                            "scheduler": opts.scheduler or search.scheduler, **search.fixed})
-        callback = parent.trial_callback()
+        callback, placement = parent.trial_callback(), PlacementCallback()
 
         space = {**defaults(spec.config), **param_space(search, opts.seed)}
         slots = max(1, int(_concurrency(resources)))
@@ -149,7 +150,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=experiment, storage_path=root, callbacks=[callback], progress_reporter=reporter, verbose=1,
+                name=experiment, storage_path=root, callbacks=[callback, placement], progress_reporter=reporter, verbose=1,
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1, checkpoint_score_attribute=search.metric, checkpoint_score_order=search.mode,
                 ),
@@ -161,7 +162,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
             grid, search=search, experiment=experiment, dataset=data.name, metrics=spec.metrics,
             tracking={"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id,
                       "trial_runs": callback.run_ids()},
-            storage=folder,
+            storage=folder, placement=placement.records(),
         )
         write_summary(summary, folder)
         failed = any(t["status"] == "errored" for t in summary["trials"])

@@ -29,6 +29,10 @@ class TrialRunCallback(MLflowLoggerCallback):
     """Ray's MLflow logger, plus each trial's final status and error as tags."""
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        if trial not in self._trial_runs:
+            # Its actor never started (e.g. the node it was placed on died first): no run to
+            # close, and Ray's own log_trial_end would raise KeyError and end the whole search.
+            return
         run_id = self._trial_runs[trial]
         client = self.mlflow_util._mlflow.tracking.MlflowClient()
         client.set_tag(run_id, STATUS_TAG, trial_status(trial, failed))

@@ -1,0 +1,272 @@
+"""Outgrowing one machine: cluster.yaml against Ray's own schema, and real multi-node searches.
+
+The multi-node tests start a real Ray cluster on this machine with `ray.cluster_utils.Cluster`:
+a head with no CPUs (so no trial can land there) and two worker nodes that each declare one
+GPU they do not have. A search then joins it the way a user does on a cluster, through
+`--address`, from a separate driver process (`python -m tune_lab`, i.e. `tune_lab.cli.main`).
+
+Why a subprocess driver: a process can be connected to one Ray at a time, and the rest of the
+suite shares one session-scoped local Ray (`ray_session`) in the pytest process. The cluster's
+nodes are started from the pytest process but it never connects to them, so the two coexist in
+either order. The cluster writes its address file under a private RAY_TMPDIR, so nobody else's
+`ray.init()` on this machine can stumble into it, and the test's `--address auto` finds it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from tune_lab.placement import GPU_FALLBACK_WARNING
+
+REPO = Path(__file__).resolve().parents[1]
+GPU_SHARE = 0.25  # --gpus-per-trial in these tests: four trials per (fake) GPU
+FALLBACK_LINE = GPU_FALLBACK_WARNING.split("{")[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# cluster.yaml
+
+
+def test_cluster_yaml_passes_rays_autoscaler_schema():
+    """The same checks `ray up` runs before it creates anything: defaults filled, then the schema."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    validate_config(prepare_config(raw))  # raises on an unknown key, a wrong type, a missing field
+
+    head_type = raw["head_node_type"]
+    head = raw["available_node_types"][head_type]
+    workers = {k: v for k, v in raw["available_node_types"].items() if k != head_type}
+    assert head["resources"].get("GPU", 0) == 0, "the head must not take trials that want a GPU"
+    assert workers and all(w["resources"]["GPU"] >= 2 and w["max_workers"] > w["min_workers"] for w in workers.values())
+    setup = "\n".join(raw["setup_commands"])
+    assert "pip install" in setup and "tune-lab" in setup, "every node installs tune-lab and its search spaces"
+    head_start = "\n".join(raw["head_start_ray_commands"])
+    assert "mlflow server" in head_start and "--host 0.0.0.0" in head_start
+    assert "--dashboard-host 127.0.0.1" in head_start or "dashboard-host" not in head_start
+
+
+# ---------------------------------------------------------------------------------------------
+# A real cluster on this machine
+
+
+class FakeGpuCluster:
+    """A head (0 CPUs) and two workers (2 CPUs and 1 declared GPU each), all on 127.0.0.1."""
+
+    def __init__(self, temp: Path) -> None:
+        from ray.cluster_utils import Cluster
+
+        self.temp = temp
+        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        self.workers = [self.cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
+        self.cluster.wait_for_nodes()
+        self.address = self.cluster.address  # host:port of the head's GCS
+
+    def worker_ids(self) -> set[str]:
+        return {w.node_id for w in self.workers}
+
+    def kill(self, node: Any) -> None:
+        """What a crashed machine looks like to Ray: every process of the node SIGKILLed."""
+        self.cluster.remove_node(node, allow_graceful=False)
+
+    def shutdown(self) -> None:
+        # Not Cluster.shutdown(): it would also reset the internal KV of the pytest process's own
+        # Ray connection (the `ray_session` fixture), breaking later tests.
+        for node in list(self.cluster.worker_nodes):
+            self.cluster.remove_node(node, allow_graceful=False)
+        if self.cluster.head_node is not None:
+            self.cluster.remove_node(self.cluster.head_node, allow_graceful=False)
+
+
+@pytest.fixture
+def fake_gpu_cluster() -> Iterator[FakeGpuCluster]:
+    """A fresh cluster per test (the failure test kills a node), torn down by PID, never `ray stop`."""
+    # Short path: Ray's unix sockets live under it and must stay under ~107 characters.
+    temp = Path(tempfile.mkdtemp(prefix="tlc-", dir="/tmp"))
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "PYTHONPATH", "RAY_AUTH_MODE")}
+    os.environ["RAY_TMPDIR"] = str(temp)  # the cluster's address file and sessions go here, not /tmp/ray
+    # One authentication mode for the nodes and the driver (both inherit this environment).
+    # Left unset, a driver that finds ~/.ray/auth_token switches itself to token mode while
+    # these nodes run without it, and every actor creation is cancelled.
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    # Ray's worker processes inherit this environment: they must import this checkout's code.
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved["PYTHONPATH"]) if p)
+    cluster = None
+    try:
+        cluster = FakeGpuCluster(temp)
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if not os.environ.get("TLC_KEEP"):
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+CLUSTER_SEARCH = """
+description: eight small trials spread over two GPU workers
+lab: mlp
+metric: val_acc
+mode: max
+fixed: {{epochs: {epochs}, batch_size: 64, optimizer: adam, lr_schedule: constant}}
+params:
+  lr: {{grid: [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008]}}
+search: grid
+scheduler: fifo
+"""
+
+
+def search_args(tmp_path: Path, data: Path, address: str, epochs: int, *extra: str) -> list[str]:
+    space = tmp_path / "cluster_search.yaml"
+    space.write_text(textwrap.dedent(CLUSTER_SEARCH.format(epochs=epochs)))
+    return [
+        "mlp", "--search", str(space), "--data-dir", str(data), "--address", address,
+        "--gpus-per-trial", str(GPU_SHARE), "--cpus-per-trial", "0.25",
+        "--storage", str(tmp_path / "shared"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--experiment", "multi", "--seed", "1", *extra,
+    ]
+
+
+def start_driver(args: list[str], log: Path) -> subprocess.Popen:
+    """The search's driver: `python -m tune_lab ARGS`, a separate process joining the cluster."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tune_lab", *args], cwd=REPO, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def finish(driver: subprocess.Popen, log: Path, timeout: float = 200) -> str:
+    try:
+        driver.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        driver.wait()
+        pytest.fail(f"search still running after {timeout} s:\n{log.read_text()[-4000:]}")
+    out = log.read_text()
+    assert driver.returncode == 0, out[-4000:]
+    return out
+
+
+def gpu_peaks(trials: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """The most GPU any (node, GPU id) was given at one time, from every attempt's start/end."""
+    events: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for trial in trials:
+        for attempt in trial["attempts"]:
+            assert attempt["start"] is not None and attempt["end"] is not None, attempt
+            assert attempt["end"] >= attempt["start"]
+            for gpu in attempt["gpu_ids"]:
+                key = (attempt["node_id"], gpu)
+                # Ends sort before starts at the same instant: a GPU handed over is not shared.
+                events[key] += [(attempt["start"], +GPU_SHARE), (attempt["end"], -GPU_SHARE)]
+    peaks = {}
+    for key, changes in events.items():
+        load = peak = 0.0
+        for _, change in sorted(changes, key=lambda e: (e[0], e[1])):
+            load += change
+            peak = max(peak, load)
+        peaks[key] = peak
+    return peaks
+
+
+def check_one_store(summary: dict[str, Any], epochs: int) -> None:
+    """Every trial's rows in summary.json, and its own child run with one val_acc per epoch, in MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+    parent = summary["mlflow"]["parent_run_id"]
+    children = client.search_runs([summary["mlflow"]["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
+    assert {r.info.run_id for r in children} == {t["mlflow_run_id"] for t in summary["trials"]}
+    for trial in summary["trials"]:
+        assert trial["status"] == "completed" and trial["epochs_run"] == epochs, trial
+        assert Path(trial["path"], "result.json").is_file()
+        steps = {m.step for m in client.get_metric_history(trial["mlflow_run_id"], "val_acc")}
+        assert steps == set(range(1, epochs + 1)), (trial["trial_id"], steps)
+
+
+def test_fractional_gpu_search_spreads_over_two_workers(fake_gpu_cluster, tiny_mnist, tmp_path):
+    address_file = fake_gpu_cluster.temp / "ray" / "ray_current_cluster"
+    assert address_file.read_text().strip() == fake_gpu_cluster.address  # what `--address auto` will find
+    log = tmp_path / "driver.log"
+    started = time.monotonic()
+    out = finish(start_driver(search_args(tmp_path, tiny_mnist, "auto", epochs=2), log), log)
+    print(f"multi-node search: {time.monotonic() - started:.1f} s")
+
+    summary = json.loads((tmp_path / "shared" / "multi" / "summary.json").read_text())
+    trials = summary["trials"]
+    assert len(trials) == 8
+    check_one_store(summary, epochs=2)
+
+    # Placement: both workers used, never the head; every trial held a GPU id and, torch there
+    # having no CUDA, ran on the CPU, which the driver said exactly once.
+    assert {n for t in trials for n in t["nodes"]} == fake_gpu_cluster.worker_ids()
+    attempts = [a for t in trials for a in t["attempts"]]
+    assert all(a["gpu_ids"] == ["0"] and a["device"] == "cpu" for a in attempts), attempts
+    assert out.count(FALLBACK_LINE) == 1, out[-3000:]
+    assert all(t["retries"] == 0 for t in trials)
+
+    peaks = gpu_peaks(trials)
+    assert {node for node, _ in peaks} == fake_gpu_cluster.worker_ids()
+    assert max(peaks.values()) <= 1.0 + 1e-9, peaks  # no GPU ever handed out beyond its whole
+    assert max(peaks.values()) >= 2 * GPU_SHARE, peaks  # and fractions really shared a GPU
+
+
+def first_result_on(experiment: Path, node_id: str, timeout: float) -> None:
+    """Wait until some trial has reported an epoch from `node_id` (its result.json says so)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for result in experiment.glob("*/result.json"):
+            for line in result.read_text().splitlines():
+                try:
+                    if json.loads(line).get("placement", {}).get("node_id") == node_id:
+                        return
+                except json.JSONDecodeError:
+                    pass  # a line being written
+        time.sleep(0.5)
+    pytest.fail(f"no trial reported from node {node_id} within {timeout} s")
+
+
+def test_search_survives_a_worker_node_dying(fake_gpu_cluster, tiny_mnist, tmp_path):
+    epochs = 25
+    log = tmp_path / "driver.log"
+    started = time.monotonic()
+    driver = start_driver(
+        search_args(tmp_path, tiny_mnist, fake_gpu_cluster.address, epochs, "--max-failures", "3"), log,
+    )
+    victim = fake_gpu_cluster.workers[1]
+    first_result_on(tmp_path / "shared" / "multi", victim.node_id, timeout=150)
+    fake_gpu_cluster.kill(victim)
+    killed_at = time.time()
+    out = finish(driver, log)
+    print(f"multi-node search with a node killed: {time.monotonic() - started:.1f} s")
+
+    summary = json.loads((tmp_path / "shared" / "multi" / "summary.json").read_text())
+    trials = summary["trials"]
+    assert len(trials) == 8, out[-3000:]
+    check_one_store(summary, epochs=epochs)
+
+    survivor = fake_gpu_cluster.workers[0].node_id
+    retried = [t for t in trials if t["retries"]]
+    assert retried, "the node died with trials on it: some must have been retried"
+    for trial in trials:
+        assert len(trial["attempts"]) == trial["retries"] + 1, trial
+        cut = [a for a in trial["attempts"] if a["node_id"] == victim.node_id and a["end"] >= killed_at]
+        # a trial running on the dead node was retried, and finished on the survivor
+        assert bool(cut) == bool(trial["retries"]), trial
+        if trial["retries"]:
+            assert trial["attempts"][-1]["node_id"] == survivor, trial
+    assert max(gpu_peaks(trials).values()) <= 1.0 + 1e-9
