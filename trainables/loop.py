@@ -142,7 +142,8 @@ def _match_threads_to_cpus() -> None:
     cpus = 0.0
     if ray.is_initialized():
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
-    torch.set_num_threads(max(1, int(cpus) or (os.cpu_count() or 1)))
+    # A fractional share (--cpus-per-trial 0.5) is one thread, not the whole machine.
+    torch.set_num_threads(max(1, int(cpus)) if cpus > 0 else (os.cpu_count() or 1))
 
 
 def _check_finite(metrics: dict[str, float], epoch: int) -> None:
