@@ -62,6 +62,47 @@ def test_cluster_yaml_passes_rays_autoscaler_schema():
 
 
 # ---------------------------------------------------------------------------------------------
+# The GPU share a trial gets when no flag says
+
+
+SHARE_PROBE = """
+import json, sys
+import ray
+from tune_lab.runner import SearchOptions, trial_resources
+from tune_lab.spaces import load_search
+
+ray.init(num_cpus=1, num_gpus=2, include_dashboard=False, logging_level="ERROR")  # 2 declared GPUs
+search = load_search("optimizer", "mlp", {})
+shares = {str(flag): trial_resources(search, SearchOptions(lab="mlp", search="optimizer", gpus_per_trial=flag))["gpu"]
+          for flag in (None, 0.0, 1.0)}
+ray.shutdown()
+print("SHARES=" + json.dumps(shares))
+"""
+
+
+def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
+    """No --gpus-per-trial on a machine with GPUs: an mlp trial takes its lab's 0.25 of one.
+
+    A separate process, because this needs a Ray that has GPUs (declared) and the pytest
+    process already holds the suite's GPU-less one. Without GPUs the default is 0: every other
+    search in this suite relies on that (a GPU request could never be placed there).
+    """
+    from trainables.registry import get_lab
+
+    temp = tempfile.mkdtemp(prefix="tlg-", dir="/tmp")  # Ray's socket paths must stay short
+    try:
+        env = {**os.environ, "RAY_TMPDIR": temp, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+        done = subprocess.run([sys.executable, "-c", SHARE_PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("SHARES=")]
+    assert done.returncode == 0 and line, done.stderr[-3000:]
+    shares = json.loads(line[0].removeprefix("SHARES="))
+    assert get_lab("mlp").gpu_fraction == 0.25
+    assert shares == {"None": 0.25, "0.0": 0.0, "1.0": 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
 # A real cluster on this machine
 
 
@@ -172,10 +213,11 @@ def gpu_peaks(trials: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
         for attempt in trial["attempts"]:
             assert attempt["start"] is not None and attempt["end"] is not None, attempt
             assert attempt["end"] >= attempt["start"]
+            share = attempt["gpu_share"] / max(1, len(attempt["gpu_ids"]))  # a share > 1 spans whole GPUs
             for gpu in attempt["gpu_ids"]:
                 key = (attempt["node_id"], gpu)
                 # Ends sort before starts at the same instant: a GPU handed over is not shared.
-                events[key] += [(attempt["start"], +GPU_SHARE), (attempt["end"], -GPU_SHARE)]
+                events[key] += [(attempt["start"], +share), (attempt["end"], -share)]
     peaks = {}
     for key, changes in events.items():
         load = peak = 0.0
@@ -218,7 +260,7 @@ def test_fractional_gpu_search_spreads_over_two_workers(fake_gpu_cluster, tiny_m
     # having no CUDA, ran on the CPU, which the driver said exactly once.
     assert {n for t in trials for n in t["nodes"]} == fake_gpu_cluster.worker_ids()
     attempts = [a for t in trials for a in t["attempts"]]
-    assert all(a["gpu_ids"] == ["0"] and a["device"] == "cpu" for a in attempts), attempts
+    assert all(a["gpu_ids"] == ["0"] and a["gpu_share"] == GPU_SHARE and a["device"] == "cpu" for a in attempts)
     assert out.count(FALLBACK_LINE) == 1, out[-3000:]
     assert all(t["retries"] == 0 for t in trials)
 

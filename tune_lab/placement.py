@@ -27,8 +27,14 @@ GPU_FALLBACK_WARNING = (
 )
 
 
+def _gpu_share(trial: Any) -> float:
+    """The GPU (or fraction) Ray reserves for the trial: what it holds on each of its gpu_ids."""
+    factory = getattr(trial, "placement_group_factory", None)
+    return float(factory.required_resources.get("GPU", 0.0)) if factory is not None else 0.0
+
+
 class PlacementCallback(Callback):
-    """Per trial: a list of attempts (node, GPU ids, device, start/end on the driver clock)."""
+    """Per trial: a list of attempts (node, GPU ids and share, device, start/end on the driver clock)."""
 
     def __init__(self) -> None:
         self._spans: dict[str, list[dict[str, Any]]] = {}
@@ -38,7 +44,8 @@ class PlacementCallback(Callback):
     def _open(self, trial: Any) -> dict[str, Any]:
         spans = self._spans.setdefault(trial.trial_id, [])
         if not spans or spans[-1]["end"] is not None:
-            spans.append({"node_id": None, "gpu_ids": [], "device": None, "start": time.time(), "end": None})
+            spans.append({"node_id": None, "gpu_ids": [], "gpu_share": _gpu_share(trial), "device": None,
+                          "start": time.time(), "end": None})
         return spans[-1]
 
     def _close(self, trial: Any) -> None:
