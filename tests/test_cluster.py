@@ -176,13 +176,14 @@ scheduler: fifo
 """
 
 
-def search_args(tmp_path: Path, data: Path, address: str, epochs: int, *extra: str) -> list[str]:
+def search_args(tmp_path: Path, data: Path, address: str, epochs: int, *extra: str, storage: str | None = None) -> list[str]:
+    """`storage`: the results root as given on the command line (default: a plain local path)."""
     space = tmp_path / "cluster_search.yaml"
     space.write_text(textwrap.dedent(CLUSTER_SEARCH.format(epochs=epochs)))
     return [
         "mlp", "--search", str(space), "--data-dir", str(data), "--address", address,
         "--gpus-per-trial", str(GPU_SHARE), "--cpus-per-trial", "0.5",
-        "--storage", str(tmp_path / "shared"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--storage", storage or str(tmp_path / "shared"), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--experiment", "multi", "--seed", "1", *extra,
     ]
 
@@ -289,9 +290,12 @@ def test_search_survives_a_worker_node_dying(fake_gpu_cluster, tiny_mnist, tmp_p
     epochs = 8
     log = tmp_path / "driver.log"
     started = time.monotonic()
-    driver = start_driver(
-        search_args(tmp_path, tiny_mnist, fake_gpu_cluster.address, epochs, "--max-failures", "3"), log,
-    )
+    # Storage as a URI, the way a bucket is given on a real cluster (file:// is the one Ray's
+    # storage layer, pyarrow, supports without a cloud): checkpoints for the retries go there.
+    driver = start_driver(search_args(
+        tmp_path, tiny_mnist, fake_gpu_cluster.address, epochs, "--max-failures", "3",
+        storage=(tmp_path / "shared").as_uri(),
+    ), log)
     victim = fake_gpu_cluster.workers[1]
     first_result_on(tmp_path / "shared" / "multi", victim.node_id, timeout=150)
     killed_at = time.time()  # before: the driver may notice while remove_node still waits
