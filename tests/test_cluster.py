@@ -1,20 +1,25 @@
 """Outgrowing one machine: cluster.yaml against Ray's own schema, and real multi-node searches.
 
-The multi-node tests start a real Ray cluster on this machine with `ray.cluster_utils.Cluster`:
-a head with no CPUs (so no trial can land there) and two worker nodes that each declare one
-GPU they do not have. A search then joins it the way a user does on a cluster, through
-`--address`, from a separate driver process (`python -m tune_lab`, i.e. `tune_lab.cli.main`).
+The multi-node tests start a real Ray cluster on this machine (tests/cluster_nodes.py, with
+`ray.cluster_utils.Cluster`): a head with no CPUs (so no trial can land there) and two worker
+nodes that each declare one GPU they do not have. A search then joins it the way a user does
+on a cluster, through `--address`, from a separate driver process (`python -m tune_lab`, i.e.
+`tune_lab.cli.main`).
 
-Why a subprocess driver: a process can be connected to one Ray at a time, and the rest of the
-suite shares one session-scoped local Ray (`ray_session`) in the pytest process. The cluster's
-nodes are started from the pytest process but it never connects to them, so the two coexist in
-either order. The cluster writes its address file under a private RAY_TMPDIR, so nobody else's
-`ray.init()` on this machine can stumble into it, and the test's `--address auto` finds it.
+Why every Ray here lives outside the pytest process: a process can be connected to one Ray at
+a time, and the rest of the suite shares one session-scoped local Ray (`ray_session`) in the
+pytest process; even starting a Cluster in-process repoints that process's Ray internals at the
+new cluster. So the cluster runs in its own process, the driver in another, and the pytest
+process only watches files and sends "kill 1". The two kinds of test then coexist in one
+`python -m pytest` run, in any order. The cluster writes its address file under a private
+RAY_TMPDIR, so nobody else's `ray.init()` on this machine can stumble into it, and the
+driver's `--address auto` finds it.
 """
 from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -107,59 +112,67 @@ def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
 
 
 class FakeGpuCluster:
-    """A head (0 CPUs) and two workers (2 CPUs and 1 declared GPU each), all on 127.0.0.1."""
+    """The cluster of tests/cluster_nodes.py, driven from here through its stdin and stdout."""
 
-    def __init__(self, temp: Path) -> None:
-        from ray.cluster_utils import Cluster
+    def __init__(self, temp: Path, env: dict[str, str], log: Path) -> None:
+        self.temp, self.env = temp, env
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "cluster_nodes.py")], cwd=REPO, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"),
+        )
+        ready = json.loads(self._answer(timeout=120, what="the cluster to start"))
+        self.address: str = ready["address"]  # host:port of the head's GCS
+        self.worker_ids: list[str] = ready["workers"]
 
-        self.temp = temp
-        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-        self.workers = [self.cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
-        self.cluster.wait_for_nodes()
-        self.address = self.cluster.address  # host:port of the head's GCS
+    def _answer(self, timeout: float, what: str) -> str:
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            pytest.fail(f"no answer from cluster_nodes.py while waiting for {what}")
+        return line
 
-    def worker_ids(self) -> set[str]:
-        return {w.node_id for w in self.workers}
-
-    def kill(self, node: Any) -> None:
-        """What a crashed machine looks like to Ray: every process of the node SIGKILLed."""
-        self.cluster.remove_node(node, allow_graceful=False)
+    def kill(self, index: int) -> None:
+        """What a crashed machine looks like to Ray: every process of worker `index` SIGKILLed."""
+        self.process.stdin.write(f"kill {index}\n")
+        self.process.stdin.flush()
+        assert self._answer(timeout=60, what="a node to die").strip() == f"killed {index}"
 
     def shutdown(self) -> None:
-        # Not Cluster.shutdown(): it would also reset the internal KV of the pytest process's own
-        # Ray connection (the `ray_session` fixture), breaking later tests.
-        for node in list(self.cluster.worker_nodes):
-            self.cluster.remove_node(node, allow_graceful=False)
-        if self.cluster.head_node is not None:
-            self.cluster.remove_node(self.cluster.head_node, allow_graceful=False)
+        try:
+            self.process.stdin.write("stop\n")
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()  # our own child; Ray's reaper then ends the nodes' processes
+            self.process.wait()
 
 
 @pytest.fixture
-def fake_gpu_cluster() -> Iterator[FakeGpuCluster]:
-    """A fresh cluster per test (the failure test kills a node), torn down by PID, never `ray stop`."""
+def fake_gpu_cluster(tmp_path) -> Iterator[FakeGpuCluster]:
+    """A fresh cluster per test (the failure test kills a node), torn down by its own process."""
     # Short path: Ray's unix sockets live under it and must stay under ~107 characters.
     temp = Path(tempfile.mkdtemp(prefix="tlc-", dir="/tmp"))
-    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "PYTHONPATH", "RAY_AUTH_MODE")}
-    os.environ["RAY_TMPDIR"] = str(temp)  # the cluster's address file and sessions go here, not /tmp/ray
-    # One authentication mode for the nodes and the driver (both inherit this environment).
-    # Left unset, a driver that finds ~/.ray/auth_token switches itself to token mode while
-    # these nodes run without it, and every actor creation is cancelled.
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    # Ray's worker processes inherit this environment: they must import this checkout's code.
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved["PYTHONPATH"]) if p)
+    env = {
+        **os.environ,
+        # The cluster's sessions and address file go here, not /tmp/ray: nobody else's
+        # `ray.init()` on this machine can stumble into it, and `--address auto` finds it.
+        "RAY_TMPDIR": str(temp),
+        # One authentication mode for nodes and driver. Left unset, a driver that finds
+        # ~/.ray/auth_token switches itself to token mode while the nodes run without it,
+        # and every actor creation is cancelled.
+        "RAY_AUTH_MODE": "disabled",
+        # Ray's worker processes inherit this: they must import this checkout's code.
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
+        "PYTHONUNBUFFERED": "1",
+    }
     cluster = None
     try:
-        cluster = FakeGpuCluster(temp)
+        cluster = FakeGpuCluster(temp, env, tmp_path / "cluster.log")
         yield cluster
     finally:
         if cluster is not None:
             cluster.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if not os.environ.get("TLC_KEEP"):
+        if not os.environ.get("TLC_KEEP"):  # TLC_KEEP=1 keeps the Ray logs of a failing run
             shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -188,10 +201,9 @@ def search_args(tmp_path: Path, data: Path, address: str, epochs: int, *extra: s
     ]
 
 
-def start_driver(args: list[str], log: Path) -> subprocess.Popen:
+def start_driver(cluster: FakeGpuCluster, args: list[str], log: Path) -> subprocess.Popen:
     """The search's driver: `python -m tune_lab ARGS`, a separate process joining the cluster."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tune_lab", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "tune_lab", *args], cwd=REPO, env=cluster.env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
@@ -249,7 +261,7 @@ def test_fractional_gpu_search_spreads_over_two_workers(fake_gpu_cluster, tiny_m
     assert address_file.read_text().strip() == fake_gpu_cluster.address  # what `--address auto` will find
     log = tmp_path / "driver.log"
     started = time.monotonic()
-    out = finish(start_driver(search_args(tmp_path, tiny_mnist, "auto", epochs=2), log), log)
+    out = finish(start_driver(fake_gpu_cluster, search_args(tmp_path, tiny_mnist, "auto", epochs=2), log), log)
     print(f"multi-node search: {time.monotonic() - started:.1f} s")
 
     summary = json.loads((tmp_path / "shared" / "multi" / "summary.json").read_text())
@@ -259,14 +271,14 @@ def test_fractional_gpu_search_spreads_over_two_workers(fake_gpu_cluster, tiny_m
 
     # Placement: both workers used, never the head; every trial held a GPU id and, torch there
     # having no CUDA, ran on the CPU, which the driver said exactly once.
-    assert {n for t in trials for n in t["nodes"]} == fake_gpu_cluster.worker_ids()
+    assert {n for t in trials for n in t["nodes"]} == set(fake_gpu_cluster.worker_ids)
     attempts = [a for t in trials for a in t["attempts"]]
     assert all(a["gpu_ids"] == ["0"] and a["gpu_share"] == GPU_SHARE and a["device"] == "cpu" for a in attempts)
     assert out.count(FALLBACK_LINE) == 1, out[-3000:]
     assert all(t["retries"] == 0 for t in trials)
 
     peaks = gpu_peaks(trials)
-    assert {node for node, _ in peaks} == fake_gpu_cluster.worker_ids()
+    assert {node for node, _ in peaks} == set(fake_gpu_cluster.worker_ids)
     assert max(peaks.values()) <= 1.0 + 1e-9, peaks  # no GPU ever handed out beyond its whole
     assert max(peaks.values()) >= 2 * GPU_SHARE, peaks  # and fractions really shared a GPU
 
@@ -292,14 +304,14 @@ def test_search_survives_a_worker_node_dying(fake_gpu_cluster, tiny_mnist, tmp_p
     started = time.monotonic()
     # Storage as a URI, the way a bucket is given on a real cluster (file:// is the one Ray's
     # storage layer, pyarrow, supports without a cloud): checkpoints for the retries go there.
-    driver = start_driver(search_args(
+    driver = start_driver(fake_gpu_cluster, search_args(
         tmp_path, tiny_mnist, fake_gpu_cluster.address, epochs, "--max-failures", "3",
         storage=(tmp_path / "shared").as_uri(),
     ), log)
-    victim = fake_gpu_cluster.workers[1]
-    first_result_on(tmp_path / "shared" / "multi", victim.node_id, timeout=150)
+    survivor, dead = fake_gpu_cluster.worker_ids
+    first_result_on(tmp_path / "shared" / "multi", dead, timeout=150)
     killed_at = time.time()  # before: the driver may notice while remove_node still waits
-    fake_gpu_cluster.kill(victim)
+    fake_gpu_cluster.kill(1)
     out = finish(driver, log)
     print(f"multi-node search with a node killed: {time.monotonic() - started:.1f} s")
 
@@ -308,7 +320,6 @@ def test_search_survives_a_worker_node_dying(fake_gpu_cluster, tiny_mnist, tmp_p
     assert len(trials) == 4, out[-3000:]
     check_one_store(summary, epochs=epochs)
 
-    survivor, dead = fake_gpu_cluster.workers[0].node_id, victim.node_id
     retried = [t for t in trials if t["retries"]]
     # The trial whose epoch we waited for was on the dead node mid-run: it must have been retried.
     assert any(a["node_id"] == dead for t in retried for a in t["attempts"]), trials
