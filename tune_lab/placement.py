@@ -87,3 +87,9 @@ class PlacementCallback(Callback):
             nodes = list(dict.fromkeys(s["node_id"] for s in spans if s["node_id"]))
             out[trial_id] = {"retries": self._retries.get(trial_id, 0), "nodes": nodes, "attempts": spans}
         return out
+
+
+def add_placement(summary: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:
+    """Give every trial row of summary.json its `retries`, `nodes` and `attempts`."""
+    for row in summary["trials"]:
+        row.update(records.get(row["trial_id"], {"retries": 0, "nodes": [], "attempts": []}))

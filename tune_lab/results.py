@@ -50,12 +50,9 @@ def summarise_trial(result: Any, metric: str, mode: str, metrics: tuple[str, ...
 
 
 def summarise(grid: Any, *, search: Any, experiment: str, dataset: str, metrics: tuple[str, ...],
-              tracking: dict[str, Any], storage: str,
-              placement: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+              tracking: dict[str, Any], storage: str) -> dict[str, Any]:
     varied = list(search.params)
     rows = [summarise_trial(r, search.metric, search.mode, metrics, varied) for r in grid]
-    for row in rows:  # retries, nodes, attempts: see tune_lab.placement
-        row.update((placement or {}).get(row["trial_id"], {"retries": 0, "nodes": [], "attempts": []}))
     scored = [r for r in rows if r.get("best", {}).get(search.metric) is not None]
     best = None
     if scored:

@@ -100,7 +100,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     from reports.table import format_best, format_table
     from trainables.config import defaults
     from trainables.loop import run_trial
-    from tune_lab.placement import PlacementCallback
+    from tune_lab.placement import PlacementCallback, add_placement
     from tune_lab.results import summarise, write_summary
     from tune_lab.tracking import SearchRun
 
@@ -162,8 +162,9 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
             grid, search=search, experiment=experiment, dataset=data.name, metrics=spec.metrics,
             tracking={"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id,
                       "trial_runs": callback.run_ids()},
-            storage=folder, placement=placement.records(),
+            storage=folder,
         )
+        add_placement(summary, placement.records())
         write_summary(summary, folder)
         failed = any(t["status"] == "errored" for t in summary["trials"])
         parent.end(failed=failed or summary["best"] is None)
