@@ -80,6 +80,14 @@ ray.init(num_cpus=1, num_gpus=2, include_dashboard=False, logging_level="ERROR")
 search = load_search("optimizer", "mlp", {})
 shares = {str(flag): trial_resources(search, SearchOptions(lab="mlp", search="optimizer", gpus_per_trial=flag))["gpu"]
           for flag in (None, 0.0, 1.0)}
+# More GPUs than the cluster has: refused on a machine of one's own, waited for on a joined
+# cluster (its autoscaler may add GPU nodes once trials ask for them).
+shares["joined 4.0"] = trial_resources(search, SearchOptions(lab="mlp", search="optimizer", gpus_per_trial=4.0,
+                                                             address="auto"))["gpu"]
+try:
+    trial_resources(search, SearchOptions(lab="mlp", search="optimizer", gpus_per_trial=4.0))
+except Exception as exc:
+    shares["local 4.0"] = type(exc).__name__
 ray.shutdown()
 print("SHARES=" + json.dumps(shares))
 """
@@ -87,6 +95,9 @@ print("SHARES=" + json.dumps(shares))
 
 def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
     """No --gpus-per-trial on a machine with GPUs: an mlp trial takes its lab's 0.25 of one.
+
+    And asking for more GPUs than exist is an error on one's own machine, but only a notice on a
+    joined cluster, whose autoscaler adds GPU workers when trials wait for them.
 
     A separate process, because this needs a Ray that has GPUs (declared) and the pytest
     process already holds the suite's GPU-less one. Without GPUs the default is 0: every other
@@ -104,7 +115,8 @@ def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
     assert done.returncode == 0 and line, done.stderr[-3000:]
     shares = json.loads(line[0].removeprefix("SHARES="))
     assert get_lab("mlp").gpu_fraction == 0.25
-    assert shares == {"None": 0.25, "0.0": 0.0, "1.0": 1.0}
+    assert shares == {"None": 0.25, "0.0": 0.0, "1.0": 1.0, "joined 4.0": 4.0, "local 4.0": "SearchSpaceError"}
+    assert "--gpus-per-trial 4, but the cluster has 2 GPU(s) now" in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -86,10 +86,15 @@ def trial_resources(search: Search, opts: SearchOptions) -> dict[str, float]:
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else 1.0
     total_gpus = cluster.get("GPU", 0.0)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (search.spec.gpu_fraction if total_gpus else 0.0)
-    if gpus > total_gpus:
-        raise SearchSpaceError(f"--gpus-per-trial {gpus}: the cluster has {total_gpus:g} GPU(s)")
-    if cpus > cluster.get("CPU", 0.0):
-        raise SearchSpaceError(f"--cpus-per-trial {cpus}: the cluster has {cluster.get('CPU', 0):g} CPU(s)")
+    for flag, wanted, kind in (("--gpus-per-trial", gpus, "GPU"), ("--cpus-per-trial", cpus, "CPU")):
+        have = cluster.get(kind, 0.0)
+        if wanted <= have:
+            continue
+        if not opts.address:
+            raise SearchSpaceError(f"{flag} {wanted:g}: the cluster has {have:g} {kind}(s)")
+        # A joined cluster may autoscale: its GPU workers often do not exist until trials ask.
+        print(f"tune-lab: {flag} {wanted:g}, but the cluster has {have:g} {kind}(s) now: trials wait "
+              f"for its autoscaler to add nodes that have them", file=sys.stderr, flush=True)
     return {"cpu": cpus, "gpu": gpus}
 
 
