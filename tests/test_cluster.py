@@ -64,6 +64,9 @@ def test_cluster_yaml_passes_rays_autoscaler_schema():
     head_start = "\n".join(raw["head_start_ray_commands"])
     assert "mlflow server" in head_start and "--host 0.0.0.0" in head_start
     assert "--dashboard-host 127.0.0.1" in head_start or "dashboard-host" not in head_start
+    # results in a bucket every node reaches; MLflow's server is where the head's runs go
+    head_env = "\n".join(raw["head_setup_commands"])
+    assert "TUNE_LAB_HOME=s3://" in head_env and "MLFLOW_TRACKING_URI=http://127.0.0.1:5000" in head_env
 
 
 # ---------------------------------------------------------------------------------------------
