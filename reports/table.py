@@ -42,6 +42,7 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     best_id = (record.get("best") or {}).get("trial_id")
     published = {t["trial_id"]: published_for(record["lab"], t["setting"]) for t in record["trials"]}
     show_published = any(published.values())
+    show_retries = any(t.get("retries") for t in record["trials"])  # trials restarted after a failure
     rows = []
     for trial in record["trials"]:
         row: dict[str, Any] = {"setting": setting_label(trial)}
@@ -56,6 +57,8 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         row["wall time s"] = "" if wall is None else round(wall, 1)
         status = trial["status"]
         row["status"] = f"failed: {trial['error']}" if status == "errored" else status
+        if show_retries:
+            row["retries"] = trial.get("retries", 0)
         row["best"] = "*" if trial["trial_id"] == best_id else ""
         rows.append(row)
     return rows

@@ -7,13 +7,13 @@ epoch, and a checkpoint whenever the searched metric improves (Ray keeps only th
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import random
 import tempfile
 import time
-import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict
 from typing import Any, Iterator
@@ -103,15 +103,37 @@ def seed_everything(seed: int) -> None:
 
 
 def trial_device() -> torch.device:
-    """The GPU Ray assigned to this trial, else the CPU."""
+    """The GPU Ray assigned to this trial, else the CPU.
+
+    A node may advertise GPUs that this torch cannot use (a CPU-only wheel, a broken driver,
+    or GPUs declared with `ray start --num-gpus`): the trial then runs on the CPU rather than
+    crashing. It says nothing here: the driver warns once per search (see
+    tune_lab.placement), instead of once per trial process on every node.
+    """
     import ray
 
     gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
     if gpu_ids and torch.cuda.is_available():
         return torch.device("cuda", 0)  # Ray narrowed CUDA_VISIBLE_DEVICES to the assigned GPU(s)
-    if gpu_ids:
-        warnings.warn(f"Ray assigned GPU {gpu_ids} but torch cannot use it; this trial runs on the CPU")
     return torch.device("cpu")
+
+
+def placement(device: torch.device) -> dict[str, Any]:
+    """Where this trial runs: reported with every epoch so the driver can tell nodes apart.
+
+    Strings only, the GPU ids as JSON text ('["0"]'): Ray's MLflow and TensorBoard loggers
+    skip strings silently, so these never become metrics (a bare "0" would, and a list makes
+    TensorBoard warn), while result.json and the driver's callbacks keep them.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return {"node_id": "", "gpu_ids": "[]", "device": str(device)}
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": json.dumps([str(g) for g in ray.get_gpu_ids()]),
+        "device": str(device),
+    }
 
 
 def _match_threads_to_cpus() -> None:
@@ -120,7 +142,8 @@ def _match_threads_to_cpus() -> None:
     cpus = 0.0
     if ray.is_initialized():
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
-    torch.set_num_threads(max(1, int(cpus) or (os.cpu_count() or 1)))
+    # A fractional share (--cpus-per-trial 0.5) is one thread, not the whole machine.
+    torch.set_num_threads(max(1, int(cpus)) if cpus > 0 else (os.cpu_count() or 1))
 
 
 def _check_finite(metrics: dict[str, float], epoch: int) -> None:
@@ -143,6 +166,7 @@ def run_trial(config: dict[str, Any], *, lab: str, data: Any, metric: str, mode:
     _match_threads_to_cpus()
     seed_everything(cfg.seed)
     device = trial_device()
+    where = placement(device)
     trainer = spec.trainer()(cfg, data, device)
 
     first_epoch, best = 1, None
@@ -162,6 +186,7 @@ def run_trial(config: dict[str, Any], *, lab: str, data: Any, metric: str, mode:
         metrics["epoch_time_s"] = time.perf_counter() - start
         metrics["samples_per_s"] = samples / train_seconds
         _check_finite(metrics, epoch)
+        metrics["placement"] = where
         if not _improved(metrics[metric], best, mode):
             tune.report(metrics)
             continue

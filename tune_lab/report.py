@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,13 @@ def lab_figures(record: dict[str, Any], out_dir: Path, data_dir: str | None) -> 
 
 
 def write_report(record: dict[str, Any], folder: str, data_dir: str | None = None) -> Path:
-    out_dir = Path(folder) / "report"
+    """Write `folder`/report; returns the local folder it was built in.
+
+    For a results root at a URI (s3://, file://) the report is built in a local temporary
+    folder and copied there with the filesystem layer Ray's own storage uses.
+    """
+    remote = "://" in folder
+    out_dir = Path(tempfile.mkdtemp(prefix="tune-lab-report-")) if remote else Path(folder) / "report"
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a rebuilt report never keeps a stale figure
     out_dir.mkdir(parents=True)
@@ -32,7 +39,14 @@ def write_report(record: dict[str, Any], folder: str, data_dir: str | None = Non
     except Exception as exc:  # the lab's figures are a bonus; the report must still be written
         print(f"tune-lab: the lab's figures could not be drawn ({type(exc).__name__}: {exc})", file=sys.stderr)
         extra = []
-    return build_report(record, out_dir, extra)
+    build_report(record, out_dir, extra)
+    if remote:
+        import pyarrow.fs
+
+        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs.create_dir(f"{base}/report", recursive=True)
+        pyarrow.fs.copy_files(str(out_dir), f"{base}/report", destination_filesystem=fs)
+    return out_dir
 
 
 def log_to_mlflow(record: dict[str, Any], report_dir: Path, with_checkpoint: bool = True) -> None:

@@ -33,7 +33,17 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
     return {**header, "mlflow": tracking, "best": pick_best(rows, header["metric"], header["mode"]), "trials": rows}
 
 
-def write_summary(summary: dict[str, Any], folder: str) -> Path:
+def write_summary(summary: dict[str, Any], folder: str) -> Path | str:
+    """summary.json next to Ray's experiment folder, local or at a URI (s3://, gs://, file://)."""
+    if "://" in folder:
+        # The filesystem layer Ray Tune's own storage uses: what Ray can write, this can.
+        import pyarrow.fs
+
+        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs.create_dir(base, recursive=True)
+        with fs.open_output_stream(f"{base}/summary.json") as out:  # object stores write whole objects
+            out.write(json.dumps(summary, indent=2, default=str).encode())
+        return f"{folder}/summary.json"
     path = Path(folder) / "summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

@@ -84,10 +84,15 @@ def trial_resources(search: Search, opts: SearchOptions) -> dict[str, float]:
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else 1.0
     total_gpus = cluster.get("GPU", 0.0)
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (search.spec.gpu_fraction if total_gpus else 0.0)
-    if gpus > total_gpus:
-        raise SearchSpaceError(f"--gpus-per-trial {gpus}: the cluster has {total_gpus:g} GPU(s)")
-    if cpus > cluster.get("CPU", 0.0):
-        raise SearchSpaceError(f"--cpus-per-trial {cpus}: the cluster has {cluster.get('CPU', 0):g} CPU(s)")
+    for flag, wanted, kind in (("--gpus-per-trial", gpus, "GPU"), ("--cpus-per-trial", cpus, "CPU")):
+        have = cluster.get(kind, 0.0)
+        if wanted <= have:
+            continue
+        if not opts.address:
+            raise SearchSpaceError(f"{flag} {wanted:g}: the cluster has {have:g} {kind}(s)")
+        # A joined cluster may autoscale: its GPU workers often do not exist until trials ask.
+        print(f"tune-lab: {flag} {wanted:g}, but the cluster has {have:g} {kind}(s) now: trials wait "
+              f"for its autoscaler to add nodes that have them", file=sys.stderr, flush=True)
     return {"cpu": cpus, "gpu": gpus}
 
 
@@ -120,6 +125,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     from reports.table import format_best, format_table
     from trainables.config import defaults
     from trainables.loop import run_trial
+    from tune_lab.placement import PlacementCallback, add_placement
     from tune_lab.report import log_to_mlflow, write_report
     from tune_lab.results import summarise, write_summary
     from tune_lab.tracking import SearchRun
@@ -145,7 +151,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
         })
         parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
                            "scheduler": header["scheduler"], **search.fixed})
-        callback = parent.trial_callback()
+        callback, placement = parent.trial_callback(), PlacementCallback()
 
         space = {**defaults(spec.config), **param_space(search, opts.seed)}
         slots = max(1, int(_concurrency(resources)))
@@ -171,7 +177,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(
-                name=experiment, storage_path=root, callbacks=[callback], progress_reporter=reporter, verbose=1,
+                name=experiment, storage_path=root, callbacks=[callback, placement], progress_reporter=reporter, verbose=1,
                 checkpoint_config=tune.CheckpointConfig(
                     num_to_keep=1, checkpoint_score_attribute=search.metric, checkpoint_score_order=search.mode,
                 ),
@@ -184,6 +190,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
             tracking={"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id},
             trial_runs=callback.run_ids(),
         )
+        add_placement(summary, placement.records())
         write_summary(summary, folder)
         report_dir = write_report(summary, folder, opts.data_dir)
         log_to_mlflow(summary, report_dir)
@@ -198,7 +205,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     print(f"\n{search.description or search.name} ({data.name}, best epoch of each trial by {search.metric})")
     print(format_table(summary))
     print(format_best(summary))
-    print(f"\nReport: {report_dir}/report.html   Summary: {folder}/summary.json")
+    print(f"\nReport: {folder}/report/report.html   Summary: {folder}/summary.json")
     print(f"MLflow: {uri} (experiment {search.lab!r}, run {experiment!r}); browse with `tune-lab ui`")
     return summary
 

@@ -50,6 +50,10 @@ class TrialRunCallback(MLflowLoggerCallback):
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        if trial not in self._trial_runs:
+            # Its actor never started (e.g. the node it was placed on died first): no run to
+            # close, and Ray's own log_trial_end would raise KeyError and end the whole search.
+            return
         run_id = self._trial_runs[trial]
         client = self._client()
         client.set_tag(run_id, STATUS_TAG, trial_status(trial, failed))
