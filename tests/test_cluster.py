@@ -81,14 +81,14 @@ from tune_lab.spaces import load_search
 
 ray.init(num_cpus=1, num_gpus=2, include_dashboard=False, logging_level="ERROR")  # 2 declared GPUs
 search = load_search("optimizer", "mlp", {})
-shares = {str(flag): trial_resources(search, SearchOptions(lab="mlp", search="optimizer", gpus_per_trial=flag))["gpu"]
+shares = {str(flag): trial_resources(search, SearchOptions(gpus_per_trial=flag))["gpu"]
           for flag in (None, 0.0, 1.0)}
 # More GPUs than the cluster has: refused on a machine of one's own, waited for on a joined
 # cluster (its autoscaler may add GPU nodes once trials ask for them).
-shares["joined 4.0"] = trial_resources(search, SearchOptions(lab="mlp", search="optimizer", gpus_per_trial=4.0,
+shares["joined 4.0"] = trial_resources(search, SearchOptions(gpus_per_trial=4.0,
                                                              address="auto"))["gpu"]
 try:
-    trial_resources(search, SearchOptions(lab="mlp", search="optimizer", gpus_per_trial=4.0))
+    trial_resources(search, SearchOptions(gpus_per_trial=4.0))
 except Exception as exc:
     shares["local 4.0"] = type(exc).__name__
 ray.shutdown()
