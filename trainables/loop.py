@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from trainables.config import config_from_dict
-from trainables.registry import get_lab
+from trainables.registry import LabSpec, get_lab
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -156,12 +156,16 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
-def run_trial(config: dict[str, Any], *, lab: str, data: Any, metric: str, mode: str) -> None:
-    """Ray Tune function trainable: train `lab` with `config`, reporting once per epoch."""
+def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: str, mode: str) -> None:
+    """Ray Tune function trainable: train `lab` with `config`, reporting once per epoch.
+
+    `lab` may be the registered spec itself: a lab registered outside trainables.hparams
+    (a user's own module) then reaches the trial process without a registry of its own.
+    """
     from ray import tune
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per saved checkpoint
-    spec = get_lab(lab)
+    spec = lab if isinstance(lab, LabSpec) else get_lab(lab)
     cfg = config_from_dict(spec.config, config)
     _match_threads_to_cpus()
     seed_everything(cfg.seed)
@@ -193,7 +197,7 @@ def run_trial(config: dict[str, Any], *, lab: str, data: Any, metric: str, mode:
         best = metrics[metric]
         with tempfile.TemporaryDirectory() as folder:
             torch.save(
-                {"state": trainer.state_dict(), "epoch": epoch, "metrics": metrics, "lab": lab,
+                {"state": trainer.state_dict(), "epoch": epoch, "metrics": metrics, "lab": spec.name,
                  "config": asdict(cfg), "data": describe_data(data)},
                 os.path.join(folder, CHECKPOINT_FILE),
             )

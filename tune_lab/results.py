@@ -10,8 +10,10 @@ from trainables.config import effective_config
 
 
 def _error_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {(lines[-1] if lines else '')[:500]}"
+    """'RuntimeError: what went wrong', without Ray's wrapper and traceback."""
+    cause = getattr(error, "cause", None) or error  # RayTaskError wraps the trial's own exception
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {(lines[-1] if lines else '')[:500]}"
 
 
 def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], trial_runs: dict[str, str]) -> dict[str, Any]:

@@ -157,7 +157,7 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
         slots = max(1, int(_concurrency(resources)))
         max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, lab=search.lab, data=data, metric=search.metric, mode=search.mode),
+            tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode),
             resources,
         )
         reporter = tune.CLIReporter(

@@ -1,0 +1,35 @@
+"""A lab whose trials fail on request: lab 1's MLP, plus `fail_at_epoch`.
+
+Registered like any user's own lab (a dataclass + `register_lab` naming this module), so
+the tests can watch the real loop, Ray and MLflow handle a trial whose code raises.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainables import mlp
+from trainables.config import hp
+from trainables.hparams import CLASSIFIER_METRICS, MLPConfig
+from trainables.registry import LABS, register_lab
+
+load_data = mlp.load_data
+
+
+@dataclass
+class FlakyConfig(MLPConfig):
+    fail_at_epoch: int = hp(0, min=0, help="raise in this epoch (0: never)")
+
+
+if "flaky" not in LABS:
+    register_lab("flaky", module=__name__, datasets=("mnist",), description="lab 1 that fails on request",
+                 metrics=CLASSIFIER_METRICS)(FlakyConfig)
+
+
+class Trainer(mlp.Trainer):
+    epoch = 0
+
+    def train_epoch(self) -> dict[str, float]:
+        self.epoch += 1
+        if self.epoch == self.cfg.fail_at_epoch:
+            raise RuntimeError(f"flaky lab: failing in epoch {self.epoch} as configured")
+        return super().train_epoch()
