@@ -13,6 +13,7 @@ from trainables.registry import LABS, lab_names
 
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
 EXIT_USAGE = 2  # bad input: nothing was run
+EXIT_INTERRUPTED = 130  # Ctrl-C: what ran is kept; `tune-lab resume` continues
 
 
 class UsageError(Exception):
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("target", metavar="EXPERIMENT_OR_DIR", help="an experiment name under the results root, or its folder")
     add_store_options(report)
     report.add_argument("--data-dir", help="dataset root, for the lab's own figures")
+    resume = sub.add_parser("resume", help="continue an interrupted search where it stopped")
+    resume.add_argument("target", metavar="EXPERIMENT_OR_DIR", help="an experiment name under the results root, or its folder")
+    resume.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    resume.add_argument("--address", help="Ray cluster to join (default: the one the search used)")
     ui = sub.add_parser("ui", help="the MLflow UI on the local store, bound to 127.0.0.1")
     add_store_options(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -136,6 +141,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from tune_lab import paths
+    from tune_lab.runner import STATE_FILE, load_state, run_search
+
+    root = paths.results_root(args.storage)
+    folder = next((f for f in (Path(args.target), Path(root) / args.target) if (f / STATE_FILE).is_file()), None)
+    if folder is None:
+        raise UsageError(f"{args.target}: no interrupted search there (looked for {STATE_FILE} in {args.target} and {Path(root) / args.target})")
+    search, opts, tracking = load_state(folder.resolve())
+    opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
+    if args.address:
+        opts.address = args.address
+    return _exit_code(run_search(search, opts, resume=tracking))
+
+
+def _exit_code(summary: dict[str, Any]) -> int:
+    if summary.get("interrupted"):
+        return EXIT_INTERRUPTED
+    failed = [t for t in summary["trials"] if t["status"] == "errored"]
+    if failed:
+        print(f"tune-lab: {len(failed)} of {len(summary['trials'])} trials failed (exit code {EXIT_TRIALS_FAILED})", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import os
 
@@ -162,12 +192,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         address=args.address, storage=args.storage, tracking_uri=args.tracking_uri, experiment=args.experiment,
         seed=args.seed, scheduler=args.scheduler, max_failures=args.max_failures,
     )
-    summary = run_search(search, opts)
-    failed = [t for t in summary["trials"] if t["status"] == "errored"]
-    if failed:
-        print(f"tune-lab: {len(failed)} of {len(summary['trials'])} trials failed (exit code {EXIT_TRIALS_FAILED})", file=sys.stderr)
-        return EXIT_TRIALS_FAILED
-    return 0
+    return _exit_code(run_search(search, opts))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,13 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "ui":
             return cmd_ui(args)
+        if args.command == "resume":
+            return cmd_resume(args)
         return cmd_search(args)
     except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("tune-lab: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

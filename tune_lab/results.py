@@ -16,8 +16,13 @@ def _error_line(error: BaseException) -> str:
     return f"{type(cause).__name__}: {(lines[-1] if lines else '')[:500]}"
 
 
-def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], trial_runs: dict[str, str]) -> dict[str, Any]:
-    """summary.json: the search-level `header`, the best trial, one row per trial."""
+def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], trial_runs: dict[str, str],
+              unfinished: set[str] = frozenset()) -> dict[str, Any]:
+    """summary.json: the search-level `header`, the best trial, one row per trial.
+
+    Trials in `unfinished` were cut off by an interruption: their rows say so rather than
+    "stopped early", which is ASHA's verdict.
+    """
     rows = []
     for result in grid:
         trial_id = result.metrics.get("trial_id") or Path(result.path).name
@@ -26,6 +31,8 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
             failed=result.error is not None, error=_error_line(result.error) if result.error else None,
             metric=header["metric"], mode=header["mode"], metrics=header["metrics"], varied=header["varied"],
         )
+        if trial_id in unfinished:
+            row["status"] = "interrupted" if row["epochs_run"] else "not run"
         row["path"] = result.path
         row["mlflow_run_id"] = trial_runs.get(trial_id)
         if result.checkpoint is not None:
@@ -35,20 +42,21 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
     return {**header, "mlflow": tracking, "best": pick_best(rows, header["metric"], header["mode"]), "trials": rows}
 
 
-def write_summary(summary: dict[str, Any], folder: str) -> Path | str:
-    """summary.json next to Ray's experiment folder, local or at a URI (s3://, gs://, file://)."""
+def write_json(data: dict[str, Any], folder: str, name: str) -> Path | str:
+    """`folder`/`name` as JSON, the folder local or at a URI (s3://, gs://, file://)."""
+    text = json.dumps(data, indent=2, default=str)
     if "://" in folder:
         # The filesystem layer Ray Tune's own storage uses: what Ray can write, this can.
         import pyarrow.fs
 
         fs, base = pyarrow.fs.FileSystem.from_uri(folder)
         fs.create_dir(base, recursive=True)
-        with fs.open_output_stream(f"{base}/summary.json") as out:  # object stores write whole objects
-            out.write(json.dumps(summary, indent=2, default=str).encode())
-        return f"{folder}/summary.json"
-    path = Path(folder) / "summary.json"
+        with fs.open_output_stream(f"{base}/{name}") as out:  # object stores write whole objects
+            out.write(text.encode())
+        return f"{folder}/{name}"
+    path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    tmp.replace(path)  # never a half-written summary
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # never a half-written file
     return path

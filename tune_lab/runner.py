@@ -1,6 +1,7 @@
 """Run one search: data once on the driver, trials through Ray Tune, every trial in MLflow."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -8,6 +9,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tune_lab import paths
@@ -117,22 +119,42 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
     }
 
 
-def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
-    """Run the search to the end and return its summary (also written as summary.json)."""
+STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the first trial starts
+
+
+def save_state(search: Search, opts: SearchOptions, folder: str, tracking: dict[str, Any]) -> None:
+    from tune_lab.results import write_json
+
+    write_json({"search": search.to_dict(), "options": dataclasses.asdict(opts), "tracking": tracking}, folder, STATE_FILE)
+
+
+def load_state(folder: Path) -> tuple[Search, SearchOptions, dict[str, Any]]:
+    state = json.loads((folder / STATE_FILE).read_text())
+    return Search.from_dict(state["search"]), SearchOptions(**state["options"]), state["tracking"]
+
+
+def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the search to the end and return its summary (also written as summary.json).
+
+    With `resume` (the tracking ids saved in search.json), continue the search in
+    opts.experiment where an interrupted driver left it: Ray restores finished trials
+    as they were and continues unfinished ones from their checkpoints, and the trials keep
+    their MLflow runs under the same parent run.
+    """
     from ray import tune
 
     from reports.source import SPEC_TAG
     from reports.table import format_best, format_table
-    from trainables.config import defaults
     from trainables.loop import run_trial
     from tune_lab.placement import PlacementCallback, add_placement
     from tune_lab.report import log_to_mlflow, write_report
-    from tune_lab.results import summarise, write_summary
+    from tune_lab.results import summarise, write_json
     from tune_lab.tracking import SearchRun
 
     spec = search.spec
     root = paths.results_root(opts.storage)
     experiment = opts.experiment or f"{search.lab}-{search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    opts = dataclasses.replace(opts, experiment=experiment)
     folder = paths.experiment_dir(root, experiment)
 
     data = load_dataset(search, opts)
@@ -143,71 +165,104 @@ def run_search(search: Search, opts: SearchOptions) -> dict[str, Any]:
     started_ray = start_ray(opts.address)
     try:
         resources = trial_resources(search, opts)
-        uri = paths.tracking_uri(opts.tracking_uri, root)
-        local_artifacts = None if "://" in root or not uri.startswith("sqlite") else f"{root}/mlartifacts"
-        parent = SearchRun(uri, search.lab, experiment, local_artifacts, tags={
-            "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
-            "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
-        })
-        parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
-                           "scheduler": header["scheduler"], **search.fixed})
-        callback, placement = parent.trial_callback(), PlacementCallback()
+        if resume:
+            uri = resume["tracking_uri"]
+            parent = SearchRun.attach(uri, resume["parent_run_id"])
+        else:
+            uri = paths.tracking_uri(opts.tracking_uri, root)
+            local_artifacts = None if "://" in root or not uri.startswith("sqlite") else f"{root}/mlartifacts"
+            parent = SearchRun(uri, search.lab, experiment, local_artifacts, tags={
+                "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
+                "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
+            })
+            parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
+                               "scheduler": header["scheduler"], **search.fixed})
+        tracking = {"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
+        callbacks = [parent.trial_callback(), PlacementCallback()]
 
-        space = {**defaults(spec.config), **param_space(search, opts.seed)}
-        slots = max(1, int(_concurrency(resources)))
-        max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode),
             resources,
         )
-        reporter = tune.CLIReporter(
-            parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
-            metric_columns={"training_iteration": "epoch", **{m: m for m in spec.metrics if m.startswith(("train", "val"))}},
-            sort_by_metric=True, max_report_frequency=15,
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(
-                metric=search.metric, mode=search.mode,
-                search_alg=search_algorithm(search, opts.seed),
-                scheduler=scheduler(search, opts.scheduler),
-                num_samples=opts.num_samples or search.num_samples,
-                max_concurrent_trials=max_concurrent,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=experiment, storage_path=root, callbacks=[callback, placement], progress_reporter=reporter, verbose=1,
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1, checkpoint_score_attribute=search.metric, checkpoint_score_order=search.mode,
-                ),
-                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            ),
-        )
+        if resume:
+            # Ray restores the search space, scheduler, searcher and trial states from the
+            # experiment folder; the callbacks are replaced by fresh ones of this driver.
+            tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True, resume_errored=False)
+            tuner._local_tuner.get_run_config().callbacks = callbacks
+        else:
+            tuner = _new_tuner(search, opts, trainable, resources, callbacks, root, experiment)
+            save_state(search, opts, folder, tracking)
         grid = tuner.fit()
-        summary = summarise(
-            grid, header,
-            tracking={"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id},
-            trial_runs=callback.run_ids(),
-        )
-        add_placement(summary, placement.records())
-        write_summary(summary, folder)
-        report_dir = write_report(summary, folder, opts.data_dir)
-        log_to_mlflow(summary, report_dir)
-        parent.mark_best((summary["best"] or {}).get("mlflow_run_id"))
-        failed = any(t["status"] == "errored" for t in summary["trials"])
-        parent.end(failed=failed or summary["best"] is None)
+        unfinished = unfinished_trials(folder)
+        interrupted = bool(unfinished)
+        summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished)
+        add_placement(summary, callbacks[1].records())
+        write_json(summary, folder, "summary.json")
+        if not interrupted:
+            report_dir = write_report(summary, folder, opts.data_dir)
+            log_to_mlflow(summary, report_dir)
+            parent.mark_best((summary["best"] or {}).get("mlflow_run_id"))
+            failed = any(t["status"] == "errored" for t in summary["trials"])
+            parent.end(failed=failed or summary["best"] is None)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
+    if interrupted:
+        print(f"\ntune-lab: interrupted with {len(unfinished)} trial(s) unfinished (and any not yet started); "
+              f"nothing is lost. Continue with:\n  tune-lab resume {folder}", file=sys.stderr)
+        summary["interrupted"] = True
+        return summary
     print(f"\n{search.description or search.name} ({data.name}, best epoch of each trial by {search.metric})")
     print(format_table(summary))
     print(format_best(summary))
     print(f"\nReport: {folder}/report/report.html   Summary: {folder}/summary.json")
     print(f"MLflow: {uri} (experiment {search.lab!r}, run {experiment!r}); browse with `tune-lab ui`")
     return summary
+
+
+def unfinished_trials(folder: str) -> set[str]:
+    """Trials Ray left pending or running: after Ctrl-C, what `tune-lab resume` will continue."""
+    from ray.tune import ExperimentAnalysis
+
+    return {t.trial_id for t in ExperimentAnalysis(folder).trials if t.status not in ("TERMINATED", "ERROR")}
+
+
+def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: dict[str, float],
+               callbacks: list[Any], root: str, experiment: str) -> Any:
+    from ray import tune
+
+    from trainables.config import defaults
+
+    spec = search.spec
+    space = {**defaults(spec.config), **param_space(search, opts.seed)}
+    slots = max(1, int(_concurrency(resources)))
+    max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
+    reporter = tune.CLIReporter(
+        parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
+        metric_columns={"training_iteration": "epoch", **{m: m for m in spec.metrics if m.startswith(("train", "val"))}},
+        sort_by_metric=True, max_report_frequency=15,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=search.metric, mode=search.mode,
+            search_alg=search_algorithm(search, opts.seed),
+            scheduler=scheduler(search, opts.scheduler),
+            num_samples=opts.num_samples or search.num_samples,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment, storage_path=root, callbacks=callbacks, progress_reporter=reporter, verbose=1,
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=search.metric, checkpoint_score_order=search.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        ),
+    )
 
 
 def _concurrency(resources: dict[str, float]) -> float:

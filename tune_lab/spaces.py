@@ -79,6 +79,15 @@ class Search:
                         out.append(case)
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "path": str(self.path)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Search":
+        """The search as it was run: a resumed search must not pick up edits to its file."""
+        params = {name: Param(**p) for name, p in data["params"].items()}
+        return cls(**{**data, "path": Path(data["path"]), "params": params})
+
     def varied_by_cases(self) -> list[str]:
         return (["variant"] if self.variants else []) + list(self.sweeps)
 

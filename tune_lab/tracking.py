@@ -44,6 +44,21 @@ class TrialRunCallback(MLflowLoggerCallback):
         ]
         self._client().log_batch(self._trial_runs[trial], metrics=metrics)
 
+    def log_trial_start(self, trial: Any) -> None:
+        """A resumed trial keeps its run: found by its trial id among the parent's children."""
+        if trial not in self._trial_runs:
+            client = self._client()
+            found = client.search_runs(
+                [self.mlflow_util.experiment_id],
+                f"tags.mlflow.parentRunId = '{self.tags['mlflow.parentRunId']}' and tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'",
+                max_results=1,
+            )
+            if found:
+                self._trial_runs[trial] = found[0].info.run_id
+                client.update_run(found[0].info.run_id, status="RUNNING")
+        super().log_trial_start(trial)
+        self._client().set_tag(self._trial_runs[trial], TRIAL_ID_TAG, trial.trial_id)
+
     def _client(self):
         from mlflow.tracking import MlflowClient
 
@@ -60,15 +75,32 @@ class TrialRunCallback(MLflowLoggerCallback):
         if failed and trial.error_file:
             error = Path(trial.error_file).read_text(errors="replace").strip().splitlines()
             client.set_tag(run_id, ERROR_TAG, (error[-1] if error else "unknown error")[:5000])
-        client.set_tag(run_id, TRIAL_ID_TAG, trial.trial_id)
         super().log_trial_end(trial, failed)
 
-    def run_ids(self) -> dict[str, str]:
-        return {trial.trial_id: run_id for trial, run_id in self._trial_runs.items()}
 
 
 class SearchRun:
     """The parent run of one search, created on the driver before any trial starts."""
+
+    @classmethod
+    def attach(cls, uri: str, run_id: str) -> "SearchRun":
+        """The parent run of an interrupted search, to continue it."""
+        from mlflow.tracking import MlflowClient
+
+        self = cls.__new__(cls)
+        self.uri, self.client, self.run_id = uri, MlflowClient(tracking_uri=uri), run_id
+        run = self.client.get_run(run_id)
+        self.experiment_id = run.info.experiment_id
+        self.experiment_name = self.client.get_experiment(self.experiment_id).name
+        self.client.update_run(run_id, status="RUNNING")
+        return self
+
+    def trial_runs(self) -> dict[str, str]:
+        """Trial id -> child run id, for every trial this search has logged (resumed ones too)."""
+        children = self.client.search_runs(
+            [self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=50_000,
+        )
+        return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in children if TRIAL_ID_TAG in r.data.tags}
 
     def __init__(self, uri: str, lab: str, run_name: str, artifact_root: str | None, tags: dict[str, str]) -> None:
         from mlflow.tracking import MlflowClient
