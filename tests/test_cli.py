@@ -69,3 +69,12 @@ def test_malformed_set_is_a_usage_error(capsys):
         main(["mlp", "--search", "optimizer", "--set", "epochs"])
     assert info.value.code == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_more_gpus_per_trial_than_the_machine_has_is_refused(ray_session, tiny_mnist, tmp_path, capsys):
+    code = main(["mlp", "--search", "optimizer", "--gpus-per-trial", "2", "--data-dir", str(tiny_mnist),
+                 "--storage", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("tune-lab: error: --gpus-per-trial 2: the cluster has 0 GPU(s)")
+    assert not (tmp_path / "mlflow.db").exists()  # refused before anything was recorded
