@@ -298,6 +298,8 @@ def test_fractional_gpu_search_spreads_over_two_workers(fake_gpu_cluster, tiny_m
     assert max(peaks.values()) >= 2 * GPU_SHARE, peaks  # and fractions really shared a GPU
     report = tmp_path / "shared" / "multi" / "report"
     assert (report / "report.html").is_file() and "| setting" in (report / "report.md").read_text()
+    # MLflow's artifacts sit beside its SQLite file, never in ./mlruns of the driver's directory
+    assert (tmp_path / "mlartifacts").is_dir() and not (REPO / "mlruns").exists()
 
 
 def first_result_on(experiment: Path, node_id: str, timeout: float) -> None:

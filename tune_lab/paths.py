@@ -32,3 +32,14 @@ def tracking_uri(explicit: str | None, root: str) -> str:
 
 def experiment_dir(root: str, experiment: str) -> str:
     return f"{root.rstrip('/')}/{experiment}"
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where an embedded SQLite store keeps artifacts: beside its database file.
+
+    Left to MLflow, it would be ./mlruns in whatever directory the driver runs from. A
+    tracking server chooses its own (None).
+    """
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+    return None

@@ -170,8 +170,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             parent = SearchRun.attach(uri, resume["parent_run_id"])
         else:
             uri = paths.tracking_uri(opts.tracking_uri, root)
-            local_artifacts = None if "://" in root or not uri.startswith("sqlite") else f"{root}/mlartifacts"
-            parent = SearchRun(uri, search.lab, experiment, local_artifacts, tags={
+            parent = SearchRun(uri, search.lab, experiment, paths.artifact_root(uri), tags={
                 "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
                 "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
             })
