@@ -66,7 +66,7 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Best trial: {setting_label(trial)} ({record['dataset']})")
+    fig.suptitle(f"Best trial: {setting_label(trial, record)} ({record['dataset']})")
     return _save(fig, path)
 
 
@@ -77,12 +77,18 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     if not trials:
         return None
     scale = 100 if metric.endswith("_acc") else 1
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    many = len(trials) > 10
+    fig, ax = plt.subplots(figsize=(12, 5.5) if many else (8.5, 5))
+    colours = plt.cm.tab20(range(20)) if many else plt.cm.tab10(range(10))
+    variants = list(record.get("variants") or {})
     marks = set()
-    for trial in trials:
+    for i, trial in enumerate(trials):
         epochs = trial["history"]["training_iteration"]
         values = [None if v is None else scale * v for v in trial["history"][metric]]
-        (line,) = ax.plot(epochs, values, marker=".", markersize=4, linewidth=1.3, label=setting_label(trial))
+        variant = trial["config"].get("variant")
+        style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
+        (line,) = ax.plot(epochs, values, style, marker=".", markersize=4, linewidth=1.3,
+                          color=colours[i % len(colours)], label=setting_label(trial, record))
         if trial["status"] == "stopped early":
             ax.plot(epochs[-1], values[-1], "x", color=line.get_color(), markersize=11, markeredgewidth=2.5)
             marks.add("stopped")
@@ -103,7 +109,10 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     ax.set_title(f"{metric} of every trial ({len(trials)} trials)")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(handles, labels, fontsize=7, ncol=2 if len(trials) > 8 else 1, loc="best")
+    if many:  # beside the plot, where it hides no curve
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(handles, labels, fontsize=7, loc="best")
     return _save(fig, path)
 
 

@@ -23,8 +23,15 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def setting_label(trial: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in trial["setting"].items()) or trial["trial_id"]
+def setting_label(trial: dict[str, Any], record: dict[str, Any] | None = None) -> str:
+    """'lr=0.01, momentum=0.9'; in a sweep search only what differs from the base setting,
+    after the variant: 'faithful: epochs=40' or 'corrected: base'."""
+    setting = dict(trial["setting"])
+    if record and record.get("sweeps"):
+        variant = setting.pop("variant", "")
+        changed = ", ".join(f"{k}={_short(v)}" for k, v in setting.items() if record["fixed"].get(k) != v) or "base"
+        return f"{variant}: {changed}" if variant else changed
+    return ", ".join(f"{k}={_short(v)}" for k, v in setting.items()) or trial["trial_id"]
 
 
 def _format(metric: str, value: Any) -> Any:
@@ -45,7 +52,7 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     show_retries = any(t.get("retries") for t in record["trials"])  # trials restarted after a failure
     rows = []
     for trial in record["trials"]:
-        row: dict[str, Any] = {"setting": setting_label(trial)}
+        row: dict[str, Any] = {"setting": setting_label(trial, record)}
         for m in shown_metrics(record):
             row[header(m)] = _format(m, (trial.get("best") or {}).get(m))
         if show_published:
