@@ -91,3 +91,16 @@ def test_search_end_to_end_with_asha_and_mlflow(ray_session, tiny_mnist, tmp_pat
         assert run.data.tags["tune_lab.status"] == trial["status"]
         history = client.get_metric_history(run.info.run_id, "val_acc")
         assert len(history) == trial["epochs_run"]
+
+
+def test_a_search_leaves_no_tracking_uri_behind(ray_session, tiny_mnist, tmp_path, monkeypatch):
+    """Two searches in one process: the second must log to its own store, not the first's."""
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["mlp", "--search", "optimizer", "--set", "epochs=1", "--set", "optimizer=adam", "--data-dir", str(tiny_mnist)]
+    assert main([*args, "--storage", str(tmp_path / "first")]) == 0
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert main([*args, "--storage", str(tmp_path / "second"), "--experiment", "second"]) == 0
+    summary = json.loads((tmp_path / "second" / "second" / "summary.json").read_text())
+    assert summary["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"

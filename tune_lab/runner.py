@@ -163,6 +163,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     header = search_header(search, opts, experiment, data.name, folder)
 
     started_ray = start_ray(opts.address)
+    # Ray's MLflow callback calls mlflow.set_tracking_uri, which also sets $MLFLOW_TRACKING_URI
+    # for the rest of the process: a second search from the same process would log there.
+    tracking_env = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         resources = trial_resources(search, opts)
         if resume:
@@ -204,6 +207,10 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             failed = any(t["status"] == "errored" for t in summary["trials"])
             parent.end(failed=failed or summary["best"] is None)
     finally:
+        if tracking_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = tracking_env
         if started_ray:
             import ray
 
