@@ -38,16 +38,20 @@ def started_ray():
             ray.shutdown()
 
 
-def _search_once(scheduler: str, subset: int, epochs: int, data_dir: str | None) -> dict[str, Any]:
-    """One full `tune-lab mlp --search lr_optimizer --scheduler ...` run, as the CLI runs it."""
+def _search_once(scheduler: str, subset: int, epochs: int, data_dir: str | None, root: str) -> dict[str, Any]:
+    """One full `tune-lab mlp --search lr_optimizer --scheduler ...` run, as the CLI runs it.
+
+    Every repetition shares one results root (and so one MLflow store), as a user's searches
+    do: MLflow keeps its SQLite engines per process, and a store deleted under it goes read-only.
+    """
     from tune_lab.runner import SearchOptions, run_search
     from tune_lab.spaces import load_search
 
     search = load_search(SPACE, "mlp", {"epochs": epochs})
-    with tempfile.TemporaryDirectory(prefix="tune-lab-bench-") as root, contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr):
         summary = run_search(search, SearchOptions(
             dataset="mnist", data_dir=data_dir, subset=subset, storage=root, seed=0, scheduler=scheduler,
-            experiment=f"bench-{scheduler}",
+            experiment=f"bench-{scheduler}-{time.strftime('%H%M%S')}-{os.urandom(2).hex()}",
         ))
     trials = summary["trials"]
     return {
@@ -61,10 +65,10 @@ def _search_once(scheduler: str, subset: int, epochs: int, data_dir: str | None)
 
 def run_asha(quick: bool, reps: int, data_dir: str | None = None) -> dict[str, Any]:
     """FIFO and ASHA searches of the same space, interleaved; trial-epochs, wall time, best val acc."""
-    subset, epochs = (1024, 3) if quick else (4096, 9)
-    with started_ray() as init_s:
+    subset, epochs = (1024, 3) if quick else (2048, 9)
+    with started_ray() as init_s, tempfile.TemporaryDirectory(prefix="tune-lab-bench-") as root:
         timings = interleave(
-            {name: (lambda n=name: _search_once(n, subset, epochs, data_dir)) for name in ("fifo", "asha")},
+            {name: (lambda n=name: _search_once(n, subset, epochs, data_dir, root)) for name in ("fifo", "asha")},
             reps, warmup=0,
         )
     rows, figures = [], {}
@@ -110,29 +114,30 @@ def _sleeper(config: dict[str, Any]) -> None:
     tune.report({"slept_s": time.perf_counter() - start})
 
 
-def _sleep_search(trials: int, seconds: float) -> dict[str, float]:
+def _sleep_search(trials: int, seconds: float, root: str) -> dict[str, float]:
     """`trials` sleeping trials through a Tuner configured as tune_lab.runner configures it."""
     from ray import tune
 
     from tune_lab.tracking import SearchRun
 
-    with tempfile.TemporaryDirectory(prefix="tune-lab-bench-") as root:
-        parent = SearchRun(f"sqlite:///{root}/mlflow.db", "bench", "sleep", None, tags={})
-        tuner = tune.Tuner(
-            tune.with_resources(_sleeper, {"cpu": 1.0, "gpu": 0.0}),
-            param_space={"seconds": seconds, "i": tune.grid_search(list(range(trials)))},
-            tune_config=tune.TuneConfig(metric="slept_s", mode="min", num_samples=1, reuse_actors=True),
-            run_config=tune.RunConfig(
-                name="sleep", storage_path=root, callbacks=[parent.trial_callback()], verbose=0,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="slept_s",
-                                                        checkpoint_score_order="min"),
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
-        )
-        start = time.perf_counter()
-        grid = tuner.fit()
-        wall = time.perf_counter() - start
-        parent.end(failed=False)
+    # One results root and MLflow store for every repetition (see _search_once); a new run name each time.
+    name = f"sleep-{os.urandom(3).hex()}"
+    parent = SearchRun(f"sqlite:///{root}/mlflow.db", "bench", name, None, tags={})
+    tuner = tune.Tuner(
+        tune.with_resources(_sleeper, {"cpu": 1.0, "gpu": 0.0}),
+        param_space={"seconds": seconds, "i": tune.grid_search(list(range(trials)))},
+        tune_config=tune.TuneConfig(metric="slept_s", mode="min", num_samples=1, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, storage_path=root, callbacks=[parent.trial_callback()], verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="slept_s",
+                                                    checkpoint_score_order="min"),
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    start = time.perf_counter()
+    grid = tuner.fit()
+    wall = time.perf_counter() - start
+    parent.end(failed=False)
     return {"wall_s": wall, "trial_s": sum(r.metrics["slept_s"] for r in grid)}
 
 
@@ -141,9 +146,9 @@ def run_overhead(quick: bool, reps: int) -> dict[str, Any]:
     import ray
 
     trials, seconds = (6, 0.5) if quick else (20, 1.0)
-    with started_ray() as init_s:
+    with started_ray() as init_s, tempfile.TemporaryDirectory(prefix="tune-lab-bench-") as root:
         slots = int(ray.cluster_resources().get("CPU", 1))
-        timings = interleave({"sleep_search": lambda: _sleep_search(trials, seconds)}, reps, warmup=0)
+        timings = interleave({"sleep_search": lambda: _sleep_search(trials, seconds, root)}, reps, warmup=0)
     runs = timings.returned["sleep_search"]
     # Per trial: (slots x wall - sum of trial times) / trials, i.e. each slot's idle-for-Ray time per trial it ran.
     per_trial = [(slots * r["wall_s"] - r["trial_s"]) / trials for r in runs]
