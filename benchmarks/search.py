@@ -84,13 +84,16 @@ def run_asha(quick: bool, reps: int, data_dir: str | None = None) -> dict[str, A
             best_settings=[r["best_setting"] for r in runs], errored=sum(r["errored"] for r in runs),
             trial_compute_s=round(statistics.median(r["trial_compute_s"] for r in runs), 2),
         ))
+    from tune_lab.spaces import load_search
+
+    asha_args = load_search(SPACE, "mlp", {}).scheduler_args
     share = figures["asha"]["trial_epochs"] / figures["fifo"]["trial_epochs"]
     gap = figures["fifo"]["best_val_acc"] - figures["asha"]["best_val_acc"]
     return {
         "name": "asha",
         "title": "ASHA vs FIFO: mlp lr x optimizer, 18 random trials (seed 0), on an MNIST subset",
         "settings": {"search": f"search_spaces/mlp/{SPACE}.yaml", "dataset": "mnist", "subset": subset,
-                     "epochs": epochs, "asha": "grace 1, reduction factor 3", "cpus_per_trial": 1,
+                     "epochs": epochs, "asha": asha_args, "cpus_per_trial": 1,
                      "reps": reps, "ray_init_s": round(init_s, 2)},
         "cases": rows,
         "ratios": {"asha_trial_epochs_over_fifo": round(share, 3),
