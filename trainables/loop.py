@@ -61,17 +61,33 @@ class Trainer(ABC):
 
 
 def make_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
+    """The optimizer a config names; SGD and Adam use torch's fused kernels on a CPU or GPU.
+
+    Fused is the same update up to float rounding (~1e-7 on the MLP's weights), done in one
+    kernel per parameter instead of ~10 small ops each: on the CPU, where torch otherwise
+    takes the one-tensor-at-a-time path, that was ~30% of the MLP lab's step time.
+    """
+    params = list(params)
+    fused = _fused_ok(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-            weight_decay=cfg.weight_decay,
+            weight_decay=cfg.weight_decay, fused=fused,
         )
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adadelta":
         # Adadelta's lr scales its own adaptive step; the lab passes its lr straight through.
         return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def _fused_ok(params: list) -> bool | None:
+    """True where torch has fused optimizer kernels for every parameter (float, on CPU or CUDA), else torch's default."""
+    if not params or not all(isinstance(p, torch.Tensor) for p in params):
+        return None  # parameter groups: leave the choice to torch
+    ok = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return True if ok else None
 
 
 def make_schedule(cfg: Any, optimizer: torch.optim.Optimizer, steps_per_epoch: int):

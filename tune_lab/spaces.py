@@ -353,8 +353,17 @@ def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
 
 
 def search_algorithm(search: Search, seed: int | None):
+    """Optuna for `search: optuna`; for random search a seeded variant generator when a seed is given.
+
+    Ray's default generator (used when this returns None) draws random samples unseeded, so two
+    runs with the same --seed would try different settings, e.g. FIFO and ASHA in a comparison.
+    """
+    if search.algorithm == "random" and seed is not None:
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(random_state=seed)
     if search.algorithm != "optuna":
-        return None  # Ray's default variant generator handles grid and random
+        return None  # Ray's default variant generator handles the grid (and unseeded random search)
     from ray.tune.search.optuna import OptunaSearch
 
     return OptunaSearch(seed=seed)

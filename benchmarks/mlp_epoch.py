@@ -1,0 +1,121 @@
+"""Lab 1 MLP: one training epoch on MNIST three ways, same model, batch size, data and threads.
+
+- `trainer`: tune-lab's real `trainables.mlp.Trainer.train_epoch` (what every trial runs).
+- `lab_loop`: the course lab's style: a torchvision dataset with `ToTensor`, a shuffling
+  `DataLoader` of batch 256, and `.item()` on every batch for the running loss/accuracy.
+- `plain`: the fastest plain PyTorch loop written here by hand: pre-normalised tensors,
+  shuffled index slices, fused Adam, forward / backward / step and nothing else.
+
+All three train the default corrected MLP (MLPConfig: Adam, lr 0.005, weight decay, dropout,
+cosine schedule) from the same seed on the same 55,000 training images (MNIST's train set
+less tune-lab's 5,000 validation images). The lab loop skips normalisation (ToTensor only,
+as the lab does): that only makes it faster, so the ratio against it is conservative.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.timing import case_row, interleave, target
+from trainables.data import SPLIT_SEED, VAL_SIZE, ImageData, load_images, resolve_data_dir
+from trainables.hparams import MLPConfig
+from trainables.mlp import MLP, Trainer
+
+
+def _model_and_optimizer(cfg: MLPConfig, data: ImageData, steps: int, fused: bool | None):
+    """The trainer's model, optimizer and schedule, built by hand for the two other loops.
+
+    The lab writes `torch.optim.Adam(...)` with torch's defaults (fused=None); the plain loop
+    asks for the fused kernel, the fastest Adam torch has on a CPU.
+    """
+    torch.manual_seed(cfg.seed)
+    model = MLP(math.prod(data.shape), data.num_classes, dropout=cfg.dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps)
+    return model, optimizer, schedule
+
+
+class LabLoop:
+    """The lab's loop: torchvision dataset + ToTensor + DataLoader, `.item()` per batch."""
+
+    def __init__(self, cfg: MLPConfig, data: ImageData, data_dir: str | None) -> None:
+        from torch.utils.data import DataLoader, Subset
+        from torchvision import datasets, transforms
+
+        dataset = datasets.MNIST(str(resolve_data_dir(data_dir)), train=True, transform=transforms.ToTensor())
+        # The same training images as tune-lab's split: its shuffled order, less the validation images.
+        train = np.random.default_rng(SPLIT_SEED).permutation(len(dataset))[VAL_SIZE:][: len(data.y_train)]
+        self.loader = DataLoader(Subset(dataset, train.tolist()), batch_size=cfg.batch_size, shuffle=True,
+                                 generator=torch.Generator().manual_seed(cfg.seed))
+        self.model, self.optimizer, self.schedule = _model_and_optimizer(cfg, data, len(self.loader), fused=None)
+
+    def epoch(self) -> dict[str, float]:
+        self.model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for images, labels in self.loader:
+            outputs = self.model(images)
+            loss = F.cross_entropy(outputs, labels)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+            total_loss += loss.item() * len(labels)
+            correct += (outputs.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        return {"train_loss": total_loss / seen, "train_acc": correct / seen}
+
+
+class PlainLoop:
+    """The fastest hand-written loop: tensors prepared once, index slices, nothing per batch but the step."""
+
+    def __init__(self, cfg: MLPConfig, data: ImageData, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y, self.batch = x, y, cfg.batch_size
+        steps = -(-len(y) // cfg.batch_size)
+        self.model, self.optimizer, self.schedule = _model_and_optimizer(cfg, data, steps, fused=True)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+
+    def epoch(self) -> dict[str, float]:
+        self.model.train()
+        order = torch.randperm(len(self.y), generator=self.generator)
+        for start in range(0, len(order), self.batch):
+            idx = order[start : start + self.batch]
+            loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.schedule.step()
+        return {"train_loss": float(loss.detach())}  # the last batch's: a plain loop keeps no epoch sums
+
+
+def run(quick: bool, reps: int, threads: int, data_dir: str | None = None) -> dict[str, Any]:
+    """Interleaved epochs of the three loops; targets: >= 4x the lab loop, <= 1.15x the plain loop."""
+    torch.set_num_threads(threads)
+    subset = 8192 if quick else None
+    data = load_images("mnist", data_dir, subset=subset, allow_download=False)
+    cfg = MLPConfig(epochs=1000)  # a long schedule: the learning rate hardly moves over the timed epochs
+    trainer = Trainer(cfg, data, torch.device("cpu"))
+    plain = PlainLoop(cfg, data, *trainer.splits["train"])
+    lab = LabLoop(cfg, data, data_dir)
+    timings = interleave({"trainer": trainer.train_epoch, "lab_loop": lab.epoch, "plain": plain.epoch}, reps)
+    n = len(data.y_train)
+    rows = [case_row(name, secs, images_per_s=round(n / timings.median(name), 1)) for name, secs in timings.seconds.items()]
+    vs_lab = timings.median("lab_loop") / timings.median("trainer")
+    vs_plain = timings.median("trainer") / timings.median("plain")
+    return {
+        "name": "mlp",
+        "title": "Lab 1 MLP, one training epoch on MNIST",
+        "settings": {"dataset": data.name, "train_images": n, "batch_size": cfg.batch_size, "threads": threads,
+                     "reps": reps, "model": "MLP (corrected, dropout 0.2)", "optimizer": "adam", "lr_schedule": "cosine"},
+        "cases": rows,
+        "ratios": {"lab_loop_over_trainer": round(vs_lab, 3), "trainer_over_plain": round(vs_plain, 3)},
+        "targets": [
+            target("mlp epoch: speed-up over the lab's loop style", vs_lab, ">=", 4.0),
+            target("mlp epoch: trainer time / hand-written loop time", vs_plain, "<=", 1.15),
+        ],
+        "notes": [f"lab loop: torchvision MNIST + ToTensor + DataLoader(batch {cfg.batch_size}, shuffle) "
+                  "+ .item() per batch; trainer timed through trainables.mlp.Trainer.train_epoch"],
+    }
