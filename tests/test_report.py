@@ -183,7 +183,7 @@ SWEEP_SEARCH = """
 description: a miniature of lab 1's table
 lab: mlp
 metric: val_acc
-fixed: {epochs: 1, batch_size: 128, loss: cross_entropy}
+fixed: {epochs: 2, batch_size: 128, loss: cross_entropy}
 sweeps:
   epochs: [1, 2]
   loss: [cross_entropy, mse]
@@ -201,15 +201,20 @@ def test_sweep_table_puts_the_labs_figures_beside_each_variant(ray_session, tiny
     out = capsys.readouterr().out
     assert code == 0
     summary = json.loads((tmp_path / "sw" / "summary.json").read_text())
-    assert len(summary["trials"]) == 6  # (1 base + epochs=2 + mse) x 2 variants
+    assert len(summary["trials"]) == 6  # (1 base + epochs=1 + mse) x 2 variants
     epochs = {(t["config"]["variant"], t["config"]["epochs"], t["config"]["loss"]): t["epochs_run"] for t in summary["trials"]}
-    assert epochs[("faithful", 2, "cross_entropy")] == 2 and epochs[("corrected", 1, "mse")] == 1
+    assert epochs[("faithful", 1, "cross_entropy")] == 1 and epochs[("corrected", 2, "mse")] == 2
+    assert all(t["status"] == "completed" for t in summary["trials"])  # a 1-epoch case is not "stopped early"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+    assert {client.get_run(t["mlflow_run_id"]).data.tags["tune_lab.status"] for t in summary["trials"]} == {"completed"}
     from reports.table import sweep_rows
 
     rows = sweep_rows(summary)
     assert [(r["sweep"], r["setting"]) for r in rows] == [("epochs", "1"), ("epochs", "2"), ("loss", "cross_entropy"), ("loss", "mse")]
     assert rows[2]["lab's test %"] == 87.96 and rows[3]["lab's test %"] == 85.34
     assert all(isinstance(r["faithful test acc %"], float) and isinstance(r["corrected test acc %"], float) for r in rows)
-    # the base setting is one trial, shown in both the epochs=1 and the loss=cross_entropy rows
-    assert rows[0]["corrected test acc %"] == rows[2]["corrected test acc %"]
+    # the base setting is one trial, shown in both the epochs=2 and the loss=cross_entropy rows
+    assert rows[1]["corrected test acc %"] == rows[2]["corrected test acc %"]
     assert "corrected test acc %: above the lab's published test accuracy on" in out

@@ -13,6 +13,7 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
+from trainables.config import effective_config
 
 # MLflow's SQLite store logs its schema migrations at INFO on first use: noise for a user.
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -22,7 +23,8 @@ def trial_status(trial: Any, failed: bool) -> str:
     if failed:
         return "errored"
     ran = (trial.last_result or {}).get("training_iteration", 0)
-    return "stopped early" if ran < trial.config.get("epochs", ran) else "completed"
+    planned = effective_config(trial.config).get("epochs", ran)  # a sweep case may set its own epochs
+    return "stopped early" if ran < planned else "completed"
 
 
 class TrialRunCallback(MLflowLoggerCallback):
