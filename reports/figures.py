@@ -24,6 +24,13 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _epochs(history: dict[str, list[Any]]) -> list[int]:
+    """Epoch numbers of a trial's history (summaries written before they were stored: 1..n)."""
+    if "training_iteration" in history:
+        return history["training_iteration"]
+    return list(range(1, 1 + max(len(v) for v in history.values())))
+
+
 def _scored(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Trials that reported the searched metric at least once."""
     return [t for t in record["trials"] if (t.get("best") or {}).get(record["metric"]) is not None]
@@ -49,7 +56,7 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
     if trial is None or not trial.get("history"):
         return None
     history = trial["history"]
-    epochs = history["training_iteration"]
+    epochs = _epochs(history)
     groups = [(t, [m for m in ms if m in history]) for t, ms in _metric_groups(record["metrics"])]
     groups = [(t, ms) for t, ms in groups if ms]
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4), squeeze=False)
@@ -83,7 +90,7 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     variants = list(record.get("variants") or {})
     marks = set()
     for i, trial in enumerate(trials):
-        epochs = trial["history"]["training_iteration"]
+        epochs = _epochs(trial["history"])
         values = [None if v is None else scale * v for v in trial["history"][metric]]
         variant = trial["config"].get("variant")
         style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
