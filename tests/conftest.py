@@ -10,6 +10,14 @@ import pytest
 
 REAL_DATA = os.environ.get("TUNE_LAB_DATA")
 
+# CI replays the same generated search files every run (a red CI must be reproducible);
+# a developer's runs keep exploring new ones.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
+
 
 @pytest.fixture(scope="session")
 def ray_session():

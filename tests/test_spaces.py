@@ -204,3 +204,11 @@ def test_random_search_with_a_seed_is_seeded():
     assert isinstance(first, BasicVariantGenerator)
     # the generator's own random state, which Ray's sampling draws from (private: checked, not relied on)
     assert list(first._random_state.uniform(size=3)) == list(second._random_state.uniform(size=3))
+
+
+def test_control_characters_in_keys_stay_on_one_line(tmp_path):
+    # found by the hypothesis fuzz: a key that is a line break
+    path = write(tmp_path, 'lab: mlp\nfixed: {"\\n": 1}\n')
+    with pytest.raises(SearchSpaceError) as info:
+        load_search(str(path), "mlp")
+    assert "\n" not in str(info.value) and "unknown parameter '\\n'" in str(info.value)

@@ -32,7 +32,14 @@ ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3}
 
 
 class SearchSpaceError(ValueError):
-    """A search file or override that cannot be run; the message says where and why."""
+    """A search file or override that cannot be run; the message says where and why.
+
+    Always one line: a key or value from the file that holds a newline or other control
+    character is shown escaped ('\\n'), never as a line break.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 @dataclass
