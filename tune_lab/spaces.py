@@ -6,7 +6,6 @@ second and the message names the file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
