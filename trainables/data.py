@@ -47,6 +47,11 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        """Samples per split, for the driver's opening line (every lab's data has this)."""
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
 
 def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
     """--data-dir, else $TUNE_LAB_DATA, else ~/.cache/tune-lab/data (always absolute)."""

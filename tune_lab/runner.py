@@ -158,8 +158,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     folder = paths.experiment_dir(root, experiment)
 
     data = load_dataset(search, opts)
-    print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} "
-          f"({len(data.y_train)} train / {len(data.y_val)} val / {len(data.y_test)} test); results in {folder}", flush=True)
+    sizes = " / ".join(f"{n} {split}" for split, n in data.split_sizes.items())
+    print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({sizes}); results in {folder}", flush=True)
     header = search_header(search, opts, experiment, data.name, folder)
 
     started_ray = start_ray(opts.address)
