@@ -24,8 +24,10 @@ def ray_session():
     """One local Ray for the whole session (2 CPUs, no dashboard), shut down at the end."""
     import ray
 
+    from tune_lab.runner import start_ray
+
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    start_ray(None, num_cpus=2)  # started the way `tune-lab` starts it
     yield ray
     ray.shutdown()
 

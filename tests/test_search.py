@@ -103,3 +103,16 @@ def test_a_search_leaves_no_tracking_uri_behind(ray_session, tiny_mnist, tmp_pat
     assert main([*args, "--storage", str(tmp_path / "second"), "--experiment", "second"]) == 0
     summary = json.loads((tmp_path / "second" / "second" / "summary.json").read_text())
     assert summary["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"
+
+
+def test_trial_processes_wait_passively_for_openmp_work(ray_session):
+    """Trials started by tune-lab's local Ray inherit OMP_WAIT_POLICY=PASSIVE (see runner.TRIAL_ENV)."""
+    from tune_lab.runner import TRIAL_ENV
+
+    @ray_session.remote(num_cpus=1)
+    def trial_environment() -> dict:
+        import os
+
+        return {key: os.environ.get(key) for key in TRIAL_ENV}
+
+    assert ray_session.get(trial_environment.remote()) == TRIAL_ENV
