@@ -184,9 +184,9 @@ def test_tiny_search_then_translate(ray_session, tiny_eng_fra, tmp_path, capsys)
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
     assert len(lines) == 2
-    assert all(set(line.split()) <= set(saved["state"]["vocab"]["tgt"]) | {".", "!", "?", ""} for line in lines)
+    assert all(set(normalize(line)) <= set(saved["state"]["vocab"]["tgt"]) for line in lines)
     assert "never seen in training, read as <unk>: xyzzy" in out.err
-    assert Translator(checkpoint.parent).unknown_words("Je suis XYZZY !") == ["xyzzy"]
+    assert Translator(checkpoint.parent).unknown_words("Je suis XYZZY !") == ["xyzzy", "!"]  # no "!" in the tiny file
 
 
 def test_translate_without_a_search_is_a_usage_error(tmp_path, capsys):
