@@ -138,7 +138,8 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
         epochs, colour = _epochs(trial["history"]), colours[i % len(colours)]
         label = setting_label(trial, record)
         ax.plot(epochs, trial["history"]["val_loss"], "-", marker=".", color=colour, label=f"{label}: val")
-        ax.plot(epochs, trial["history"]["train_loss"], "--", color=colour, label=f"{label}: train")
+        ax.plot(epochs, trial["history"]["train_loss"], "--", marker="x", markersize=4, color=colour,
+                label=f"{label}: train")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss per target word")
     ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']})")
