@@ -98,7 +98,6 @@ def run(quick: bool, reps: int, threads: int, *, stem: str = "imagenet", images:
         "cases": [case_row(name, secs, images_per_s=round(rate[name], 1)) for name, secs in timings.seconds.items()],
         "ratios": {"trainer_over_plain_images_per_s": round(ratio, 3)},
         "targets": [target("resnet: trainer img/s / plain loop img/s", ratio, ">=", MIN_RATIO)],
-        "notes": ["seq2seq (lab 3) has no trainable yet: not benchmarked"],
     }
 
 

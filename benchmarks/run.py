@@ -1,7 +1,7 @@
 """`python -m benchmarks.run [--quick] [--only NAME ...]`: every benchmark of issue 9, one report.
 
 Sections (see each module): mlp (lab 1 epoch: trainer vs the lab's loop vs a hand-written
-loop), resnet (lab 2 trainer vs a plain loop), asha (ASHA vs FIFO trial-epochs and best
+loop), resnet (lab 2 trainer vs a plain loop), seq2seq (lab 3 trainer vs a plain loop, tokens/s), asha (ASHA vs FIFO trial-epochs and best
 accuracy), ray (Ray Tune's cost per trial), cli (start-up of `tune-lab --help` / `list`).
 Results go to benchmarks/results/bench-TIME.json and .md (and `latest.*`), and the table
 is printed. `--quick` shrinks every section to a smoke run (figures not meaningful).
@@ -24,10 +24,9 @@ from typing import Any, Callable  # noqa: E402
 
 from benchmarks.timing import describe_machine, load_average  # noqa: E402
 
-SECTIONS = ("mlp", "resnet", "asha", "ray", "cli")
+SECTIONS = ("mlp", "resnet", "seq2seq", "asha", "ray", "cli")
 RESULTS_DIR = Path(__file__).parent / "results"
 NOT_BENCHMARKED = {
-    "seq2seq": "lab 3 has no trainable yet: nothing to measure",
     "gpu": "issue 9 item 6 (GPU throughput) needs a GPU machine: not run here",
 }
 
@@ -44,6 +43,10 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str
         from benchmarks import resnet_throughput
         return resnet_throughput.run(quick, reps, threads, data_dir=args.data_dir)
 
+    def seq2seq() -> dict[str, Any]:
+        from benchmarks import seq2seq_throughput
+        return seq2seq_throughput.run(quick, reps, threads, data_dir=args.data_dir)
+
     def asha() -> dict[str, Any]:
         from benchmarks import search
         return search.run_asha(quick, reps, args.data_dir)
@@ -56,7 +59,7 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str
         from benchmarks import cli_startup
         return cli_startup.run(quick, reps)
 
-    return {"mlp": mlp, "resnet": resnet, "asha": asha, "ray": ray, "cli": cli}
+    return {"mlp": mlp, "resnet": resnet, "seq2seq": seq2seq, "asha": asha, "ray": ray, "cli": cli}
 
 
 def _fmt(value: Any) -> str:

@@ -31,6 +31,7 @@ def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, s
         ("Best trial: train / val / test per epoch", "best_curves.png", figures.best_run_curves),
         (f"Every trial's {record['metric']} per epoch (x: stopped early by ASHA)", "all_trials.png",
          figures.all_trials_curves),
+        ("Train and validation loss of every trial", "loss_curves.png", figures.loss_curves),
     ]
     if record.get("algorithm") in ("random", "optuna"):
         wanted += [
@@ -44,8 +45,32 @@ def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, s
     return made
 
 
-def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tuple[str, str]] = ()) -> Path:
-    """Write the report of `record` into `out_dir`; `extra_figures` are lab PNGs already there."""
+def _markdown_html(text: str) -> str:
+    """The little Markdown a lab's text uses: '## ' headings, ``` blocks, paragraphs."""
+    parts, block = [], None
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if block is None:
+                block = []
+            else:
+                parts.append("<pre>" + html.escape("\n".join(block)) + "</pre>")
+                block = None
+        elif block is not None:
+            block.append(line)
+        elif line.startswith("#"):
+            level = min(6, len(line) - len(line.lstrip("#")))
+            parts.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
+    if block is not None:
+        parts.append("<pre>" + html.escape("\n".join(block)) + "</pre>")
+    return "\n".join(parts)
+
+
+def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tuple[str, str]] = (),
+                 extra_text: str = "") -> Path:
+    """Write the report of `record` into `out_dir`; `extra_figures` are lab PNGs already there,
+    `extra_text` the lab's own Markdown (headings and code blocks), shown after the comparison."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(comparison_rows(record)).to_csv(out_dir / "table.csv", index=False)
     shown = standard_figures(record, out_dir) + list(extra_figures)
@@ -61,6 +86,8 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
     md = [f"# {_title(record)}", ""]
     md += [f"- **{k}**: {v}" for k, v in facts]
     md += ["", "## Comparison", "", format_table(record), "", "```", format_best(record), "```", ""]
+    if extra_text:
+        md += [extra_text, ""]
     for caption, name in shown:
         md += [f"## {caption}", "", f"![{caption}]({name})", ""]
     (out_dir / "report.md").write_text("\n".join(md))
@@ -70,6 +97,8 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(_title(record))}</h1><ul>"]
     parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts]
     parts += ["</ul><h2>Comparison</h2>", table_html, f"<pre>{html.escape(format_best(record))}</pre>"]
+    if extra_text:
+        parts.append(_markdown_html(extra_text))
     for caption, name in shown:
         data = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
         parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"

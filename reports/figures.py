@@ -123,6 +123,32 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
+    """Train (dashed) and validation (solid) loss per epoch of every trial, one colour per trial.
+
+    For labs without accuracies (seq2seq, autoencoders) this is the lab's "loss curves per
+    data size" when the search varies the data (e.g. seq2seq's max_length search).
+    """
+    trials = [t for t in record["trials"] if t.get("history", {}).get("train_loss") and t["history"].get("val_loss")]
+    if not trials or any(m.endswith("_acc") for m in record["metrics"]):
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    colours = plt.cm.tab10(range(10))
+    for i, trial in enumerate(trials):
+        epochs, colour = _epochs(trial["history"]), colours[i % len(colours)]
+        label = setting_label(trial, record)
+        ax.plot(epochs, trial["history"]["val_loss"], "-", marker=".", color=colour, label=f"{label}: val")
+        ax.plot(epochs, trial["history"]["train_loss"], "--", marker="x", markersize=4, color=colour,
+                label=f"{label}: train")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss per target word")
+    ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']})")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
 def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
     """Each searched parameter against the best metric of each trial (random / Optuna searches)."""
     params = record.get("params") or {}

@@ -77,3 +77,31 @@ class ResNetConfig(TrainConfig):
     # true: the lab's ResNet18 as written: ImageNet stem, no augmentation, no label smoothing.
     faithful: bool = False
     label_smoothing: float = hp(0.0, min=0.0, max=0.5)
+
+
+@register_lab(
+    "seq2seq",
+    module="trainables.seq2seq",
+    datasets=("eng_fra",),
+    description="Lab 3: French -> English seq2seq (RNN / GRU / LSTM / hand-written GRU cells), scored by BLEU",
+    metrics=("train_loss", "val_loss", "val_bleu", "test_bleu"),
+    gpu_fraction=0.25,
+)
+@dataclass
+class Seq2SeqConfig(TrainConfig):
+    # Corrected defaults: batches of 64 pairs, Adam; the lab's own were one pair a step, SGD lr 0.01,
+    # hidden 512 (`--set optimizer=sgd lr=0.01 batch_size=1 hidden_size=512 attention=false`).
+    epochs: int = hp(20, min=1, max=10_000)
+    batch_size: int = hp(64, min=1, max=1_000_000)
+    lr: float = hp(0.002, min=0.0, max=100.0)
+    cell: Literal["rnn", "gru", "lstm", "gru_scratch"] = "gru"
+    # true: the lab's hand-written GRU (raw h added inside the gates); only matters for gru_scratch.
+    faithful: bool = False
+    hidden_size: int = hp(256, min=2, max=8192, help="embedding and recurrent state size")
+    attention: bool = True  # Luong (general) attention over the encoder's outputs; the lab had none
+    # Pairs are kept when both sides are shorter than max_length words (lab: 10 and 64).
+    max_length: int = hp(10, min=2, max=1000)
+    eng_prefix_filter: bool = True  # keep only English sides starting "i am", "he is", ... (the tutorial's)
+    teacher_forcing: float = hp(1.0, min=0.0, max=1.0, help="share of sentences fed the reference words")
+    dropout: float = hp(0.1, min=0.0, max=0.9)
+    grad_clip: float = hp(1.0, min=0.0, max=1e6, help="max gradient norm; 0 turns clipping off")

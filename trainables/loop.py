@@ -221,6 +221,11 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
 
 
 def describe_data(data: Any) -> dict[str, Any]:
-    """What a checkpoint must remember about its data to be used on its own later."""
+    """What a checkpoint must remember about its data to be used on its own later.
+
+    A data object with a `checkpoint_info()` method (plain values only) says it itself.
+    """
+    if hasattr(data, "checkpoint_info"):
+        return data.checkpoint_info()
     fields = ("name", "classes", "shape", "mean", "std")
     return {f: (list(v) if isinstance(v, tuple) else v) for f in fields if (v := getattr(data, f, None)) is not None}

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_options(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=5000)
+    translate = sub.add_parser("translate", help="translate French sentences with the best checkpoint of a seq2seq search")
+    translate.add_argument("sentences", nargs="+", metavar="SENTENCE", help='French text, e.g. "je suis tres fatigue ."')
+    translate.add_argument("--experiment", help="the search to use (default: the newest seq2seq search)")
+    translate.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
     for name in lab_names():
         spec = LABS[name]
         add_search_options(sub.add_parser(name, help=f"run a search of lab {name}: {spec.description}"), spec.datasets)
@@ -179,6 +183,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, env)  # become the UI: signals reach it directly; no shell
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    from trainables.seq2seq import Translator
+    from tune_lab import paths
+    from tune_lab.checkpoints import best_checkpoint
+
+    best = best_checkpoint("seq2seq", str(paths.results_root(args.storage)), args.experiment)
+    translator = Translator(best.folder)
+    for sentence in args.sentences:
+        unknown = translator.unknown_words(sentence)
+        if unknown:
+            print(f"tune-lab: never seen in training, read as <unk>: {' '.join(unknown)}", file=sys.stderr)
+        print(translator.translate([sentence])[0])
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from tune_lab.runner import SearchOptions, run_search  # Ray itself is imported only by run_search
     from tune_lab.spaces import MAX_NUM_SAMPLES, load_search
@@ -210,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ui(args)
         if args.command == "resume":
             return cmd_resume(args)
+        if args.command == "translate":
+            return cmd_translate(args)
         return cmd_search(args)
     except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)

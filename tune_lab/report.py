@@ -23,6 +23,16 @@ def lab_figures(record: dict[str, Any], out_dir: Path, data_dir: str | None) -> 
     return list(draw(checkpoint, data, out_dir))
 
 
+def lab_text(record: dict[str, Any], data_dir: str | None) -> str:
+    """The lab's `report_text(checkpoint_dir, data)` (Markdown) on the best checkpoint, if it has one."""
+    checkpoint = (record.get("best") or {}).get("checkpoint")
+    module = importlib.import_module(get_lab(record["lab"]).module)
+    write = getattr(module, "report_text", None)
+    if write is None or not checkpoint or not Path(checkpoint).is_dir():
+        return ""
+    return write(checkpoint, module.load_data(record["dataset"], data_dir))
+
+
 def write_report(record: dict[str, Any], folder: str, data_dir: str | None = None) -> Path:
     """Write `folder`/report; returns the local folder it was built in.
 
@@ -39,7 +49,12 @@ def write_report(record: dict[str, Any], folder: str, data_dir: str | None = Non
     except Exception as exc:  # the lab's figures are a bonus; the report must still be written
         print(f"tune-lab: the lab's figures could not be drawn ({type(exc).__name__}: {exc})", file=sys.stderr)
         extra = []
-    build_report(record, out_dir, extra)
+    try:
+        text = lab_text(record, data_dir)
+    except Exception as exc:  # a bonus too
+        print(f"tune-lab: the lab's text could not be written ({type(exc).__name__}: {exc})", file=sys.stderr)
+        text = ""
+    build_report(record, out_dir, extra, text)
     if remote:
         import pyarrow.fs
 

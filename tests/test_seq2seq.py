@@ -1,0 +1,208 @@
+"""Lab 3 (seq2seq): normalisation and filtering, the hand-written GRU, masking, a tiny real search, translate."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sacrebleu
+import torch
+
+from tests.conftest import REAL_DATA
+from trainables.errors import DatasetUnavailable
+from trainables.hparams import Seq2SeqConfig
+from trainables.seq2seq import Recurrent, ScratchGRUCell, Seq2Seq, Translator, corpus_bleu
+from trainables.translation_data import (
+    EOS, PAD, SOS, UNK, Vocab, detokenize, has_eng_prefix, load_pairs, normalize, pad_rows, read_pairs,
+)
+from tune_lab.cli import main
+
+# Lines as the real file writes them (French with U+202F before ! and ?, curly and straight quotes).
+REAL_LOOKING = [
+    "Go.\tVa !",
+    "I'm cold.\tJ'ai froid.",
+    "He's a teacher.\tIl est enseignant.",
+    "You're très fatigué?\tTu es très fatigué\u202f?",
+    "They are at the café in Montréal, I think.\tIls sont au café à Montréal, je pense.",
+    "She isn't here.\tElle n’est pas là.",
+    "We are 100% sure!\tNous sommes sûrs à 100\u00a0%\u202f!",
+]
+
+
+def test_normalisation_lowercases_strips_accents_and_splits_punctuation():
+    assert normalize("Va !") == ["va", "!"]
+    assert normalize("J'ai froid.") == ["j", "ai", "froid", "."]
+    assert normalize("Tu es très fatigué\u202f?") == ["tu", "es", "tres", "fatigue", "?"]
+    assert normalize("Ils sont au café à Montréal, je pense.") == ["ils", "sont", "au", "cafe", "a", "montreal", "je", "pense", "."]
+    assert normalize("Nous sommes sûrs à 100\u00a0%\u202f!") == ["nous", "sommes", "surs", "a", "!"]
+    assert normalize("Elle n’est pas là...") == ["elle", "n", "est", "pas", "la", ".", ".", "."]
+    assert detokenize(["i", "m", "cold", "."]) == "i m cold."
+
+
+def test_english_prefix_filter_and_max_length(tmp_path):
+    english = [normalize(line.split("\t")[0]) for line in REAL_LOOKING]
+    # "he s", "you re", "they are", "she is(n t)" and "we are" pass; "go", "i m" needs "i m " (passes).
+    assert [has_eng_prefix(e) for e in english] == [False, True, True, True, True, True, True]
+    path = tmp_path / "eng-fra.txt"
+    path.write_text("\n".join(REAL_LOOKING * 10) + "\n", encoding="utf-8")
+    data = load_pairs("eng_fra", tmp_path)
+    assert sum(data.split_sizes.values()) == 70
+    everything = np.concatenate(list(data.splits.values()))
+    assert sorted(everything.tolist()) == list(range(70))  # the split is a partition
+    kept = {tuple(data.text("english", i)) for s in data.splits for i in data.select(s, 7, True)}
+    # "elle n est pas la ." is 6 words (< 7), "they are at the cafe in montreal i think ." 10; "go ." has no prefix.
+    assert kept == {("i", "m", "cold", "."), ("he", "s", "a", "teacher", "."), ("she", "isn", "t", "here", "."),
+                    ("we", "are", "sure", "!"), ("you", "re", "tres", "fatigue", "?")}
+    everyone = {tuple(data.text("english", i)) for s in data.splits for i in data.select(s, 64, False)}
+    assert len(everyone) == len(REAL_LOOKING)
+
+
+def test_missing_file_and_malformed_line_get_clear_errors(tmp_path):
+    with pytest.raises(DatasetUnavailable, match=r"eng-fra.txt is missing \(looked for .*eng-fra.txt and .*translation/eng-fra.txt"):
+        load_pairs("eng_fra", tmp_path)
+    (tmp_path / "eng-fra.txt").write_text("Go.\tVa !\nRun! Cours !\n", encoding="utf-8")
+    with pytest.raises(DatasetUnavailable, match=r"eng-fra.txt, line 2: expected 'english<TAB>french', found no TAB"):
+        read_pairs(tmp_path / "eng-fra.txt")
+
+
+def test_vocab_maps_unknown_words_and_pads():
+    vocab = Vocab(["<sos>", "<eos>", "<pad>", "<unk>", "i", "am"])
+    assert vocab.encode(["i", "am", "zzz"]) == [4, 5, UNK]
+    assert vocab.decode([4, UNK, 5, EOS, 4]) == ["i", "<unk>", "am"]
+    rows = pad_rows([np.array([7, 8]), np.array([9])], start=SOS, end=EOS)
+    assert rows.tolist() == [[SOS, 7, 8, EOS], [SOS, 9, EOS, PAD]]
+
+
+def test_scratch_gru_cell_matches_torch_gru_cell():
+    torch.manual_seed(0)
+    ours, theirs = ScratchGRUCell(5, 7), torch.nn.GRUCell(5, 7)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ours, name).copy_(getattr(theirs, name))
+    x, h = torch.randn(4, 5), torch.randn(4, 7)
+    torch.testing.assert_close(ours(x, h), theirs(x, h))
+    # The lab's cell (raw h inside the gates) is a different function with fewer weights.
+    faithful = ScratchGRUCell(5, 7, faithful=True)
+    assert faithful.weight_hh.shape == (7, 7)
+    assert not torch.allclose(faithful(x, h), theirs(x, h))
+
+
+def test_padded_steps_leave_the_final_state_alone():
+    """The state after a padded batch is each sentence's state after its own last word, for both kinds of layer."""
+    torch.manual_seed(0)
+    torch_gru, scratch = Recurrent("gru", 6), Recurrent("gru_scratch", 6)
+    with torch.no_grad():
+        for ours, theirs in (("weight_ih", "weight_ih_l0"), ("weight_hh", "weight_hh_l0"),
+                             ("bias_ih", "bias_ih_l0"), ("bias_hh", "bias_hh_l0")):
+            getattr(scratch.layer, ours).copy_(getattr(torch_gru.layer, theirs))
+    x, lengths = torch.randn(3, 5, 6), torch.tensor([5, 2, 3])
+    for layer in (torch_gru, scratch):
+        _, state = layer(x, None, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            _, alone = layer(x[i : i + 1, :n])
+            torch.testing.assert_close(state[i], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "gru_scratch"])
+@pytest.mark.parametrize("attention", [False, True])
+def test_model_shapes_and_greedy_decoding(cell, attention):
+    cfg = Seq2SeqConfig(cell=cell, attention=attention, hidden_size=8, teacher_forcing=0.5)
+    model = Seq2Seq(11, 13, cfg)
+    src = torch.tensor([[4, 5, 6, EOS], [7, EOS, PAD, PAD]])
+    tgt_in = torch.tensor([[SOS, 4, 5], [SOS, 6, PAD]])
+    assert model(src, torch.tensor([4, 2]), tgt_in).shape == (2, 3, 13)
+    assert model(src, torch.tensor([4, 2]), tgt_in, 0.5, torch.Generator().manual_seed(0)).shape == (2, 3, 13)
+    assert model.eval().greedy(src, torch.tensor([4, 2]), 6).shape[0] == 2
+
+
+def test_bleu_is_sacrebleu_corpus_bleu():
+    hyps, refs = ["i m cold.", "he is a good teacher."], ["i m cold.", "he s a teacher."]
+    assert corpus_bleu(hyps, refs) == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert corpus_bleu(refs, refs) == pytest.approx(100.0)
+
+
+# --------------------------------------------------------------------------- a tiny real search
+SUBJECTS = [("je suis", "i am"), ("tu es", "you are"), ("il est", "he is"), ("elle est", "she is"),
+            ("nous sommes", "we are"), ("ils sont", "they are")]
+ADJECTIVES = [("grand", "tall"), ("fatigue", "tired"), ("content", "happy"), ("malade", "sick"),
+              ("pret", "ready"), ("riche", "rich"), ("occupe", "busy"), ("libre", "free")]
+
+TINY_SEARCH = """
+description: tiny cell search
+lab: seq2seq
+metric: val_bleu
+mode: max
+fixed: {epochs: 2, batch_size: 16, lr: 0.01, hidden_size: 32, attention: true, max_length: 10}
+params:
+  cell: {grid: [gru, gru_scratch]}
+search: grid
+scheduler: fifo
+"""
+
+
+@pytest.fixture
+def tiny_eng_fra(tmp_path) -> Path:
+    """A data root with a small eng-fra.txt: 6 subjects x 8 adjectives, twice (96 lines)."""
+    lines = [f"{en.capitalize()} {adj_en}.\t{fr.capitalize()} {adj_fr}."
+             for fr, en in SUBJECTS for adj_fr, adj_en in ADJECTIVES] * 2
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "eng-fra.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def test_tiny_search_then_translate(ray_session, tiny_eng_fra, tmp_path, capsys):
+    space = tmp_path / "cell.yaml"
+    space.write_text(textwrap.dedent(TINY_SEARCH))
+    results = tmp_path / "results"
+    code = main(["seq2seq", "--search", str(space), "--data-dir", str(tiny_eng_fra), "--storage", str(results),
+                 "--experiment", "tiny", "--max-concurrent", "1"])
+    assert code == 0
+    summary = json.loads((results / "tiny" / "summary.json").read_text())
+    assert {t["setting"]["cell"] for t in summary["trials"]} == {"gru", "gru_scratch"}
+    for trial in summary["trials"]:
+        assert trial["status"] == "completed" and trial["epochs_run"] == 2
+        for metric in ("train_loss", "val_loss", "val_bleu", "test_bleu"):
+            assert len(trial["history"][metric]) == 2, metric
+        assert 0.0 <= trial["best"]["val_bleu"] <= 100.0
+        assert trial["best"]["samples_per_s"] > 0
+    report = (results / "tiny" / "report" / "report.md").read_text()
+    assert "## Sample translations" in report and "\n> " in report and "\n= " in report and "\n< " in report
+    assert (results / "tiny" / "report" / "loss_curves.png").is_file()
+    assert "Sample translations" in (results / "tiny" / "report" / "report.html").read_text()
+
+    # The checkpoint carries what translate needs, and loads with weights_only.
+    checkpoint = Path(summary["best"]["checkpoint"]) / "checkpoint.pt"
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["data"]["name"] == "eng_fra" and saved["config"]["max_length"] == 10
+    assert "fatigue" in saved["state"]["vocab"]["src"] and "tired" in saved["state"]["vocab"]["tgt"]
+
+    capsys.readouterr()
+    assert main(["translate", "je suis fatigue .", "il est xyzzy .", "--storage", str(results)]) == 0
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert len(lines) == 2
+    assert all(set(normalize(line)) <= set(saved["state"]["vocab"]["tgt"]) for line in lines)
+    assert "never seen in training, read as <unk>: xyzzy" in out.err
+    assert Translator(checkpoint.parent).unknown_words("Je suis XYZZY !") == ["xyzzy", "!"]  # no "!" in the tiny file
+
+
+def test_translate_without_a_search_is_a_usage_error(tmp_path, capsys):
+    assert main(["translate", "je suis la .", "--storage", str(tmp_path)]) == 2
+    assert "no finished seq2seq search" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not (REAL_DATA and (Path(REAL_DATA) / "translation" / "eng-fra.txt").is_file()),
+                    reason="eng-fra.txt not found under $TUNE_LAB_DATA/translation")
+def test_real_file_gives_the_tutorials_counts():
+    """max_length 10 + English prefixes: the tutorial's 10,599 pairs, 4,345 French / 2,803 English words (+SOS/EOS)."""
+    data = load_pairs("eng_fra", REAL_DATA)
+    assert sum(data.split_sizes.values()) == 135_842
+    kept = np.concatenate([data.select(s, 10, True) for s in ("train", "val", "test")])
+    assert len(kept) == 10_599
+    french = np.unique(np.concatenate([data.french.sentence(i) for i in kept]))
+    english = np.unique(np.concatenate([data.english.sentence(i) for i in kept]))
+    assert (len(french) + 2, len(english) + 2) == (4_345, 2_803)
