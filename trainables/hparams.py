@@ -79,13 +79,78 @@ class ResNetConfig(TrainConfig):
     label_smoothing: float = hp(0.0, min=0.0, max=0.5)
 
 
-AE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# --------------------------------------------------------------------------- generative labs (GANs)
+GAN_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid")
+GENERATIVE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+@dataclass
+class GANConfig(TrainConfig):
+    """Settings both GAN labs share (lr_schedule is ignored: GANs here train at a constant rate)."""
+
+    batch_size: int = hp(64, min=1, max=1_000_000)
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    beta1: float = hp(0.5, min=0.0, max=1.0, help="Adam only")
+    beta2: float = hp(0.999, min=0.0, max=1.0, help="Adam only")
+    latent_dim: int = hp(100, min=1, max=4096)
+    # native: the dataset's channels (1 for MNIST / Fashion, 3 for CIFAR); lab: 3 channels as the lab fed them.
+    channels: Literal["native", "lab"] = "native"
+    # Generated images measured every epoch (FID against the validation split, conditional accuracy).
+    quality_samples: int = hp(2000, min=10, max=100_000)
+    sample_every: int = hp(1, min=1, max=10_000, help="epochs between progress grids")
+
+
+@register_lab(
+    "wgan",
+    module="trainables.wgan",
+    datasets=GENERATIVE_DATASETS,
+    description="Lab 4: Wasserstein GAN (weight clipping as in the lab, or gradient penalty), FID measured",
+    metrics=GAN_METRICS,
+    gpu_fraction=0.5,
+)
+@dataclass
+class WGANConfig(GANConfig):
+    epochs: int = hp(10, min=1, max=10_000)
+    # Corrected default: WGAN-GP (Gulrajani et al.: Adam lr 1e-4..2e-4, betas (0.5 or 0, 0.9), lambda 10).
+    lr: float = hp(2e-4, min=0.0, max=100.0)
+    beta2: float = hp(0.9, min=0.0, max=1.0, help="Adam only")
+    # true: the lab's generator (830,785 parameters) and BatchNorm critic (134,721) with weight
+    # clipping, whatever `critic` says; false: the same generator, a critic without BatchNorm
+    # (a per-sample gradient penalty is meaningless through batch statistics) and `critic`.
+    faithful: bool = False
+    critic: Literal["gp", "clip"] = "gp"
+    n_critic: int = hp(5, min=1, max=100, help="critic steps per generator step")
+    clip_value: float = hp(0.01, min=0.0, max=10.0, help="weight clipping only")
+    gp_weight: float = hp(10.0, min=0.0, max=1000.0, help="gradient penalty only")
+
+
+@register_lab(
+    "cgan",
+    module="trainables.cgan",
+    datasets=GENERATIVE_DATASETS,
+    description="Lab 5: conditional GAN for digits; conditional accuracy and FID measured by a reference classifier",
+    metrics=GAN_METRICS + ("cond_acc",),
+    gpu_fraction=0.5,
+)
+@dataclass
+class CGANConfig(GANConfig):
+    epochs: int = hp(10, min=1, max=10_000)
+    lr: float = hp(2e-4, min=0.0, max=100.0)
+    # true: the lab's generator (Linear -> 1x56x56 -> conv -> conv stride 2) and its 10-sigmoid
+    # discriminator that never sees the label (BCE against the one-hot label, SGD); false: a
+    # conditional DCGAN whose discriminator takes the label (projection), non-saturating loss, Adam.
+    faithful: bool = False
+    n_critic: int = hp(1, min=1, max=100, help="discriminator steps per generator step")
+    width: int = hp(64, min=4, max=1024, help="channels of the corrected networks' widest layer")
+
+
+# --------------------------------------------------------------------------- generative labs (autoencoders)
 
 
 @register_lab(
     "ae",
     module="trainables.autoencoders",
-    datasets=AE_DATASETS,
+    datasets=GENERATIVE_DATASETS,
     description="Lab 4: convolutional autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
     metrics=("train_loss", "val_loss", "val_mse", "test_mse"),
     gpu_fraction=0.25,
@@ -108,7 +173,7 @@ class AEConfig(TrainConfig):
 @register_lab(
     "vae",
     module="trainables.autoencoders",
-    datasets=AE_DATASETS,
+    datasets=GENERATIVE_DATASETS,
     description="Lab 4: convolutional variational autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
     metrics=("train_loss", "val_loss", "val_mse", "val_kl", "val_elbo", "test_mse", "test_elbo"),
     gpu_fraction=0.25,
