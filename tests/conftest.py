@@ -82,7 +82,7 @@ description: one tiny corrected VAE trial
 lab: vae
 metric: val_elbo
 mode: max
-fixed: {epochs: 2, batch_size: 64, lr: 0.003, latent_dim: 8, sample_every: 1}
+fixed: {epochs: 2, batch_size: 64, lr: 0.003, latent_dim: 8, sample_every: 1, quality_samples: 200}
 params:
   kl_weight: {grid: [1.0]}
 search: grid
@@ -101,7 +101,9 @@ def tiny_vae_search(ray_session, tiny_mnist, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("vae-results")
     space = root / "tiny_vae.yaml"
     space.write_text(TINY_VAE_SEARCH)
-    code = main(["vae", "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(root),
-                 "--experiment", "tiny-vae"])
+    with pytest.MonkeyPatch.context() as env:  # the reference classifier of the tiny data is cached here
+        env.setenv("TUNE_LAB_CACHE", str(root / "cache"))
+        code = main(["vae", "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(root),
+                     "--experiment", "tiny-vae"])
     assert code == 0
     return root

@@ -21,7 +21,10 @@ and its 64-d code.
 Metrics per epoch: `train_loss` and `val_loss` (the training objective), `val_mse`
 (reconstruction MSE per pixel, [0, 1] units, the same formula for ae and vae, reconstructed
 from the mean code for the vae), and for the vae `val_kl` and `val_elbo` (nats per image,
-Bernoulli likelihood whatever the training loss, so every trial is measured the same way).
+Bernoulli likelihood whatever the training loss, so every trial is measured the same way) and
+`val_fid`: the FID of `quality_samples` samples from N(0, I) against the validation images, on
+the features of the reference classifier (trainables/quality.py), which the vae's data carries
+(trainables/vae.py loads it; the ae has no use for it).
 """
 from __future__ import annotations
 
@@ -33,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.data import ImageData
 from trainables.data import load_images as load_data  # noqa: F401  (the lab's data, for the driver)
-from trainables.generative import image_tensors, progress_dir, progress_figure, save_grid
+from trainables.generative import image_tensors, load_saved, progress_dir, progress_figure, save_grid, trial_dir_of
 from trainables.hparams import AEConfig, VAEConfig
-from trainables.loop import CHECKPOINT_FILE, Trainer as LoopTrainer, index_batches, make_optimizer, make_schedule
+from trainables.loop import Trainer as LoopTrainer, index_batches, make_optimizer, make_schedule
+from trainables.quality import classifier_from_state, features, fid
 
 EVAL_BATCH = 1000
 LAB_HIDDEN = 128  # the lab's VAE: a 128-d hidden vector, and fc_mu / fc_logvar 128 -> 128
@@ -163,10 +166,11 @@ class Trainer(LoopTrainer):
 
     cfg: AEConfig | VAEConfig
 
-    def __init__(self, cfg: AEConfig | VAEConfig, data: ImageData, device: torch.device) -> None:
+    def __init__(self, cfg: AEConfig | VAEConfig, data: Any, device: torch.device) -> None:
         super().__init__(cfg, data, device)
         self.variational = isinstance(cfg, VAEConfig)
-        self.splits = {split: image_tensors(data, split, channels=input_channels(cfg), device=device)[0]
+        images = getattr(data, "images", data)  # the vae's GenerativeData, or the ae's ImageData
+        self.splits = {split: image_tensors(images, split, channels=input_channels(cfg), device=device)[0]
                        for split in ("train", "val", "test")}
         channels = self.splits["train"].shape[1]
         self.model = build_network(cfg, channels).to(device)
@@ -175,9 +179,15 @@ class Trainer(LoopTrainer):
         self.epoch = 0
         # Fixed inputs of the progress grids: the first validation images (ae) or prior noise (vae).
         noise = torch.Generator().manual_seed(cfg.seed)
-        self.progress_inputs = (torch.randn(8 * PROGRESS_IMAGES // 2, cfg.latent_dim if not cfg.faithful else LAB_HIDDEN,
-                                            generator=noise).to(device)
+        latent = self.model.latent if self.variational else 0
+        self.progress_inputs = (torch.randn(8 * PROGRESS_IMAGES // 2, latent, generator=noise).to(device)
                                 if self.variational else self.splits["val"][:PROGRESS_IMAGES])
+        # The samples val_fid measures: the same noise every epoch, so epochs compare.
+        self.reference = None
+        if self.variational and getattr(data, "reference", None) is not None:
+            self.reference = classifier_from_state(data.reference, device)
+            self.val_features = features(self.reference, self.splits["val"])
+            self.quality_noise = torch.randn(cfg.quality_samples, latent, generator=noise).to(device)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         if not self.variational:
@@ -231,6 +241,10 @@ class Trainer(LoopTrainer):
         metrics = {"val_loss": val["loss"], "val_mse": val["mse"], "test_mse": test["mse"]}
         if self.variational:
             metrics.update(val_kl=val["kl"], val_elbo=val["elbo"], test_elbo=test["elbo"])
+        if self.reference is not None:
+            with torch.no_grad():
+                samples = torch.cat([self.model.decode(z) for z in self.quality_noise.split(EVAL_BATCH)])
+            metrics["val_fid"] = fid(self.val_features, features(self.reference, samples))
         return metrics
 
     @torch.no_grad()
@@ -259,10 +273,7 @@ def load_checkpoint_model(checkpoint_dir: str) -> tuple[nn.Module, AEConfig | VA
     """The network saved by `run_trial` in `checkpoint_dir` (or a checkpoint.pt path), in eval mode, on the CPU."""
     from trainables.config import config_from_dict
 
-    path = pathlib.Path(checkpoint_dir)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_saved(checkpoint_dir)
     cfg = config_from_dict(VAEConfig if saved["lab"] == "vae" else AEConfig, saved["config"])
     state = saved["state"]["model"]
     first = next(k for k in state if k.startswith("encoder.0.weight"))
@@ -335,7 +346,7 @@ def latent_figure(codes: torch.Tensor, labels: np.ndarray, classes: list[str], t
     fig.savefig(path, dpi=110)
 
 
-def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) -> list[tuple[str, str]]:
+def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> list[tuple[str, str]]:
     """The lab's figures for a finished trial, written as PNGs into `out_dir`.
 
     Reconstructions of validation images (inputs above outputs), for the vae 64 samples from
@@ -347,6 +358,7 @@ def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) 
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, cfg, saved = load_checkpoint_model(checkpoint_dir)
+    data = getattr(data, "images", data)
     images, labels = image_tensors(data, "val", channels=input_channels(cfg), device=torch.device("cpu"))
     lab = saved["lab"]
     what = f"{lab}{' (faithful)' if cfg.faithful else ''} on {data.name}, epoch {saved['epoch']}"
@@ -386,10 +398,11 @@ def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) 
     figures.append((f"The {'VAE posterior means' if isinstance(model, VAE) else 'autoencoder codes'} of {n} "
                     f"validation images projected to 2-D by PCA and t-SNE, coloured by class ({what})", "latent_space.png"))
 
-    trial_dir = pathlib.Path(checkpoint_dir).parent
-    if progress_figure(trial_dir, out_dir / "progress.png"):
-        kind = "samples from the same noise" if isinstance(model, VAE) else "reconstructions of the same validation images"
-        figures.append((f"Over training: {kind}, every {cfg.sample_every} epochs (best trial)", "progress.png"))
+    kind = ("Samples from the same noise" if isinstance(model, VAE)
+            else f"{PROGRESS_IMAGES} validation images (top row) and their reconstructions (bottom row)")
+    if progress_figure(trial_dir_of(checkpoint_dir), out_dir / "progress.png", title=f"{kind} over training ({what})"):
+        figures.append((f"Over training: {kind.lower()[0] + kind[1:]}, every {cfg.sample_every} epochs (best trial)",
+                        "progress.png"))
     return figures
 
 

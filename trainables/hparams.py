@@ -172,10 +172,10 @@ class AEConfig(TrainConfig):
 
 @register_lab(
     "vae",
-    module="trainables.autoencoders",
+    module="trainables.vae",
     datasets=GENERATIVE_DATASETS,
     description="Lab 4: convolutional variational autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
-    metrics=("train_loss", "val_loss", "val_mse", "val_kl", "val_elbo", "test_mse", "test_elbo"),
+    metrics=("train_loss", "val_loss", "val_mse", "val_kl", "val_elbo", "val_fid", "test_mse", "test_elbo"),
     gpu_fraction=0.25,
     sampler="unconditional",
 )
@@ -197,3 +197,5 @@ class VAEConfig(TrainConfig):
     # squared error per pixel plus the KL summed over 128 dimensions, which outweighs it ~1000x.
     faithful: bool = False
     sample_every: int = hp(2, min=1, max=10_000)
+    # Samples from N(0, I) whose FID against the validation images is val_fid, every epoch.
+    quality_samples: int = hp(2000, min=10, max=100_000)
