@@ -372,7 +372,7 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
     rows = []
     for start in range(0, len(shown), per_row):
         rows += [shown[start : start + per_row], outputs[start : start + per_row]]
-    fig = Figure(figsize=(8, 6.2), layout="constrained")
+    fig = Figure(figsize=(8, 0.6 + 7.4 * len(rows) / per_row), layout="constrained")
     ax = fig.subplots()
     _image_grid(ax, torch.cat(rows), per_row)
     side = shown.shape[-1] + 2
