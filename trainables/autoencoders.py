@@ -44,7 +44,8 @@ from trainables.quality import classifier_from_state, features, fid
 
 EVAL_BATCH = 1000
 LAB_HIDDEN = 128  # the lab's VAE: a 128-d hidden vector, and fc_mu / fc_logvar 128 -> 128
-PROGRESS_IMAGES = 16  # validation images (ae) or rows of 8 samples (vae) in each progress grid
+PROGRESS_IMAGES = 16  # validation images in each of the ae's progress grids (above their reconstructions)
+PROGRESS_SAMPLES = 64  # samples in each of the vae's progress grids (8 x 8)
 EVAL_SEED = 1234  # the same validation noise every epoch, so val_elbo moves only with the model
 
 
@@ -180,7 +181,7 @@ class Trainer(LoopTrainer):
         # Fixed inputs of the progress grids: the first validation images (ae) or prior noise (vae).
         noise = torch.Generator().manual_seed(cfg.seed)
         latent = self.model.latent if self.variational else 0
-        self.progress_inputs = (torch.randn(8 * PROGRESS_IMAGES // 2, latent, generator=noise).to(device)
+        self.progress_inputs = (torch.randn(PROGRESS_SAMPLES, latent, generator=noise).to(device)
                                 if self.variational else self.splits["val"][:PROGRESS_IMAGES])
         # The samples val_fid measures: the same noise every epoch, so epochs compare.
         self.reference = None
@@ -276,8 +277,7 @@ def load_checkpoint_model(checkpoint_dir: str) -> tuple[nn.Module, AEConfig | VA
     saved = load_saved(checkpoint_dir)
     cfg = config_from_dict(VAEConfig if saved["lab"] == "vae" else AEConfig, saved["config"])
     state = saved["state"]["model"]
-    first = next(k for k in state if k.startswith("encoder.0.weight"))
-    model = build_network(cfg, state[first].shape[1])
+    model = build_network(cfg, state["encoder.0.weight"].shape[1])  # the input channels it was trained on
     model.load_state_dict(state)
     return model.eval(), cfg, saved
 
@@ -361,7 +361,8 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
     data = getattr(data, "images", data)
     images, labels = image_tensors(data, "val", channels=input_channels(cfg), device=torch.device("cpu"))
     lab = saved["lab"]
-    what = f"{lab}{' (faithful)' if cfg.faithful else ''} on {data.name}, epoch {saved['epoch']}"
+    trained = f"{lab}{' (faithful)' if cfg.faithful else ''} on {data.name}"
+    what = f"{trained}, epoch {saved['epoch']}"
     figures: list[tuple[str, str]] = []
 
     # Reconstructions: 4 pairs of rows, validation inputs above their outputs.
@@ -400,7 +401,7 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
 
     kind = ("Samples from the same noise" if isinstance(model, VAE)
             else f"{PROGRESS_IMAGES} validation images (top row) and their reconstructions (bottom row)")
-    if progress_figure(trial_dir_of(checkpoint_dir), out_dir / "progress.png", title=f"{kind} over training ({what})"):
+    if progress_figure(trial_dir_of(checkpoint_dir), out_dir / "progress.png", title=f"{kind} over training ({trained})"):
         figures.append((f"Over training: {kind.lower()[0] + kind[1:]}, every {cfg.sample_every} epochs (best trial)",
                         "progress.png"))
     return figures
