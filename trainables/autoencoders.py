@@ -44,7 +44,7 @@ from trainables.quality import classifier_from_state, features, fid
 
 EVAL_BATCH = 1000
 LAB_HIDDEN = 128  # the lab's VAE: a 128-d hidden vector, and fc_mu / fc_logvar 128 -> 128
-PROGRESS_IMAGES = 16  # validation images in each of the ae's progress grids (above their reconstructions)
+PROGRESS_IMAGES = 16  # validation images in each of the ae's progress grids: 2 rows of 8, each above its outputs
 PROGRESS_SAMPLES = 64  # samples in each of the vae's progress grids (8 x 8)
 EVAL_SEED = 1234  # the same validation noise every epoch, so val_elbo moves only with the model
 
@@ -258,7 +258,8 @@ class Trainer(LoopTrainer):
         if self.variational:
             grid, nrow = self.model.decode(self.progress_inputs), 8
         else:
-            grid, nrow = torch.cat([self.progress_inputs, self.model(self.progress_inputs)]), PROGRESS_IMAGES
+            inputs, outputs = self.progress_inputs.split(8), self.model(self.progress_inputs).split(8)
+            grid, nrow = torch.cat([t for pair in zip(inputs, outputs) for t in pair]), 8
         save_grid(grid.cpu(), pathlib.Path(folder) / f"epoch_{self.epoch:03d}.png", nrow)
 
     def state_dict(self) -> dict[str, Any]:
@@ -400,7 +401,7 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
                     f"validation images projected to 2-D by PCA and t-SNE, coloured by class ({what})", "latent_space.png"))
 
     kind = ("Samples from the same noise" if isinstance(model, VAE)
-            else f"{PROGRESS_IMAGES} validation images (top row) and their reconstructions (bottom row)")
+            else "The same inputs (rows 1, 3) and their reconstructions (rows 2, 4)")
     if progress_figure(trial_dir_of(checkpoint_dir), out_dir / "progress.png", title=f"{kind} over training ({trained})"):
         figures.append((f"Over training: {kind.lower()[0] + kind[1:]}, every {cfg.sample_every} epochs (best trial)",
                         "progress.png"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import pathlib
 import re
+import textwrap
 import warnings
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, 
     for ax, (epoch, path) in zip(axes.flat, grids):
         ax.imshow(imread(path), interpolation="nearest")
         ax.set_title(f"epoch {epoch}", fontsize=11)
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle(textwrap.fill(title, width=int(8 * 3.6 * cols)), fontsize=12)  # ~8 characters an inch
     fig.savefig(out_png, dpi=110)
     return True
 
