@@ -8,6 +8,7 @@ repeated three times).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import re
@@ -91,9 +92,16 @@ class GenerativeData:
 
 
 def load_generative_data(name: str, data_dir: str | None = None, *, subset: int | None = None) -> GenerativeData:
-    """The dataset and its reference classifier (trained once per dataset, then cached)."""
-    images = load_images(name, data_dir, subset=subset)
-    return GenerativeData(images=images, reference=reference_state(images))
+    """The dataset and its reference classifier (trained once per dataset, then cached).
+
+    The classifier always learns from the whole training split, so a `--subset` smoke run is
+    judged by the same classifier (and the same cache entry) as a full search.
+    """
+    images = load_images(name, data_dir)
+    reference = reference_state(images)
+    if subset is not None:  # load_images(subset=N) keeps the first N of the same shuffled training order
+        images = dataclasses.replace(images, x_train=images.x_train[:subset], y_train=images.y_train[:subset])
+    return GenerativeData(images=images, reference=reference)
 
 
 # --------------------------------------------------------------------------- progress grids
