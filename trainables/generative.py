@@ -137,7 +137,8 @@ def trial_dir_of(checkpoint_dir: str | pathlib.Path) -> pathlib.Path:
     return path.parent
 
 
-def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, most: int = 6) -> bool:
+def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, most: int = 6,
+                    title: str = "Samples from the same fixed noise over training") -> bool:
     """Up to `most` of a trial's epoch grids (first, last and evenly between) side by side; False if none."""
     from matplotlib.figure import Figure
     from matplotlib.image import imread
@@ -158,7 +159,7 @@ def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, 
     for ax, (epoch, path) in zip(axes.flat, grids):
         ax.imshow(imread(path), interpolation="nearest")
         ax.set_title(f"epoch {epoch}", fontsize=11)
-    fig.suptitle("Samples from the same fixed noise over training", fontsize=12)
+    fig.suptitle(title, fontsize=12)
     fig.savefig(out_png, dpi=110)
     return True
 
