@@ -108,7 +108,7 @@ def _search(lab: str, text: str, tiny_mnist, tmp_path) -> dict:
     space.write_text(textwrap.dedent(text))
     results = tmp_path / "results"
     code = main([lab, "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(results),
-                 "--experiment", lab, "--subset", "512"])
+                 "--experiment", lab, "--subset", "256"])
     assert code == 0
     return json.loads((results / lab / "summary.json").read_text())
 

@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import config_from_dict
+from trainables import generative
 from trainables.generative import (
-    GANTrainer, GenerativeData, conditional_quality, gan_curves_figure, image_channels, load_saved,
-    progress_figure, save_grid, trial_dir_of,
+    GANTrainer, GenerativeData, conditional_quality, gan_curves_figure, progress_figure, save_grid, trial_dir_of,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
 from trainables.hparams import CGANConfig
@@ -170,12 +169,7 @@ class Trainer(GANTrainer):
 
 # --------------------------------------------------------------------------- sampling and figures
 def load_generator(checkpoint_dir: str | pathlib.Path) -> tuple[nn.Module, CGANConfig, dict[str, Any]]:
-    saved = load_saved(checkpoint_dir)
-    cfg = config_from_dict(CGANConfig, saved["config"])
-    generator, _ = build_networks(cfg, image_channels(cfg.channels, tuple(saved["data"]["shape"])))
-    state = {k.removeprefix("generator."): v for k, v in saved["state"]["model"].items() if k.startswith("generator.")}
-    generator.load_state_dict(state)
-    return generator.eval(), cfg, saved
+    return generative.load_generator(checkpoint_dir, CGANConfig, build_networks)
 
 
 @torch.no_grad()
@@ -201,8 +195,8 @@ def _per_digit_figure(metrics: dict[str, float], out_png: pathlib.Path, what: st
     ax.set_xticks(range(DIGITS))
     ax.set_xlabel("requested digit")
     ax.set_ylabel("read as that digit by the reference classifier (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.set_ylim(0, 118)  # room above the 100% bars for the legend
+    ax.legend(loc="upper left", fontsize=9)
     ax.set_title(f"Conditional accuracy per digit ({what})", fontsize=10)
     fig.savefig(out_png, dpi=110)
 
