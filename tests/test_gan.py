@@ -141,6 +141,13 @@ def test_tiny_cgan_search_measures_conditional_accuracy_and_samples_digits(ray_s
     with pytest.raises(ValueError, match="digit: 10 is not allowed; expected 0-9"):
         cgan.sample_images(checkpoint, 4, digit=10, seed=0)
 
+    # tune-lab generate on the newest cgan search of this results root.
+    root = str(tmp_path / "results")
+    assert main(["generate", "cgan", "--digit", "7", "--n", "16", "--out", str(tmp_path / "sevens.png"), "--storage", root]) == 0
+    assert (tmp_path / "sevens.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["generate", "cgan", "--n", "3", "--out", str(tmp_path / "all.png"), "--storage", root]) == 0
+    assert main(["generate", "cgan", "--digit", "12", "--n", "4", "--out", str(tmp_path / "x.png"), "--storage", root]) == 2
+
 
 def test_tiny_wgan_search_reports_fid_every_epoch_and_samples(ray_session, tiny_mnist, tmp_path):
     summary = _search("wgan", WGAN_SEARCH, tiny_mnist, tmp_path)
@@ -151,6 +158,10 @@ def test_tiny_wgan_search_reports_fid_every_epoch_and_samples(ray_session, tiny_
     _check_pngs(report, ["samples.png", "samples_over_training.png", "gan_curves.png"])
     samples = wgan.sample_images(summary["best"]["checkpoint"], 6, digit=None, seed=0)
     assert samples.shape == (6, 1, 28, 28)
+    out = tmp_path / "samples.png"
+    assert main(["generate", "wgan", "--n", "9", "--out", str(out), "--storage", str(tmp_path / "results")]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert main(["generate", "wgan", "--digit", "3", "--out", str(out), "--storage", str(tmp_path / "results")]) == 2
 
 
 def test_generative_data_is_what_the_loop_needs(tiny_mnist):
