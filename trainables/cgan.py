@@ -11,7 +11,9 @@ of generated images the reference classifier reads as the requested digit.
 The corrected default is a conditional DCGAN whose discriminator takes the label through a
 projection (its score is w.h(x) + embed(y).h(x), Miyato & Koyama 2018): the discriminator can
 then reject a well-drawn digit of the wrong class, which the lab's cannot when the other
-nine outputs are near zero anyway.
+nine outputs are near zero anyway. An auxiliary 10-way head on the discriminator's features
+(AC-GAN) adds a direct "which digit is this?" signal: with projection alone, 2 epochs of
+MNIST gave 69% conditional accuracy (digit 1 at 56%).
 
 Read top to bottom: the lab's networks, the corrected ones, the trainer, sampling, figures.
 """
@@ -85,7 +87,11 @@ class ConditionalGenerator(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """conv 4x4 s2 (w) -> LeakyReLU -> conv 4x4 s2 (2w) -> LeakyReLU -> h; logit = w.h + embed(label).h."""
+    """conv 4x4 s2 (w) -> LeakyReLU -> conv 4x4 s2 (2w) -> LeakyReLU -> h; logit = w.h + embed(label).h.
+
+    `classify(images)` is an auxiliary 10-way head on the same h (AC-GAN's, Odena et al. 2017):
+    trained on real digits, it tells the generator which digit its image looks like.
+    """
 
     def __init__(self, channels: int = 1, width: int = 64) -> None:
         super().__init__()
@@ -97,10 +103,15 @@ class ProjectionDiscriminator(nn.Module):
         self.score = nn.Linear(features, 1)
         self.embed = nn.Embedding(DIGITS, features)
         nn.init.normal_(self.embed.weight, std=1 / math.sqrt(features))
+        self.classifier = nn.Linear(features, DIGITS)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.logit_and_classes(images, labels)[0]
+
+    def logit_and_classes(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real/fake logit of `images` as digits `labels`, the auxiliary head's 10 class logits)."""
         h = self.body(images)
-        return self.score(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+        return self.score(h).squeeze(1) + (self.embed(labels) * h).sum(1), self.classifier(h)
 
 
 def build_networks(cfg: CGANConfig, channels: int) -> tuple[nn.Module, nn.Module]:
@@ -111,7 +122,12 @@ def build_networks(cfg: CGANConfig, channels: int) -> tuple[nn.Module, nn.Module
 
 # --------------------------------------------------------------------------- the trainer
 class Trainer(GANTrainer):
-    """Faithful: BCE of the 10 sigmoids against one-hot (real) / zeros (fake). Corrected: non-saturating BCE on the projection logit."""
+    """Faithful: BCE of the 10 sigmoids against one-hot (real) / zeros (fake).
+
+    Corrected: non-saturating BCE on the projection logit, plus `aux_weight` x the auxiliary
+    head's cross-entropy: on real images towards their label (D's update), on generated ones
+    towards the requested digit (G's update, through `d_loss(..., real=True)`).
+    """
 
     cfg: CGANConfig
 
@@ -137,9 +153,12 @@ class Trainer(GANTrainer):
             target = F.one_hot(labels, DIGITS).to(outputs.dtype) if real else torch.zeros_like(outputs)
             score = outputs.detach().gather(1, labels[:, None]).mean()
             return F.binary_cross_entropy(outputs, target), score
-        logits = self.critic(images, labels)
+        logits, classes = self.critic.logit_and_classes(images, labels)
         target = torch.full_like(logits, 1.0 if real else 0.0)
-        return F.binary_cross_entropy_with_logits(logits, target), torch.sigmoid(logits.detach()).mean()
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        if real and self.cfg.aux_weight > 0:  # real digits for D; for G, its images read as the digit asked for
+            loss = loss + self.cfg.aux_weight * F.cross_entropy(classes, labels)
+        return loss, torch.sigmoid(logits.detach()).mean()
 
     def d_step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         noise = torch.randn(len(real), self.cfg.latent_dim, generator=self.generator).to(self.device)

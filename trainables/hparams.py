@@ -143,6 +143,9 @@ class CGANConfig(GANConfig):
     # conditional DCGAN whose discriminator takes the label (projection), non-saturating loss, Adam.
     faithful: bool = False
     n_critic: int = hp(1, min=1, max=100, help="discriminator steps per generator step")
+    # Weight of the corrected discriminator's auxiliary digit classifier (AC-GAN) in D's and G's
+    # losses; 0 leaves the projection alone (69% conditional accuracy after 2 MNIST epochs).
+    aux_weight: float = hp(1.0, min=0.0, max=100.0)
     # 32: a 2-core CPU trains an epoch in minutes; 64 is the usual DCGAN width where a GPU is at hand.
     width: int = hp(32, min=4, max=1024, help="channels of the corrected networks' widest layer")
 
