@@ -11,7 +11,9 @@ of generated images the reference classifier reads as the requested digit.
 The corrected default is a conditional DCGAN whose discriminator takes the label through a
 projection (its score is w.h(x) + embed(y).h(x), Miyato & Koyama 2018): the discriminator can
 then reject a well-drawn digit of the wrong class, which the lab's cannot when the other
-nine outputs are near zero anyway.
+nine outputs are near zero anyway. An auxiliary 10-way head on the discriminator's features
+(AC-GAN) adds a direct "which digit is this?" signal: with projection alone, 2 epochs of
+MNIST gave 69% conditional accuracy (digit 1 at 56%).
 
 Read top to bottom: the lab's networks, the corrected ones, the trainer, sampling, figures.
 """
@@ -25,10 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import config_from_dict
+from trainables import generative
 from trainables.generative import (
-    GANTrainer, GenerativeData, conditional_quality, gan_curves_figure, image_channels, load_saved,
-    progress_figure, save_grid, trial_dir_of,
+    GANTrainer, GenerativeData, conditional_quality, gan_curves_figure, progress_figure, save_grid, trial_dir_of,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
 from trainables.hparams import CGANConfig
@@ -86,7 +87,11 @@ class ConditionalGenerator(nn.Module):
 
 
 class ProjectionDiscriminator(nn.Module):
-    """conv 4x4 s2 (w) -> LeakyReLU -> conv 4x4 s2 (2w) -> LeakyReLU -> h; logit = w.h + embed(label).h."""
+    """conv 4x4 s2 (w) -> LeakyReLU -> conv 4x4 s2 (2w) -> LeakyReLU -> h; logit = w.h + embed(label).h.
+
+    `classify(images)` is an auxiliary 10-way head on the same h (AC-GAN's, Odena et al. 2017):
+    trained on real digits, it tells the generator which digit its image looks like.
+    """
 
     def __init__(self, channels: int = 1, width: int = 64) -> None:
         super().__init__()
@@ -98,10 +103,15 @@ class ProjectionDiscriminator(nn.Module):
         self.score = nn.Linear(features, 1)
         self.embed = nn.Embedding(DIGITS, features)
         nn.init.normal_(self.embed.weight, std=1 / math.sqrt(features))
+        self.classifier = nn.Linear(features, DIGITS)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.logit_and_classes(images, labels)[0]
+
+    def logit_and_classes(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real/fake logit of `images` as digits `labels`, the auxiliary head's 10 class logits)."""
         h = self.body(images)
-        return self.score(h).squeeze(1) + (self.embed(labels) * h).sum(1)
+        return self.score(h).squeeze(1) + (self.embed(labels) * h).sum(1), self.classifier(h)
 
 
 def build_networks(cfg: CGANConfig, channels: int) -> tuple[nn.Module, nn.Module]:
@@ -112,7 +122,12 @@ def build_networks(cfg: CGANConfig, channels: int) -> tuple[nn.Module, nn.Module
 
 # --------------------------------------------------------------------------- the trainer
 class Trainer(GANTrainer):
-    """Faithful: BCE of the 10 sigmoids against one-hot (real) / zeros (fake). Corrected: non-saturating BCE on the projection logit."""
+    """Faithful: BCE of the 10 sigmoids against one-hot (real) / zeros (fake).
+
+    Corrected: non-saturating BCE on the projection logit, plus `aux_weight` x the auxiliary
+    head's cross-entropy: on real images towards their label (D's update), on generated ones
+    towards the requested digit (G's update, through `d_loss(..., real=True)`).
+    """
 
     cfg: CGANConfig
 
@@ -138,9 +153,12 @@ class Trainer(GANTrainer):
             target = F.one_hot(labels, DIGITS).to(outputs.dtype) if real else torch.zeros_like(outputs)
             score = outputs.detach().gather(1, labels[:, None]).mean()
             return F.binary_cross_entropy(outputs, target), score
-        logits = self.critic(images, labels)
+        logits, classes = self.critic.logit_and_classes(images, labels)
         target = torch.full_like(logits, 1.0 if real else 0.0)
-        return F.binary_cross_entropy_with_logits(logits, target), torch.sigmoid(logits.detach()).mean()
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        if real and self.cfg.aux_weight > 0:  # real digits for D; for G, its images read as the digit asked for
+            loss = loss + self.cfg.aux_weight * F.cross_entropy(classes, labels)
+        return loss, torch.sigmoid(logits.detach()).mean()
 
     def d_step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         noise = torch.randn(len(real), self.cfg.latent_dim, generator=self.generator).to(self.device)
@@ -170,12 +188,7 @@ class Trainer(GANTrainer):
 
 # --------------------------------------------------------------------------- sampling and figures
 def load_generator(checkpoint_dir: str | pathlib.Path) -> tuple[nn.Module, CGANConfig, dict[str, Any]]:
-    saved = load_saved(checkpoint_dir)
-    cfg = config_from_dict(CGANConfig, saved["config"])
-    generator, _ = build_networks(cfg, image_channels(cfg.channels, tuple(saved["data"]["shape"])))
-    state = {k.removeprefix("generator."): v for k, v in saved["state"]["model"].items() if k.startswith("generator.")}
-    generator.load_state_dict(state)
-    return generator.eval(), cfg, saved
+    return generative.load_generator(checkpoint_dir, CGANConfig, build_networks)
 
 
 @torch.no_grad()
@@ -201,8 +214,8 @@ def _per_digit_figure(metrics: dict[str, float], out_png: pathlib.Path, what: st
     ax.set_xticks(range(DIGITS))
     ax.set_xlabel("requested digit")
     ax.set_ylabel("read as that digit by the reference classifier (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.set_ylim(0, 118)  # room above the 100% bars for the legend
+    ax.legend(loc="upper left", fontsize=9)
     ax.set_title(f"Conditional accuracy per digit ({what})", fontsize=10)
     fig.savefig(out_png, dpi=110)
 

@@ -8,6 +8,7 @@ repeated three times).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import re
@@ -92,9 +93,16 @@ class GenerativeData:
 
 
 def load_generative_data(name: str, data_dir: str | None = None, *, subset: int | None = None) -> GenerativeData:
-    """The dataset and its reference classifier (trained once per dataset, then cached)."""
-    images = load_images(name, data_dir, subset=subset)
-    return GenerativeData(images=images, reference=reference_state(images))
+    """The dataset and its reference classifier (trained once per dataset, then cached).
+
+    The classifier always learns from the whole training split, so a `--subset` smoke run is
+    judged by the same classifier (and the same cache entry) as a full search.
+    """
+    images = load_images(name, data_dir)
+    reference = reference_state(images)
+    if subset is not None:  # load_images(subset=N) keeps the first N of the same shuffled training order
+        images = dataclasses.replace(images, x_train=images.x_train[:subset], y_train=images.y_train[:subset])
+    return GenerativeData(images=images, reference=reference)
 
 
 # --------------------------------------------------------------------------- progress grids
@@ -145,7 +153,7 @@ def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, 
         grids = [grids[i] for i in picks]
     cols = min(3, len(grids))
     rows = math.ceil(len(grids) / cols)
-    fig = Figure(figsize=(3.6 * cols, 3.8 * rows), layout="constrained")
+    fig = Figure(figsize=(max(3.6 * cols, 6.0), 3.8 * rows), layout="constrained")  # room for the title
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -178,6 +186,7 @@ def trial_history(trial_dir: str | pathlib.Path) -> dict[str, list[float]]:
 def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, what: str) -> bool:
     """D and G losses per epoch (left) and D's mean score on real and on fake images (right)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     history = trial_history(trial_dir)
     if "d_loss" not in history:
@@ -193,6 +202,7 @@ def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path
     right.set_title("D's mean score per epoch")
     for ax in (left, right):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
     fig.suptitle(what, fontsize=11)
@@ -332,3 +342,20 @@ def load_saved(checkpoint_dir: str | pathlib.Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_generator(checkpoint_dir: str | pathlib.Path, config_cls: type, build_networks) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """A GAN lab's generator from its checkpoint, in eval mode on the CPU, with the config and the saved dict.
+
+    `build_networks(cfg, channels)` is the lab's (generator, critic) builder; only the generator's
+    weights are loaded.
+    """
+    from trainables.config import config_from_dict
+
+    saved = load_saved(checkpoint_dir)
+    cfg = config_from_dict(config_cls, saved["config"])
+    generator, _ = build_networks(cfg, image_channels(cfg.channels, tuple(saved["data"]["shape"])))
+    state = {k.removeprefix("generator."): v for k, v in saved["state"]["model"].items() if k.startswith("generator.")}
+    generator.load_state_dict(state)
+    return generator.eval(), cfg, saved
+

@@ -107,6 +107,7 @@ class GANConfig(TrainConfig):
     description="Lab 4: Wasserstein GAN (weight clipping as in the lab, or gradient penalty), FID measured",
     metrics=GAN_METRICS,
     gpu_fraction=0.5,
+    sampler="unconditional",
 )
 @dataclass
 class WGANConfig(GANConfig):
@@ -131,6 +132,7 @@ class WGANConfig(GANConfig):
     description="Lab 5: conditional GAN for digits; conditional accuracy and FID measured by a reference classifier",
     metrics=GAN_METRICS + ("cond_acc",),
     gpu_fraction=0.5,
+    sampler="conditional",
 )
 @dataclass
 class CGANConfig(GANConfig):
@@ -141,7 +143,11 @@ class CGANConfig(GANConfig):
     # conditional DCGAN whose discriminator takes the label (projection), non-saturating loss, Adam.
     faithful: bool = False
     n_critic: int = hp(1, min=1, max=100, help="discriminator steps per generator step")
-    width: int = hp(64, min=4, max=1024, help="channels of the corrected networks' widest layer")
+    # Weight of the corrected discriminator's auxiliary digit classifier (AC-GAN) in D's and G's
+    # losses; 0 leaves the projection alone (69% conditional accuracy after 2 MNIST epochs).
+    aux_weight: float = hp(1.0, min=0.0, max=100.0)
+    # 32: a 2-core CPU trains an epoch in minutes; 64 is the usual DCGAN width where a GPU is at hand.
+    width: int = hp(32, min=4, max=1024, help="channels of the corrected networks' widest layer")
 
 
 # --------------------------------------------------------------------------- generative labs (autoencoders)

@@ -17,10 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainables.config import config_from_dict
+from trainables import generative
 from trainables.generative import (
-    GANTrainer, GenerativeData, gan_curves_figure, image_channels, load_saved, progress_figure, save_grid,
-    trial_dir_of,
+    GANTrainer, GenerativeData, gan_curves_figure, progress_figure, save_grid, trial_dir_of,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
 from trainables.hparams import WGANConfig
@@ -114,12 +113,7 @@ class Trainer(GANTrainer):
 
 # --------------------------------------------------------------------------- sampling and figures
 def load_generator(checkpoint_dir: str | pathlib.Path) -> tuple[Generator, WGANConfig, dict[str, Any]]:
-    saved = load_saved(checkpoint_dir)
-    cfg = config_from_dict(WGANConfig, saved["config"])
-    generator, _ = build_networks(cfg, image_channels(cfg.channels, tuple(saved["data"]["shape"])))
-    state = {k.removeprefix("generator."): v for k, v in saved["state"]["model"].items() if k.startswith("generator.")}
-    generator.load_state_dict(state)
-    return generator.eval(), cfg, saved
+    return generative.load_generator(checkpoint_dir, WGANConfig, build_networks)
 
 
 @torch.no_grad()

@@ -216,8 +216,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     sample = importlib.import_module(spec.module).sample_images
     images = sample(str(best.folder), args.n, digit=args.digit, seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images, str(out), nrow=math.ceil(math.sqrt(args.n)), padding=2, pad_value=1.0)
-    which = f" of digit {args.digit}" if args.digit is not None else ""
+    every_digit = spec.sampler == "conditional" and args.digit is None  # n of each digit, one row per digit
+    nrow = args.n if every_digit else math.ceil(math.sqrt(args.n))
+    save_image(images, str(out), nrow=nrow, padding=2, pad_value=1.0)
+    which = f" of digit {args.digit}" if args.digit is not None else " of each digit 0-9 (a row each)" if every_digit else ""
     print(f"{args.n} images{which} from the best {args.lab} checkpoint of {best.experiment} "
           f"(trial {best.trial_id}): {out.resolve()}")
     return 0
