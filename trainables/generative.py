@@ -153,14 +153,15 @@ def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, 
         grids = [grids[i] for i in picks]
     cols = min(3, len(grids))
     rows = math.ceil(len(grids) / cols)
-    fig = Figure(figsize=(max(3.6 * cols, 6.0), 3.8 * rows), layout="constrained")  # room for the title
+    width = max(3.6 * cols, 6.0)  # inches; room for the title
+    fig = Figure(figsize=(width, 3.8 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (epoch, path) in zip(axes.flat, grids):
         ax.imshow(imread(path), interpolation="nearest")
         ax.set_title(f"epoch {epoch}", fontsize=11)
-    fig.suptitle(textwrap.fill(title, width=int(8 * 3.6 * cols)), fontsize=12)  # ~8 characters an inch
+    fig.suptitle(textwrap.fill(title, width=int(8 * width)), fontsize=12)  # ~8 characters an inch
     fig.savefig(out_png, dpi=110)
     return True
 
