@@ -37,11 +37,17 @@ def _scored(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _metric_groups(metrics: list[str]) -> list[tuple[str, list[str]]]:
-    """Panels of one kind each: accuracies, losses, then every other metric on its own."""
+    """Panels of one kind each: accuracies, losses, then one per other kind, its splits together
+    (val_mse and test_mse share a panel; d_loss and g_loss are losses)."""
     accuracy = [m for m in metrics if m.endswith("_acc")]
     loss = [m for m in metrics if m.endswith("_loss")]
     groups = [("accuracy", accuracy), ("loss", loss)]
-    groups += [(m, [m]) for m in metrics if m not in accuracy and m not in loss]
+    kinds: dict[str, list[str]] = {}
+    for m in metrics:
+        if m not in accuracy and m not in loss:
+            kind = m.split("_", 1)[1] if "_" in m and _split(m) in SPLIT_STYLE else m
+            kinds.setdefault(kind, []).append(m)
+    groups += list(kinds.items())
     return [(title, ms) for title, ms in groups if ms]
 
 

@@ -77,3 +77,35 @@ def real_data_root() -> Path | None:
 
 
 requires_real_mnist = pytest.mark.skipif(real_data_root() is None, reason="real MNIST not found under $TUNE_LAB_DATA")
+
+
+TINY_VAE_SEARCH = """
+description: one tiny corrected VAE trial
+lab: vae
+metric: val_elbo
+mode: max
+fixed: {epochs: 2, batch_size: 64, lr: 0.003, latent_dim: 8, sample_every: 1, quality_samples: 200}
+params:
+  kl_weight: {grid: [1.0]}
+search: grid
+scheduler: fifo
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_search(ray_session, tiny_mnist, tmp_path_factory) -> Path:
+    """The results root of a finished one-trial vae search (experiment "tiny-vae") on tiny_mnist.
+
+    Shared by the vae's end-to-end test and the `tune-lab generate` tests: one search, not two.
+    """
+    from tune_lab.cli import main
+
+    root = tmp_path_factory.mktemp("vae-results")
+    space = root / "tiny_vae.yaml"
+    space.write_text(TINY_VAE_SEARCH)
+    with pytest.MonkeyPatch.context() as env:  # the reference classifier of the tiny data is cached here
+        env.setenv("TUNE_LAB_CACHE", str(root / "cache"))
+        code = main(["vae", "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(root),
+                     "--experiment", "tiny-vae"])
+    assert code == 0
+    return root

@@ -105,3 +105,132 @@ class Seq2SeqConfig(TrainConfig):
     teacher_forcing: float = hp(1.0, min=0.0, max=1.0, help="share of sentences fed the reference words")
     dropout: float = hp(0.1, min=0.0, max=0.9)
     grad_clip: float = hp(1.0, min=0.0, max=1e6, help="max gradient norm; 0 turns clipping off")
+
+
+# --------------------------------------------------------------------------- generative labs (GANs)
+GAN_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid")
+GENERATIVE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+@dataclass
+class GANConfig(TrainConfig):
+    """Settings both GAN labs share (lr_schedule is ignored: GANs here train at a constant rate)."""
+
+    batch_size: int = hp(64, min=1, max=1_000_000)
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    beta1: float = hp(0.5, min=0.0, max=1.0, help="Adam only")
+    beta2: float = hp(0.999, min=0.0, max=1.0, help="Adam only")
+    latent_dim: int = hp(100, min=1, max=4096)
+    # native: the dataset's channels (1 for MNIST / Fashion, 3 for CIFAR); lab: 3 channels as the lab fed them.
+    channels: Literal["native", "lab"] = "native"
+    # Generated images measured every epoch (FID against the validation split, conditional accuracy).
+    quality_samples: int = hp(2000, min=10, max=100_000)
+    sample_every: int = hp(1, min=1, max=10_000, help="epochs between progress grids")
+
+
+@register_lab(
+    "wgan",
+    module="trainables.wgan",
+    datasets=GENERATIVE_DATASETS,
+    description="Lab 4: Wasserstein GAN (weight clipping as in the lab, or gradient penalty), FID measured",
+    metrics=GAN_METRICS,
+    gpu_fraction=0.5,
+    sampler="unconditional",
+)
+@dataclass
+class WGANConfig(GANConfig):
+    epochs: int = hp(10, min=1, max=10_000)
+    # Corrected default: WGAN-GP (Gulrajani et al.: Adam lr 1e-4..2e-4, betas (0.5 or 0, 0.9), lambda 10).
+    lr: float = hp(2e-4, min=0.0, max=100.0)
+    beta2: float = hp(0.9, min=0.0, max=1.0, help="Adam only")
+    # true: the lab's generator (830,785 parameters) and BatchNorm critic (134,721) with weight
+    # clipping, whatever `critic` says; false: the same generator, a critic without BatchNorm
+    # (a per-sample gradient penalty is meaningless through batch statistics) and `critic`.
+    faithful: bool = False
+    critic: Literal["gp", "clip"] = "gp"
+    n_critic: int = hp(5, min=1, max=100, help="critic steps per generator step")
+    clip_value: float = hp(0.01, min=0.0, max=10.0, help="weight clipping only")
+    gp_weight: float = hp(10.0, min=0.0, max=1000.0, help="gradient penalty only")
+
+
+@register_lab(
+    "cgan",
+    module="trainables.cgan",
+    datasets=GENERATIVE_DATASETS,
+    description="Lab 5: conditional GAN for digits; conditional accuracy and FID measured by a reference classifier",
+    metrics=GAN_METRICS + ("cond_acc",),
+    gpu_fraction=0.5,
+    sampler="conditional",
+)
+@dataclass
+class CGANConfig(GANConfig):
+    epochs: int = hp(10, min=1, max=10_000)
+    lr: float = hp(2e-4, min=0.0, max=100.0)
+    # true: the lab's generator (Linear -> 1x56x56 -> conv -> conv stride 2) and its 10-sigmoid
+    # discriminator that never sees the label (BCE against the one-hot label, SGD); false: a
+    # conditional DCGAN whose discriminator takes the label (projection), non-saturating loss, Adam.
+    faithful: bool = False
+    n_critic: int = hp(1, min=1, max=100, help="discriminator steps per generator step")
+    # Weight of the corrected discriminator's auxiliary digit classifier (AC-GAN) in D's and G's
+    # losses; 0 leaves the projection alone (69% conditional accuracy after 2 MNIST epochs).
+    aux_weight: float = hp(1.0, min=0.0, max=100.0)
+    # 32: a 2-core CPU trains an epoch in minutes; 64 is the usual DCGAN width where a GPU is at hand.
+    width: int = hp(32, min=4, max=1024, help="channels of the corrected networks' widest layer")
+
+
+# --------------------------------------------------------------------------- generative labs (autoencoders)
+@dataclass
+class AutoencoderConfig(TrainConfig):
+    """Settings the autoencoder and the VAE share (the lab: batch 64, Adam)."""
+
+    batch_size: int = hp(64, min=1, max=1_000_000)
+    # Size of the code / latent vector. Ignored by the faithful models (64 for the ae, 128 for the vae).
+    latent_dim: int = hp(64, min=1, max=4096)
+    # native: the dataset's own channels (1 for the digits); lab: 3 channels as the lab fed them.
+    channels: Literal["native", "lab"] = "native"
+    # true: the lab's network as written, on its 3-channel input (whatever `channels` says).
+    faithful: bool = False
+    # A grid of fixed inputs' reconstructions (ae) or fixed noise's samples (vae) every this many epochs.
+    sample_every: int = hp(2, min=1, max=10_000)
+
+
+@register_lab(
+    "ae",
+    module="trainables.autoencoders",
+    datasets=GENERATIVE_DATASETS,
+    description="Lab 4: convolutional autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
+    metrics=("train_loss", "val_loss", "val_mse", "test_mse"),
+    gpu_fraction=0.25,
+)
+@dataclass
+class AEConfig(AutoencoderConfig):
+    # The lab's settings: Adam at lr 5e-3 (best of 3e-4 ... 0.02 in `ae --search lr`), 20 epochs
+    # (TrainConfig's), a 64-d code (210,947 parameters on the lab's 3-channel input).
+    lr: float = hp(0.005, min=0.0, max=100.0)
+
+
+@register_lab(
+    "vae",
+    module="trainables.vae",
+    datasets=GENERATIVE_DATASETS,
+    description="Lab 4: convolutional variational autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
+    metrics=("train_loss", "val_loss", "val_mse", "val_kl", "val_elbo", "val_fid", "test_mse", "test_elbo"),
+    gpu_fraction=0.25,
+    sampler="unconditional",
+)
+@dataclass
+class VAEConfig(AutoencoderConfig):
+    # The lab trained with Adam at lr 0.01 for 40 epochs; 1e-3 is Adam's usual rate (see README:
+    # not a measured fix). 16 latent dimensions instead of the lab's 128.
+    lr: float = hp(0.001, min=0.0, max=100.0)
+    epochs: int = hp(40, min=1, max=10_000)
+    latent_dim: int = hp(16, min=1, max=4096)
+    # Reconstruction term: summed over pixels per image, so it and the KL (summed over latent
+    # dimensions per image) weigh one image each. bce is the Bernoulli likelihood of [0, 1] pixels.
+    # The faithful model keeps the lab's loss: the mean squared error per pixel plus the KL
+    # summed over 128 dimensions, which outweighs it ~2,000x.
+    recon_loss: Literal["bce", "mse"] = "bce"
+    # Weight of the KL term (1: the ELBO; <1 favours reconstructions, >1 the prior).
+    kl_weight: float = hp(1.0, min=0.0, max=1000.0)
+    # Samples from N(0, I) whose FID against the validation images is val_fid, every epoch.
+    quality_samples: int = hp(2000, min=10, max=100_000)

@@ -25,6 +25,10 @@ class LabSpec:
     fallback_dataset: str | None = None
     # Share of one GPU a trial takes by default; small labs leave room for others.
     gpu_fraction: float = 1.0
+    # Whether `tune-lab generate` can draw images from the lab's best checkpoint: None (it
+    # cannot), "unconditional" (from noise) or "conditional" (of a requested class, --digit).
+    # The lab's module then has `sample_images(checkpoint_dir, n, *, digit, seed)`.
+    sampler: str | None = None
 
     def trainer(self) -> Callable[..., Any]:
         return importlib.import_module(self.module).Trainer
@@ -35,6 +39,7 @@ class LabSpec:
 
 
 LABS: dict[str, LabSpec] = {}
+SAMPLERS = (None, "unconditional", "conditional")
 
 
 def register_lab(
@@ -46,7 +51,11 @@ def register_lab(
     metrics: tuple[str, ...],
     fallback_dataset: str | None = None,
     gpu_fraction: float = 1.0,
+    sampler: str | None = None,
 ) -> Callable[[T], T]:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"lab {name!r}: sampler {sampler!r} is not one of {SAMPLERS}")
+
     def decorate(config_cls: T) -> T:
         if name in LABS:
             raise ValueError(f"lab {name!r} is registered twice")
@@ -60,6 +69,7 @@ def register_lab(
             metrics=metrics,
             fallback_dataset=fallback_dataset,
             gpu_fraction=gpu_fraction,
+            sampler=sampler,
         )
         return config_cls
 

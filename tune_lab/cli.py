@@ -14,6 +14,7 @@ from trainables.registry import LABS, lab_names
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
 EXIT_USAGE = 2  # bad input: nothing was run
 EXIT_INTERRUPTED = 130  # Ctrl-C: what ran is kept; `tune-lab resume` continues
+MAX_GENERATED = 4096  # images in one `tune-lab generate` grid
 
 
 class UsageError(Exception):
@@ -109,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("sentences", nargs="+", metavar="SENTENCE", help='French text, e.g. "je suis tres fatigue ."')
     translate.add_argument("--experiment", help="the search to use (default: the newest seq2seq search)")
     translate.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    generate = sub.add_parser("generate", help="images from the best checkpoint of a generative lab, as a PNG grid")
+    generate.add_argument("lab", metavar="LAB", choices=lab_names(),
+                          help="a lab that can generate: " + ", ".join(n for n in lab_names() if LABS[n].sampler))
+    generate.add_argument("--n", type=positive_int, default=64, help="how many images (default 64)")
+    generate.add_argument("--out", required=True, metavar="FILE.png", help="the PNG grid to write")
+    generate.add_argument("--digit", type=int, metavar="D", help="the class to draw, 0-9 (conditional labs only)")
+    generate.add_argument("--experiment", help="the search to take the best checkpoint of (default: the latest of LAB)")
+    generate.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    generate.add_argument("--seed", type=int, default=0, help="seed of the noise the images are drawn from")
     for name in lab_names():
         spec = LABS[name]
         add_search_options(sub.add_parser(name, help=f"run a search of lab {name}: {spec.description}"), spec.datasets)
@@ -198,6 +208,42 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    spec = LABS[args.lab]
+    if spec.sampler is None:
+        can = ", ".join(n for n in lab_names() if LABS[n].sampler)
+        raise UsageError(f"generate {args.lab}: lab {args.lab} has no model to sample images from; "
+                         f"labs that can generate: {can}")
+    if args.digit is not None and not 0 <= args.digit <= 9:
+        raise UsageError(f"--digit {args.digit}: expected a digit 0-9")
+    if args.digit is not None and spec.sampler != "conditional":
+        raise UsageError(f"--digit {args.digit}: lab {args.lab} is unconditional (it decodes random noise); leave --digit out")
+    if args.n > MAX_GENERATED:
+        raise UsageError(f"--n {args.n}: at most {MAX_GENERATED} images in one grid")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {args.out}: expected a file name ending in .png")
+    import importlib
+    import math
+
+    from torchvision.utils import save_image
+
+    from tune_lab import paths
+    from tune_lab.checkpoints import best_checkpoint
+
+    best = best_checkpoint(args.lab, paths.results_root(args.storage), args.experiment)
+    sample = importlib.import_module(spec.module).sample_images
+    images = sample(str(best.folder), args.n, digit=args.digit, seed=args.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    every_digit = spec.sampler == "conditional" and args.digit is None  # n of each digit, one row per digit
+    nrow = args.n if every_digit else math.ceil(math.sqrt(args.n))
+    save_image(images, str(out), nrow=nrow, padding=2, pad_value=1.0)
+    which = f" of digit {args.digit}" if args.digit is not None else " of each digit 0-9 (a row each)" if every_digit else ""
+    print(f"{args.n} images{which} from the best {args.lab} checkpoint of {best.experiment} "
+          f"(trial {best.trial_id}): {out.resolve()}")
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from tune_lab.runner import SearchOptions, run_search  # Ray itself is imported only by run_search
     from tune_lab.spaces import MAX_NUM_SAMPLES, load_search
@@ -231,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_resume(args)
         if args.command == "translate":
             return cmd_translate(args)
+        if args.command == "generate":
+            return cmd_generate(args)
         return cmd_search(args)
     except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)

@@ -257,7 +257,9 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
     max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
     reporter = tune.CLIReporter(
         parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
-        metric_columns={"training_iteration": "epoch", **{m: m for m in spec.metrics if m.startswith(("train", "val"))}},
+        # train/val metrics, and the searched one whatever its name (a GAN's fid or cond_acc)
+        metric_columns={"training_iteration": "epoch",
+                        **{m: m for m in spec.metrics if m.startswith(("train", "val")) or m == search.metric}},
         sort_by_metric=True, max_report_frequency=15,
     )
     return tune.Tuner(

@@ -1,0 +1,148 @@
+"""Lab 4 (ae, vae): the lab's networks, the VAE's loss terms, and tiny real searches with their figures."""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+import torch.nn.functional as F
+
+from trainables.autoencoders import (
+    VAE, Autoencoder, Trainer, bce_per_image, build_network, kl_per_image, load_checkpoint_model, parameter_count,
+    vae_objective,
+)
+from trainables.data import load_images
+from trainables.hparams import AEConfig, VAEConfig
+from tune_lab.cli import main
+
+
+def test_the_labs_autoencoder_has_its_210947_parameters_and_shapes():
+    model = Autoencoder(3)
+    assert parameter_count(model) == 210_947  # labs.md, with the lab's 3-channel input
+    x = torch.rand(5, 3, 28, 28)
+    assert model(x).shape == x.shape
+    assert model.encode(x).shape == (5, 64)  # the 64-d code of the latent-space figure
+    out = Autoencoder(1, code=8)(torch.rand(5, 1, 28, 28))
+    assert out.shape == (5, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+
+
+def test_the_labs_vae_parameters_and_shapes():
+    # labs.md gives 392,323; the layout it describes (BN encoder to a 128-d hidden vector,
+    # fc_mu / fc_logvar 128 -> 128, mirrored transposed-conv decoder) has 445,187 on 3x28x28.
+    assert parameter_count(VAE(3, 128)) == 445_187
+    model = VAE(1, 16).eval()
+    x = torch.rand(6, 1, 28, 28)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (6, 16)
+    assert model.decode(mu).shape == x.shape and model(x).shape == x.shape
+    assert torch.allclose(model.decode(mu), torch.sigmoid(model.decode_logits(mu)))
+
+
+def test_faithful_means_the_labs_networks_whatever_the_settings():
+    assert parameter_count(build_network(AEConfig(faithful=True, latent_dim=8), 3)) == 210_947
+    assert build_network(VAEConfig(faithful=True, latent_dim=4), 3).latent == 128
+    assert build_network(VAEConfig(latent_dim=4), 1).latent == 4
+
+
+def test_kl_and_bce_on_known_inputs():
+    zeros = torch.zeros(3, 8)
+    assert torch.allclose(kl_per_image(zeros, zeros), torch.zeros(3))  # q = prior
+    # KL(N(1, 1) || N(0, 1)) = 1/2 per dimension
+    assert torch.allclose(kl_per_image(torch.ones(2, 8), zeros[:2]), torch.full((2,), 4.0))
+    # logits 0 = p 0.5 on every pixel: log 2 nats per pixel, whatever the target
+    assert torch.allclose(bce_per_image(torch.zeros(2, 1, 28, 28), torch.rand(2, 1, 28, 28)),
+                          torch.full((2,), 784 * math.log(2)))
+
+
+def test_the_labs_vae_loss_lets_the_kl_outweigh_the_pixels_and_the_corrected_one_does_not():
+    x = torch.rand(4, 3, 28, 28)
+    logits, kl = torch.zeros_like(x), torch.full((4,), 10.0)
+    faithful = vae_objective(VAEConfig(faithful=True), x, logits, kl)
+    assert torch.allclose(faithful, F.mse_loss(torch.full_like(x, 0.5), x) + 10.0)  # per-pixel mean + KL
+    corrected = vae_objective(VAEConfig(), x, logits, kl)
+    assert torch.allclose(corrected, torch.tensor(3 * 784 * math.log(2) + 10.0))
+    assert torch.allclose(vae_objective(VAEConfig(kl_weight=0.5), x, logits, kl), corrected - 5.0)
+
+
+def test_both_trainers_learn_the_tiny_task_without_ray(tiny_mnist):
+    data = load_images("mnist", tiny_mnist, subset=320)
+    for cfg in (AEConfig(epochs=2, batch_size=32, latent_dim=16, lr=0.005),
+                VAEConfig(epochs=2, batch_size=32, latent_dim=8, lr=0.003)):
+        trainer = Trainer(cfg, data, torch.device("cpu"))
+        before = trainer.evaluate()
+        for _ in range(2):
+            train = trainer.train_epoch()
+        after = trainer.evaluate()
+        assert train["samples"] == len(data.y_train) and trainer.epoch == 2
+        assert after["val_mse"] < before["val_mse"]
+        if isinstance(cfg, VAEConfig):
+            assert after["val_elbo"] > before["val_elbo"] and after["val_kl"] > 0
+            assert after["val_loss"] == pytest.approx(-after["val_elbo"])  # kl_weight 1, bce: the ELBO itself
+
+
+def test_faithful_trainer_feeds_three_channels(tiny_mnist):
+    data = load_images("mnist", tiny_mnist, subset=64)
+    trainer = Trainer(AEConfig(faithful=True, epochs=1), data, torch.device("cpu"))
+    assert trainer.splits["train"].shape[1:] == (3, 28, 28)
+    assert parameter_count(trainer.model) == 210_947
+
+
+TINY_AE_SEARCH = """
+description: the faithful and the corrected autoencoder, one epoch
+lab: ae
+metric: val_mse
+mode: min
+fixed: {epochs: 1, batch_size: 64, lr: 0.005}
+params:
+  faithful: {grid: [true, false]}
+search: grid
+scheduler: fifo
+"""
+
+
+def _looks_like_a_png(path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG") and len(data) > 2000, path
+
+
+def test_tiny_ae_search_reports_mse_and_draws_its_figures(ray_session, tiny_mnist, tmp_path):
+    space = tmp_path / "ae.yaml"
+    space.write_text(textwrap.dedent(TINY_AE_SEARCH))
+    results = tmp_path / "results"
+    code = main(["ae", "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(results),
+                 "--experiment", "tiny-ae"])
+    assert code == 0
+    summary = json.loads((results / "tiny-ae" / "summary.json").read_text())
+    assert len(summary["trials"]) == 2
+    for trial in summary["trials"]:
+        assert trial["status"] == "completed"
+        assert 0 < trial["best"]["val_mse"] < 0.2 and trial["best"]["test_mse"] > 0
+        # each trial's progress grid of its last epoch: 2 rows of 8 inputs, each above its 8 reconstructions
+        grid = Path(trial["checkpoint"]).parent / "samples" / "epoch_001.png"
+        with Image.open(grid) as image:
+            assert image.size == (8 * 30 + 2, 4 * 30 + 2)
+    report = results / "tiny-ae" / "report"
+    for name in ("reconstructions.png", "latent_space.png", "progress.png"):
+        _looks_like_a_png(report / name)
+        assert name in (report / "report.md").read_text()
+    assert not (report / "samples.png").exists()  # an autoencoder has no prior to sample from
+    assert "val_mse" in (report / "report.md").read_text()
+
+
+def test_tiny_vae_search_reports_elbo_and_draws_samples(tiny_vae_search, tiny_mnist):
+    folder = tiny_vae_search / "tiny-vae"
+    summary = json.loads((folder / "summary.json").read_text())
+    (trial,) = summary["trials"]
+    assert trial["status"] == "completed" and trial["epochs_run"] == 2
+    for metric in ("val_mse", "val_kl", "val_elbo", "val_fid", "test_elbo"):
+        assert len(trial["history"][metric]) == 2, metric
+    assert trial["best"]["val_elbo"] < 0 and trial["best"]["val_kl"] > 0 and trial["best"]["val_fid"] > 0
+    report = folder / "report"
+    for name in ("reconstructions.png", "samples.png", "latent_space.png", "progress.png"):
+        _looks_like_a_png(report / name)
+    model, cfg, saved = load_checkpoint_model(trial["checkpoint"])
+    assert isinstance(model, VAE) and cfg.latent_dim == 8 and saved["lab"] == "vae"

@@ -1,0 +1,362 @@
+"""Pieces every generative lab (ae, vae, wgan, cgan) shares: images as tensors, progress grids
+written during training, the figures drawn from them, and the GAN trainer both GAN labs build on.
+
+Images: the labs' models work on 28x28. MNIST / Fashion-MNIST stay as they are; CIFAR-10's
+32x32 is resized to 28x28 (antialiased bilinear) once per trial. `channels="native"` keeps the
+dataset's channels (1 or 3); `channels="lab"` feeds 3 channels as the lab did (a grey image
+repeated three times).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import re
+import textwrap
+import warnings
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.data import ImageData, load_images
+from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches
+from trainables.quality import (
+    ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, reference_state,
+)
+
+SIDE = 28
+SAMPLES_FOLDER = "samples"
+GRID_PATTERN = re.compile(r"epoch_(\d+)\.png$")
+
+
+# --------------------------------------------------------------------------- images
+def image_tensors(
+    data: ImageData,
+    split: str,
+    *,
+    channels: str,
+    device: torch.device,
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split as float images (N, C, 28, 28) scaled into `value_range`, and its int64 labels."""
+    if channels not in ("native", "lab"):
+        raise ValueError(f"channels: {channels!r} is not allowed; expected native or lab")
+    # torch.tensor copies: arrays from Ray's object store are read-only views.
+    images = torch.tensor(getattr(data, f"x_{split}"), dtype=torch.float32, device=device).div_(255.0)
+    if images.shape[-2:] != (SIDE, SIDE):
+        images = F.interpolate(images, size=(SIDE, SIDE), mode="bilinear", antialias=True, align_corners=False)
+    if channels == "lab" and images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    low, high = value_range
+    if (low, high) != (0.0, 1.0):
+        images = images.mul_(high - low).add_(low)
+    labels = torch.tensor(getattr(data, f"y_{split}"), dtype=torch.int64, device=device)
+    return images.contiguous(), labels
+
+
+def image_channels(channels: str, dataset_shape: tuple[int, ...]) -> int:
+    """Channels a model sees: 3 for 'lab', else the dataset's own."""
+    return 3 if channels == "lab" else int(dataset_shape[0])
+
+
+# --------------------------------------------------------------------------- data object
+@dataclass
+class GenerativeData:
+    """A generative lab's data: the images plus the reference classifier (state dict) that judges them.
+
+    Built once on the driver (which trains the classifier if it is not cached) and shared with
+    trials through Ray's object store. The properties are what the loop and the CLI read.
+    """
+
+    images: ImageData
+    reference: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.images.name
+
+    @property
+    def classes(self) -> list[str]:
+        return self.images.classes
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.images.shape
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return self.images.split_sizes
+
+
+def load_generative_data(name: str, data_dir: str | None = None, *, subset: int | None = None) -> GenerativeData:
+    """The dataset and its reference classifier (trained once per dataset, then cached).
+
+    The classifier always learns from the whole training split, so a `--subset` smoke run is
+    judged by the same classifier (and the same cache entry) as a full search.
+    """
+    images = load_images(name, data_dir)
+    reference = reference_state(images)
+    if subset is not None:  # load_images(subset=N) keeps the first N of the same shuffled training order
+        images = dataclasses.replace(images, x_train=images.x_train[:subset], y_train=images.y_train[:subset])
+    return GenerativeData(images=images, reference=reference)
+
+
+# --------------------------------------------------------------------------- progress grids
+def progress_dir() -> pathlib.Path | None:
+    """`<trial folder>/samples/` (created) inside a Ray trial, else None."""
+    try:
+        from ray import tune
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # outside a trial Ray warns and returns None
+            trial_dir = tune.get_context().get_trial_dir()
+    except Exception:
+        return None
+    if not trial_dir:
+        return None
+    folder = pathlib.Path(trial_dir) / SAMPLES_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_grid(images01: torch.Tensor, path: str | pathlib.Path, nrow: int) -> None:
+    """A grid of images in [0, 1] as one PNG, white lines between images."""
+    from torchvision.utils import save_image
+
+    save_image(images01.detach().float().clamp(0, 1).cpu(), str(path), nrow=nrow, padding=2, pad_value=1.0)
+
+
+def trial_dir_of(checkpoint_dir: str | pathlib.Path) -> pathlib.Path:
+    """The Ray trial folder holding a checkpoint folder (or a checkpoint.pt)."""
+    path = pathlib.Path(checkpoint_dir)
+    if path.name == CHECKPOINT_FILE:
+        path = path.parent
+    return path.parent
+
+
+def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, most: int = 6,
+                    title: str = "Samples from the same fixed noise over training") -> bool:
+    """Up to `most` of a trial's epoch grids (first, last and evenly between) side by side; False if none."""
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    folder = pathlib.Path(trial_dir) / SAMPLES_FOLDER
+    grids = sorted((int(m.group(1)), p) for p in folder.glob("epoch_*.png") if (m := GRID_PATTERN.search(p.name)))
+    if not grids:
+        return False
+    if len(grids) > most:
+        picks = sorted({round(i * (len(grids) - 1) / (most - 1)) for i in range(most)})
+        grids = [grids[i] for i in picks]
+    cols = min(3, len(grids))
+    rows = math.ceil(len(grids) / cols)
+    width = max(3.6 * cols, 6.0)  # inches; room for the title
+    fig = Figure(figsize=(width, 3.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (epoch, path) in zip(axes.flat, grids):
+        ax.imshow(imread(path), interpolation="nearest")
+        ax.set_title(f"epoch {epoch}", fontsize=11)
+    fig.suptitle(textwrap.fill(title, width=int(8 * width)), fontsize=12)  # ~8 characters an inch
+    fig.savefig(out_png, dpi=110)
+    return True
+
+
+def trial_history(trial_dir: str | pathlib.Path) -> dict[str, list[float]]:
+    """Per-epoch metrics of a trial from Ray's result.json (one JSON object per reported epoch)."""
+    import json
+
+    history: dict[str, list[float]] = {}
+    path = pathlib.Path(trial_dir) / "result.json"
+    if not path.is_file():
+        return history
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        for key, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                history.setdefault(key, []).append(float(value))
+    return history
+
+
+def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, what: str) -> bool:
+    """D and G losses per epoch (left) and D's mean score on real and on fake images (right)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    history = trial_history(trial_dir)
+    if "d_loss" not in history:
+        return False
+    epochs = history.get("training_iteration") or list(range(1, len(history["d_loss"]) + 1))
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(epochs, history["d_loss"], marker="o", markersize=3, label="D (critic) loss")
+    left.plot(epochs, history["g_loss"], marker="o", markersize=3, label="G loss")
+    left.set_title("Losses per epoch (mean over the epoch's steps)")
+    right.plot(epochs, history["d_real"], marker="o", markersize=3, color="tab:green", label="real images")
+    right.plot(epochs, history["d_fake"], marker="o", markersize=3, color="tab:red", label="generated images")
+    right.set_title("D's mean score per epoch")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle(what, fontsize=11)
+    fig.savefig(out_png, dpi=110)
+    return True
+
+
+# --------------------------------------------------------------------------- GAN training
+def gan_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
+    """Adam with the config's betas, RMSprop (the WGAN paper's) or SGD with momentum."""
+    params = list(params)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer: {cfg.optimizer!r} is not allowed; expected adam, rmsprop or sgd")
+
+
+class GANTrainer(Trainer):
+    """The shared GAN epoch: `d_step` on every real batch, `g_step` after every n_critic of them.
+
+    A lab supplies the two networks, the two steps and how to generate. Images live on the
+    device in [-1, 1] (the generators end in Tanh). Every epoch, `evaluate` generates
+    `quality_samples` images and measures them with the reference classifier against the
+    validation split (FID, and what `extra_quality` adds), and a grid from fixed noise is
+    saved into the trial's samples/ folder every `sample_every` epochs.
+    """
+
+    grid_rows: int = 8
+
+    def __init__(self, cfg: Any, data: GenerativeData, device: torch.device) -> None:
+        super().__init__(cfg, data, device)
+        self.channels = image_channels(cfg.channels, data.shape)
+        self.num_classes = data.images.num_classes
+        self.x, self.y = image_tensors(data.images, "train", channels=cfg.channels, device=device, value_range=(-1.0, 1.0))
+        self.generator_net, self.critic = self.build_models()
+        self.generator_net.to(device)
+        self.critic.to(device)
+        self.model = nn.ModuleDict({"generator": self.generator_net, "critic": self.critic})
+        self.optimizer = gan_optimizer(cfg, self.generator_net.parameters())
+        self.d_optimizer = gan_optimizer(cfg, self.critic.parameters())
+        self.epoch = 0
+        self.reference = classifier_from_state(data.reference, device)
+        val_images, _ = image_tensors(data.images, "val", channels=cfg.channels, device=device)
+        self.val_features = features(self.reference, val_images)
+        # Fixed noise (and labels) for the progress grids and the quality sample: epochs are comparable.
+        noise = torch.Generator().manual_seed(cfg.seed + 12345)
+        self.quality_noise = torch.randn(cfg.quality_samples, cfg.latent_dim, generator=noise).to(device)
+        self.quality_labels = (torch.arange(cfg.quality_samples) % self.num_classes).to(device)
+        grid = self.grid_rows * self.grid_columns()
+        self.grid_noise = torch.randn(grid, cfg.latent_dim, generator=noise).to(device)
+        self.grid_labels = (torch.arange(grid) % self.grid_columns() % self.num_classes).to(device)
+
+    # ---- what a lab supplies
+    @abstractmethod
+    def build_models(self) -> tuple[nn.Module, nn.Module]:
+        """(generator, critic/discriminator)."""
+
+    @abstractmethod
+    def d_step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update of D on a real batch; returns detached d_loss, d_real, d_fake (batch means)."""
+
+    @abstractmethod
+    def g_step(self, batch_size: int, labels: torch.Tensor) -> torch.Tensor:
+        """One update of G; returns its detached loss."""
+
+    @abstractmethod
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] for this noise (and these labels, where the lab is conditional)."""
+
+    def extra_quality(self, images01: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        return {}
+
+    def grid_columns(self) -> int:
+        return 8
+
+    # ---- the shared epoch
+    def random_labels(self, n: int) -> torch.Tensor:
+        return torch.randint(0, self.num_classes, (n,), generator=self.generator).to(self.device)
+
+    def train_epoch(self) -> dict[str, float]:
+        self.generator_net.train()
+        self.critic.train()
+        sums = {k: torch.zeros((), device=self.device) for k in ("d_loss", "d_real", "d_fake", "g_loss")}
+        d_steps = g_steps = 0
+        for idx in index_batches(len(self.y), self.cfg.batch_size, self.device, self.generator):
+            for key, value in self.d_step(self.x[idx], self.y[idx]).items():
+                sums[key] += value
+            d_steps += 1
+            if d_steps % self.cfg.n_critic == 0:
+                sums["g_loss"] += self.g_step(len(idx), self.random_labels(len(idx)))
+                g_steps += 1
+        self.epoch += 1
+        metrics = {k: v.item() / d_steps for k, v in sums.items() if k != "g_loss"}
+        metrics["g_loss"] = sums["g_loss"].item() / max(1, g_steps)
+        metrics["samples"] = len(self.y)
+        return metrics
+
+    @torch.no_grad()
+    def sample01(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.generator_net.eval()
+        images = torch.cat([self.generate(n, l) for n, l in zip(noise.split(500), labels.split(500))])
+        return images.add(1).div(2).clamp(0, 1)
+
+    def evaluate(self) -> dict[str, float]:
+        images = self.sample01(self.quality_noise, self.quality_labels)
+        metrics = {"fid": fid(self.val_features, features(self.reference, images))}
+        metrics.update(self.extra_quality(images, self.quality_labels))
+        folder = progress_dir()
+        if folder is not None and (self.epoch % self.cfg.sample_every == 0 or self.epoch == self.cfg.epochs):
+            save_grid(self.sample01(self.grid_noise, self.grid_labels), folder / f"epoch_{self.epoch:03d}.png",
+                      nrow=self.grid_columns())
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "d_optimizer": self.d_optimizer.state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.epoch = state["epoch"]
+
+
+def conditional_quality(reference: ReferenceCNN, images01: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """cond_acc and cond_acc_0 .. cond_acc_9 as metrics."""
+    overall, per_class = conditional_accuracy(reference, images01, labels)
+    return {"cond_acc": overall, **{f"cond_acc_{c}": v for c, v in enumerate(per_class)}}
+
+
+def load_saved(checkpoint_dir: str | pathlib.Path) -> dict[str, Any]:
+    """checkpoint.pt of a trial (a folder or the file itself), on the CPU."""
+    path = pathlib.Path(checkpoint_dir)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_generator(checkpoint_dir: str | pathlib.Path, config_cls: type, build_networks) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """A GAN lab's generator from its checkpoint, in eval mode on the CPU, with the config and the saved dict.
+
+    `build_networks(cfg, channels)` is the lab's (generator, critic) builder; only the generator's
+    weights are loaded.
+    """
+    from trainables.config import config_from_dict
+
+    saved = load_saved(checkpoint_dir)
+    cfg = config_from_dict(config_cls, saved["config"])
+    generator, _ = build_networks(cfg, image_channels(cfg.channels, tuple(saved["data"]["shape"])))
+    state = {k.removeprefix("generator."): v for k, v in saved["state"]["model"].items() if k.startswith("generator.")}
+    generator.load_state_dict(state)
+    return generator.eval(), cfg, saved
+
