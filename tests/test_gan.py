@@ -170,4 +170,4 @@ def test_generative_data_is_what_the_loop_needs(tiny_mnist):
     from trainables.loop import describe_data
 
     assert describe_data(data) == {"name": "mnist", "classes": data.classes, "shape": [1, 28, 28]}
-    assert CGANConfig().width == 32
+    assert CGANConfig().width == 16 and CGANConfig().aux_weight == 10.0

@@ -226,7 +226,8 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     out_dir.mkdir(parents=True, exist_ok=True)
     _, cfg, saved = load_generator(checkpoint_dir)
     metrics = saved["metrics"]
-    kind = "faithful lab cGAN" if cfg.faithful else "conditional DCGAN (projection D)"
+    head = " + digit head" if cfg.aux_weight > 0 else ""
+    kind = "faithful lab cGAN" if cfg.faithful else f"conditional DCGAN (projection D{head})"
     what = f"{kind}, {saved['data']['name']}, epoch {saved['epoch']}"
     figures = []
     grid = sample_images(checkpoint_dir, 8, digit=None, seed=cfg.seed)  # digit-major: 8 of 0, 8 of 1, ...

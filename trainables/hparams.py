@@ -172,10 +172,12 @@ class CGANConfig(GANConfig):
     faithful: bool = False
     n_critic: int = hp(1, min=1, max=100, help="discriminator steps per generator step")
     # Weight of the corrected discriminator's auxiliary digit classifier (AC-GAN) in D's and G's
-    # losses; 0 leaves the projection alone (69% conditional accuracy after 2 MNIST epochs).
-    aux_weight: float = hp(1.0, min=0.0, max=100.0)
-    # 32: a 2-core CPU trains an epoch in minutes; 64 is the usual DCGAN width where a GPU is at hand.
-    width: int = hp(32, min=4, max=1024, help="channels of the corrected networks' widest layer")
+    # losses; 0 leaves the projection alone. Real MNIST, width 16, 3 epochs (aux_weight search):
+    # conditional accuracy 69.3% (0), 83.9% (1), 93.2% (3), 96.4% (10, every digit >= 90%).
+    aux_weight: float = hp(10.0, min=0.0, max=100.0)
+    # 16 trains an epoch in ~2-4 min on a shared 2-core CPU and reached the figures above; 32 or
+    # the usual DCGAN 64 where a GPU is at hand (width 32, aux_weight 1: 93.9% after 3 epochs).
+    width: int = hp(16, min=4, max=1024, help="channels of the corrected networks' widest layer")
 
 
 # --------------------------------------------------------------------------- generative labs (autoencoders)
