@@ -5,9 +5,12 @@ them); this module adds what the callback does not know: how each trial ended.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
 from pathlib import Path
+from typing import Iterator
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -17,6 +20,43 @@ from trainables.config import effective_config
 
 # MLflow's SQLite store logs its schema migrations at INFO on first use: noise for a user.
 logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """One driver at a time through the first touch of an embedded SQLite store.
+
+    The first client of a new store creates its tables through alembic migrations; two searches
+    started together on a fresh results root both migrate and one dies with "table already
+    exists". An exclusive lock on a file beside the database serialises that (and the lab's
+    experiment's creation); a tracking server orders its own writes.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def experiment_id_for(client: Any, name: str, artifact_root: str | None) -> str:
+    """The experiment called `name`, created if missing (by this driver or, in a race, another)."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id  # another search created it first
 
 
 def trial_status(trial: Any, failed: bool) -> str:
@@ -108,12 +148,9 @@ class SearchRun:
         from mlflow.tracking import MlflowClient
 
         self.uri, self.experiment_name = uri, lab
-        self.client = MlflowClient(tracking_uri=uri)
-        experiment = self.client.get_experiment_by_name(lab)
-        if experiment is None:
-            self.experiment_id = self.client.create_experiment(lab, artifact_location=artifact_root)
-        else:
-            self.experiment_id = experiment.experiment_id
+        with store_lock(uri):
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = experiment_id_for(self.client, lab, artifact_root)
         # Open the UI on its model-training runs table, not the GenAI traces overview.
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
