@@ -12,25 +12,36 @@ from reports.build import build_report
 from trainables.registry import get_lab
 
 
-def lab_figures(record: dict[str, Any], out_dir: Path, data_dir: str | None) -> list[tuple[str, str]]:
-    """The lab's `report_figures(checkpoint_dir, data, out_dir)` on the best checkpoint, if it has one."""
+def lab_extras(record: dict[str, Any], out_dir: Path, data_dir: str | None) -> tuple[list[tuple[str, str]], str]:
+    """The lab's own figures and text on the best checkpoint: ([(caption, png)], Markdown).
+
+    A lab module may define `report_figures(checkpoint_dir, data, out_dir)` and
+    `report_text(checkpoint_dir, data)`; the data is loaded once for both, and only if one
+    exists. Each is a bonus: if it fails, the report is still written, without it.
+    """
     checkpoint = (record.get("best") or {}).get("checkpoint")
     module = importlib.import_module(get_lab(record["lab"]).module)
-    draw = getattr(module, "report_figures", None)
-    if draw is None or not checkpoint or not Path(checkpoint).is_dir():
-        return []
-    data = module.load_data(record["dataset"], data_dir)
-    return list(draw(checkpoint, data, out_dir))
-
-
-def lab_text(record: dict[str, Any], data_dir: str | None) -> str:
-    """The lab's `report_text(checkpoint_dir, data)` (Markdown) on the best checkpoint, if it has one."""
-    checkpoint = (record.get("best") or {}).get("checkpoint")
-    module = importlib.import_module(get_lab(record["lab"]).module)
-    write = getattr(module, "report_text", None)
-    if write is None or not checkpoint or not Path(checkpoint).is_dir():
-        return ""
-    return write(checkpoint, module.load_data(record["dataset"], data_dir))
+    draw, write = getattr(module, "report_figures", None), getattr(module, "report_text", None)
+    if (draw is None and write is None) or not checkpoint or not Path(checkpoint).is_dir():
+        return [], ""
+    try:
+        data = module.load_data(record["dataset"], data_dir)
+    except Exception as exc:
+        print(f"tune-lab: the lab's figures need its data, which could not be loaded ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return [], ""
+    figures, text = [], ""
+    if draw is not None:
+        try:
+            figures = list(draw(checkpoint, data, out_dir))
+        except Exception as exc:
+            print(f"tune-lab: the lab's figures could not be drawn ({type(exc).__name__}: {exc})", file=sys.stderr)
+    if write is not None:
+        try:
+            text = write(checkpoint, data)
+        except Exception as exc:
+            print(f"tune-lab: the lab's text could not be written ({type(exc).__name__}: {exc})", file=sys.stderr)
+    return figures, text
 
 
 def write_report(record: dict[str, Any], folder: str, data_dir: str | None = None) -> Path:
@@ -44,16 +55,7 @@ def write_report(record: dict[str, Any], folder: str, data_dir: str | None = Non
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a rebuilt report never keeps a stale figure
     out_dir.mkdir(parents=True)
-    try:
-        extra = lab_figures(record, out_dir, data_dir)
-    except Exception as exc:  # the lab's figures are a bonus; the report must still be written
-        print(f"tune-lab: the lab's figures could not be drawn ({type(exc).__name__}: {exc})", file=sys.stderr)
-        extra = []
-    try:
-        text = lab_text(record, data_dir)
-    except Exception as exc:  # a bonus too
-        print(f"tune-lab: the lab's text could not be written ({type(exc).__name__}: {exc})", file=sys.stderr)
-        text = ""
+    extra, text = lab_extras(record, out_dir, data_dir)
     build_report(record, out_dir, extra, text)
     if remote:
         import pyarrow.fs
