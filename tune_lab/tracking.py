@@ -10,8 +10,7 @@ import fcntl
 import logging
 import time
 from pathlib import Path
-from typing import Iterator
-from typing import Any
+from typing import Any, Iterator
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
