@@ -37,9 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data import load_images as load_data  # noqa: F401  (the lab's data, for the driver)
-from trainables.generative import image_tensors, load_saved, progress_dir, progress_figure, save_grid, trial_dir_of
+from trainables.generative import image_tensors, progress_dir, progress_figure, save_grid, trial_dir_of
 from trainables.hparams import AEConfig, VAEConfig
-from trainables.loop import Trainer as LoopTrainer, index_batches, make_optimizer, make_schedule
+from trainables.loop import Trainer as LoopTrainer, index_batches, load_checkpoint, make_optimizer, make_schedule
 from trainables.quality import classifier_from_state, features, fid
 
 EVAL_BATCH = 1000
@@ -275,7 +275,7 @@ def load_checkpoint_model(checkpoint_dir: str) -> tuple[nn.Module, AEConfig | VA
     """The network saved by `run_trial` in `checkpoint_dir` (or a checkpoint.pt path), in eval mode, on the CPU."""
     from trainables.config import config_from_dict
 
-    saved = load_saved(checkpoint_dir)
+    saved = load_checkpoint(checkpoint_dir)
     cfg = config_from_dict(VAEConfig if saved["lab"] == "vae" else AEConfig, saved["config"])
     state = saved["state"]["model"]
     model = build_network(cfg, state["encoder.0.weight"].shape[1])  # the input channels it was trained on

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data import ImageData, load_images
-from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches
+from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint
 from trainables.quality import (
     ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, reference_state,
 )
@@ -337,14 +337,6 @@ def conditional_quality(reference: ReferenceCNN, images01: torch.Tensor, labels:
     return {"cond_acc": overall, **{f"cond_acc_{c}": v for c, v in enumerate(per_class)}}
 
 
-def load_saved(checkpoint_dir: str | pathlib.Path) -> dict[str, Any]:
-    """checkpoint.pt of a trial (a folder or the file itself), on the CPU."""
-    path = pathlib.Path(checkpoint_dir)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def load_generator(checkpoint_dir: str | pathlib.Path, config_cls: type, build_networks) -> tuple[nn.Module, Any, dict[str, Any]]:
     """A GAN lab's generator from its checkpoint, in eval mode on the CPU, with the config and the saved dict.
 
@@ -353,7 +345,7 @@ def load_generator(checkpoint_dir: str | pathlib.Path, config_cls: type, build_n
     """
     from trainables.config import config_from_dict
 
-    saved = load_saved(checkpoint_dir)
+    saved = load_checkpoint(checkpoint_dir)
     cfg = config_from_dict(config_cls, saved["config"])
     generator, _ = build_networks(cfg, image_channels(cfg.channels, tuple(saved["data"]["shape"])))
     state = {k.removeprefix("generator."): v for k, v in saved["state"]["model"].items() if k.startswith("generator.")}

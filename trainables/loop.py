@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import pathlib
 import random
 import tempfile
 import time
@@ -218,6 +219,18 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
                 os.path.join(folder, CHECKPOINT_FILE),
             )
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def load_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """What `run_trial` saved (a checkpoint folder, or its checkpoint.pt), on the CPU.
+
+    `weights_only=True`: a checkpoint holds tensors and plain values only, so loading one from
+    a shared results folder cannot run code.
+    """
+    path = pathlib.Path(checkpoint)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def describe_data(data: Any) -> dict[str, Any]:

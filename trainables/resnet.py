@@ -196,12 +196,9 @@ class Trainer(ClassifierTrainer):
 def load_checkpoint_model(checkpoint_dir: str) -> tuple[nn.Module, dict[str, Any]]:
     """The network saved by `run_trial` in `checkpoint_dir` (or a checkpoint.pt path), in eval mode, on the CPU."""
     from trainables.config import config_from_dict
-    from trainables.loop import CHECKPOINT_FILE
+    from trainables.loop import load_checkpoint
 
-    path = pathlib.Path(checkpoint_dir)
-    if path.is_dir():
-        path = path / CHECKPOINT_FILE
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_checkpoint(checkpoint_dir)
     cfg = config_from_dict(ResNetConfig, saved["config"])
     info = saved["data"]
     model = build_network(cfg, tuple(info["shape"]), len(info["classes"]))

@@ -338,12 +338,9 @@ class Translator:
 
     def __init__(self, checkpoint: str | pathlib.Path) -> None:
         from trainables.config import config_from_dict
-        from trainables.loop import CHECKPOINT_FILE
+        from trainables.loop import load_checkpoint
 
-        path = pathlib.Path(checkpoint)
-        if path.is_dir():
-            path = path / CHECKPOINT_FILE
-        self.saved = torch.load(path, map_location="cpu", weights_only=True)
+        self.saved = load_checkpoint(checkpoint)
         self.cfg = config_from_dict(Seq2SeqConfig, self.saved["config"])
         vocab = self.saved["state"]["vocab"]
         self.src_vocab, self.tgt_vocab = Vocab(list(vocab["src"])), Vocab(list(vocab["tgt"]))
