@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data import ImageData, load_images
-from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint
+from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint, make_optimizer
 from trainables.quality import (
     ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, reference_state,
 )
@@ -212,18 +212,6 @@ def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path
 
 
 # --------------------------------------------------------------------------- GAN training
-def gan_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
-    """Adam with the config's betas, RMSprop (the WGAN paper's) or SGD with momentum."""
-    params = list(params)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer: {cfg.optimizer!r} is not allowed; expected adam, rmsprop or sgd")
-
-
 class GANTrainer(Trainer):
     """The shared GAN epoch: `d_step` on every real batch, `g_step` after every n_critic of them.
 
@@ -245,8 +233,8 @@ class GANTrainer(Trainer):
         self.generator_net.to(device)
         self.critic.to(device)
         self.model = nn.ModuleDict({"generator": self.generator_net, "critic": self.critic})
-        self.optimizer = gan_optimizer(cfg, self.generator_net.parameters())
-        self.d_optimizer = gan_optimizer(cfg, self.critic.parameters())
+        self.optimizer = make_optimizer(cfg, self.generator_net.parameters())
+        self.d_optimizer = make_optimizer(cfg, self.critic.parameters())
         self.epoch = 0
         self.reference = classifier_from_state(data.reference, device)
         val_images, _ = image_tensors(data.images, "val", channels=cfg.channels, device=device)
