@@ -138,9 +138,10 @@ def test_tiny_vae_search_reports_elbo_and_draws_samples(tiny_vae_search, tiny_mn
     summary = json.loads((folder / "summary.json").read_text())
     (trial,) = summary["trials"]
     assert trial["status"] == "completed" and trial["epochs_run"] == 2
-    for metric in ("val_mse", "val_kl", "val_elbo", "val_fid", "test_elbo"):
+    for metric in ("val_mse", "val_kl", "val_elbo", "val_fid", "readable", "test_elbo"):
         assert len(trial["history"][metric]) == 2, metric
     assert trial["best"]["val_elbo"] < 0 and trial["best"]["val_kl"] > 0 and trial["best"]["val_fid"] > 0
+    assert all(0.0 <= share <= 1.0 for share in trial["history"]["readable"])
     report = folder / "report"
     for name in ("reconstructions.png", "samples.png", "latent_space.png", "progress.png"):
         _looks_like_a_png(report / name)

@@ -69,8 +69,8 @@ def test_wgan_epoch_reports_losses_scores_and_fid_and_clips(tiny_mnist, cfg):
     data = load_generative_data("mnist", tiny_mnist, subset=256)
     trainer = wgan.Trainer(cfg, data, torch.device("cpu"))
     metrics = {**trainer.train_epoch(), **trainer.evaluate()}
-    assert {"d_loss", "g_loss", "d_real", "d_fake", "fid", "samples"} <= set(metrics)
-    assert metrics["samples"] == 256 and metrics["fid"] > 0
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "fid", "readable", "samples"} <= set(metrics)
+    assert metrics["samples"] == 256 and metrics["fid"] > 0 and 0.0 <= metrics["readable"] <= 1.0
     biggest = max(p.abs().max().item() for p in trainer.critic.parameters())
     if cfg.faithful:
         assert biggest <= cfg.clip_value + 1e-9
@@ -125,7 +125,7 @@ def test_tiny_cgan_search_measures_conditional_accuracy_and_samples_digits(ray_s
     assert len(summary["trials"]) == 2
     for trial in summary["trials"]:
         assert trial["status"] == "completed"
-        for metric in ("d_loss", "g_loss", "d_real", "d_fake", "fid", "cond_acc"):
+        for metric in ("d_loss", "g_loss", "d_real", "d_fake", "fid", "readable", "cond_acc"):
             assert trial["history"][metric][0] is not None, metric
         assert 0.0 <= trial["best"]["cond_acc"] <= 1.0
     best = summary["best"]

@@ -24,7 +24,8 @@ from the mean code for the vae), and for the vae `val_kl` and `val_elbo` (nats p
 Bernoulli likelihood whatever the training loss, so every trial is measured the same way) and
 `val_fid`: the FID of `quality_samples` samples from N(0, I) against the validation images, on
 the features of the reference classifier (trainables/quality.py), which the vae's data carries
-(trainables/vae.py loads it; the ae has no use for it).
+(trainables/vae.py loads it; the ae has no use for it), and `readable`: the share of those
+samples the same classifier reads as one digit with at least 90% probability.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from trainables.data import load_images as load_data  # noqa: F401  (the lab's d
 from trainables.generative import image_tensors, progress_dir, progress_figure, save_grid, trial_dir_of
 from trainables.hparams import AEConfig, VAEConfig
 from trainables.loop import Trainer as LoopTrainer, index_batches, load_checkpoint, make_optimizer, make_schedule
-from trainables.quality import classifier_from_state, features, fid
+from trainables.quality import classifier_from_state, features, fid, readable_share
 
 EVAL_BATCH = 1000
 LAB_HIDDEN = 128  # the lab's VAE: a 128-d hidden vector, and fc_mu / fc_logvar 128 -> 128
@@ -246,6 +247,7 @@ class Trainer(LoopTrainer):
             with torch.no_grad():
                 samples = torch.cat([self.model.decode(z) for z in self.quality_noise.split(EVAL_BATCH)])
             metrics["val_fid"] = fid(self.val_features, features(self.reference, samples))
+            metrics["readable"] = readable_share(self.reference, samples)
         return metrics
 
     @torch.no_grad()

@@ -25,7 +25,7 @@ from torch import nn
 from trainables.data import ImageData, load_images
 from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint, make_optimizer
 from trainables.quality import (
-    ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, reference_state,
+    ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, readable_share, reference_state,
 )
 
 SIDE = 28
@@ -300,7 +300,8 @@ class GANTrainer(Trainer):
 
     def evaluate(self) -> dict[str, float]:
         images = self.sample01(self.quality_noise, self.quality_labels)
-        metrics = {"fid": fid(self.val_features, features(self.reference, images))}
+        metrics = {"fid": fid(self.val_features, features(self.reference, images)),
+                   "readable": readable_share(self.reference, images)}
         metrics.update(self.extra_quality(images, self.quality_labels))
         folder = progress_dir()
         if folder is not None and (self.epoch % self.cfg.sample_every == 0 or self.epoch == self.cfg.epochs):

@@ -108,7 +108,7 @@ class Seq2SeqConfig(TrainConfig):
 
 
 # --------------------------------------------------------------------------- generative labs (GANs)
-GAN_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid")
+GAN_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid", "readable")
 GENERATIVE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
@@ -216,7 +216,7 @@ class AEConfig(AutoencoderConfig):
     module="trainables.vae",
     datasets=GENERATIVE_DATASETS,
     description="Lab 4: convolutional variational autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
-    metrics=("train_loss", "val_loss", "val_mse", "val_kl", "val_elbo", "val_fid", "test_mse", "test_elbo"),
+    metrics=("train_loss", "val_loss", "val_mse", "val_kl", "val_elbo", "val_fid", "readable", "test_mse", "test_elbo"),
     gpu_fraction=0.25,
     sampler="unconditional",
 )

@@ -205,6 +205,25 @@ def predict(classifier: nn.Module, images01: torch.Tensor) -> torch.Tensor:
     return torch.cat([classifier(b).argmax(1) for b in images01.split(FEATURE_BATCH)])
 
 
+READABLE_CONFIDENCE = 0.9
+
+
+@torch.no_grad()
+def readable_share(classifier: ReferenceCNN, images01: torch.Tensor, confidence: float = READABLE_CONFIDENCE) -> float:
+    """Share of images the reference classifier reads as one class with at least `confidence` probability.
+
+    "Are the samples recognisable?" was judged by eye in the labs. A blur between two digits, or
+    strokes that are no digit, spread the classifier's probability over several classes; a clear
+    digit does not. Real MNIST test digits score 0.96 on its reference classifier (the pixel
+    average of two digits 0.38, uniform noise 0.06), so the figure reads against that. It says nothing about variety (one perfect digit repeated scores 1): FID
+    and, for the cgan, the conditional accuracy cover that.
+    """
+    classifier.eval()
+    images01 = _as_classifier_input(classifier, images01)
+    top = torch.cat([classifier(b).softmax(1).amax(1) for b in images01.split(FEATURE_BATCH)])
+    return float(top.ge(confidence).double().mean())
+
+
 def fid(real_features: torch.Tensor, fake_features: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (rows are samples).
 
