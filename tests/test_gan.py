@@ -32,10 +32,22 @@ def test_wgan_networks_are_the_labs_sizes_and_shapes():
     assert images.shape == (5, 1, 28, 28) and images.abs().max() <= 1.0
     assert critic(images).shape == (5, 1)
     # The corrected critic has the same convs without BatchNorm; 3 'lab' channels work too.
-    plain = wgan.Critic(batch_norm=False)
+    plain = wgan.Critic(norm="none")
     assert count(plain) == 134_721 - 2 * (64 + 128)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
     assert wgan.Critic(3)(wgan.Generator(16, 3)(torch.randn(2, 16))).shape == (2, 1)
+
+
+def test_layer_norm_critic_scores_each_image_on_its_own():
+    """What the gradient penalty needs: an image's score must not depend on its batch (BatchNorm's does)."""
+    torch.manual_seed(0)
+    images, others = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    layer, batch = wgan.Critic(norm="layer").train(), wgan.Critic(norm="batch").train()
+    assert count(layer) == 134_721  # GroupNorm's affine weights stand where BatchNorm's were
+    assert torch.allclose(layer(images)[:2], layer(torch.cat([images[:2], others]))[:2], atol=1e-6)
+    assert not torch.allclose(batch(images)[:2], batch(torch.cat([images[:2], others]))[:2], atol=1e-3)
+    with pytest.raises(ValueError, match="critic norm: 'instance' is not allowed"):
+        wgan.Critic(norm="instance")
 
 
 def test_cgan_networks_shapes():

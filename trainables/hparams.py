@@ -148,6 +148,8 @@ class WGANConfig(GANConfig):
     # (a per-sample gradient penalty is meaningless through batch statistics) and `critic`.
     faithful: bool = False
     critic: Literal["gp", "clip"] = "gp"
+    # The corrected critic's normalisation: per-image layer norm, or none.
+    critic_norm: Literal["none", "layer"] = "none"
     n_critic: int = hp(5, min=1, max=100, help="critic steps per generator step")
     clip_value: float = hp(0.01, min=0.0, max=10.0, help="weight clipping only")
     gp_weight: float = hp(10.0, min=0.0, max=1000.0, help="gradient penalty only")

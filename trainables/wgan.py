@@ -45,20 +45,26 @@ class Generator(nn.Sequential):
 class Critic(nn.Sequential):
     """Cx28x28 -> 64x13x13 -> 128x5x5 -> one unbounded score (the lab's critic).
 
-    batch_norm=True is the lab's (BN after the first two convs); the corrected critic has none,
-    since the gradient penalty is defined per sample and BN mixes the samples of a batch.
+    norm="batch" is the lab's (BatchNorm after the first two convs). A gradient penalty is defined
+    per sample, and BatchNorm makes each score depend on the rest of the batch, so the corrected
+    critic uses "layer" (GroupNorm with one group: each image's feature map normalised on its own,
+    the WGAN-GP paper's recommended stand-in) or "none".
     """
 
-    def __init__(self, channels: int = 1, width: int = 64, batch_norm: bool = True) -> None:
+    def __init__(self, channels: int = 1, width: int = 64, norm: str = "batch") -> None:
+        layers = {"batch": nn.BatchNorm2d, "layer": lambda c: nn.GroupNorm(1, c), "none": None}
+        if norm not in layers:
+            raise ValueError(f"critic norm: {norm!r} is not allowed; expected one of {sorted(layers)}")
+
         def down(in_c: int, out_c: int) -> list[nn.Module]:
-            norm = [nn.BatchNorm2d(out_c)] if batch_norm else []
-            return [nn.Conv2d(in_c, out_c, 4, 2), *norm, nn.LeakyReLU(0.2)]
+            normalise = [layers[norm](out_c)] if layers[norm] else []
+            return [nn.Conv2d(in_c, out_c, 4, 2), *normalise, nn.LeakyReLU(0.2)]
 
         super().__init__(*down(channels, width), *down(width, 2 * width), nn.Conv2d(2 * width, 1, 4, 2), nn.Flatten())
 
 
 def build_networks(cfg: WGANConfig, channels: int) -> tuple[Generator, Critic]:
-    return Generator(cfg.latent_dim, channels), Critic(channels, batch_norm=cfg.faithful)
+    return Generator(cfg.latent_dim, channels), Critic(channels, norm="batch" if cfg.faithful else cfg.critic_norm)
 
 
 def uses_clipping(cfg: WGANConfig) -> bool:
