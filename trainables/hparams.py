@@ -140,8 +140,10 @@ class GANConfig(TrainConfig):
 @dataclass
 class WGANConfig(GANConfig):
     epochs: int = hp(10, min=1, max=10_000)
-    # Corrected default: WGAN-GP (Gulrajani et al.: Adam lr 1e-4..2e-4, betas (0.5 or 0, 0.9), lambda 10).
-    lr: float = hp(2e-4, min=0.0, max=100.0)
+    # Corrected default: WGAN-GP (Gulrajani et al.: gradient penalty 10, Adam betas (0.5, 0.9))
+    # with a layer-normalised critic at lr 1e-3. On 12,800 MNIST images, 2 epochs, FID after
+    # epoch 2: layer norm lr 1e-3 169, layer norm 2e-4 310, no norm 1e-3 480, the lab's WGAN 485.
+    lr: float = hp(1e-3, min=0.0, max=100.0)
     beta2: float = hp(0.9, min=0.0, max=1.0, help="Adam only")
     # true: the lab's generator (830,785 parameters) and BatchNorm critic (134,721) with weight
     # clipping, whatever `critic` says; false: the same generator, a critic without BatchNorm
@@ -149,7 +151,7 @@ class WGANConfig(GANConfig):
     faithful: bool = False
     critic: Literal["gp", "clip"] = "gp"
     # The corrected critic's normalisation: per-image layer norm, or none.
-    critic_norm: Literal["none", "layer"] = "none"
+    critic_norm: Literal["layer", "none"] = "layer"
     n_critic: int = hp(5, min=1, max=100, help="critic steps per generator step")
     clip_value: float = hp(0.01, min=0.0, max=10.0, help="weight clipping only")
     gp_weight: float = hp(10.0, min=0.0, max=1000.0, help="gradient penalty only")

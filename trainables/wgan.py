@@ -5,7 +5,8 @@ The lab's generator turns 100-d noise into a 1x28x28 image through four transpos
 BN and LeakyReLU (134,721 parameters). Its Lipschitz constraint is weight clipping, which
 the WGAN-GP paper showed to under-use the critic and to train unstably (the students saw
 late collapse on Fashion-MNIST). `faithful: true` is that lab as written; the corrected
-default keeps the generator, drops BatchNorm from the critic and uses a gradient penalty.
+default keeps the generator, normalises the critic per image instead of per batch and uses a
+gradient penalty.
 
 Read top to bottom: the two networks, the trainer's two steps, then sampling and figures.
 """
