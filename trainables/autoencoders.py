@@ -38,7 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data import load_images as load_data  # noqa: F401  (the lab's data, for the driver)
-from trainables.generative import image_tensors, progress_dir, progress_figure, save_grid, trial_dir_of
+from trainables.generative import (
+    draw_grid, grid_figure, image_tensors, progress_dir, progress_figure, save_grid, trial_dir_of,
+)
 from trainables.hparams import AEConfig, VAEConfig
 from trainables.loop import Trainer as LoopTrainer, index_batches, load_checkpoint, make_optimizer, make_schedule
 from trainables.quality import classifier_from_state, features, fid, readable_share
@@ -311,16 +313,6 @@ def _codes(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def _image_grid(ax, images: torch.Tensor, nrow: int) -> None:
-    """Images (N, C, H, W) in [0, 1] as one grid on `ax`, grey for one channel, colour for three."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images, nrow=nrow, padding=2, pad_value=1.0).permute(1, 2, 0).numpy()
-    ax.imshow(grid if images.shape[1] == 3 else grid[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def latent_figure(codes: torch.Tensor, labels: np.ndarray, classes: list[str], title: str, path: pathlib.Path) -> None:
     """The codes in 2-D, coloured by class: PCA (linear; distances kept) beside t-SNE (neighbourhoods kept)."""
     from matplotlib.figure import Figure
@@ -378,7 +370,7 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
         rows += [shown[start : start + per_row], outputs[start : start + per_row]]
     fig = Figure(figsize=(8, 0.6 + 7.4 * len(rows) / per_row), layout="constrained")
     ax = fig.subplots()
-    _image_grid(ax, torch.cat(rows), per_row)
+    draw_grid(ax, torch.cat(rows), per_row)
     side = shown.shape[-1] + 2
     ax.set_yticks([side * (i + 0.5) for i in range(len(rows))], ["input", "output"] * (len(rows) // 2), fontsize=8)
     ax.set_title(f"Validation reconstructions, inputs above outputs ({what}); MSE of these {len(shown)}: {mse:.4f}",
@@ -387,12 +379,8 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
     figures.append((f"Reconstructions of validation images, each input above its output ({what})", "reconstructions.png"))
 
     if isinstance(model, VAE):
-        samples = sample_images(checkpoint_dir, 64, seed=0)
-        fig = Figure(figsize=(6, 6.3), layout="constrained")
-        ax = fig.subplots()
-        _image_grid(ax, samples, 8)
-        ax.set_title(f"64 samples decoded from z ~ N(0, I), {model.latent}-d ({what})", fontsize=9)
-        fig.savefig(out_dir / "samples.png", dpi=110)
+        grid_figure(sample_images(checkpoint_dir, 64, seed=0), 8,
+                    f"64 samples decoded from z ~ N(0, I), {model.latent}-d ({what})", out_dir / "samples.png")
         figures.append((f"Samples from random normal latents ({what})", "samples.png"))
 
     n = min(2000, len(images))

@@ -29,7 +29,7 @@ from torch import nn
 
 from trainables import generative
 from trainables.generative import (
-    GANTrainer, GenerativeData, conditional_quality, gan_curves_figure, progress_figure, save_grid, trial_dir_of,
+    GANTrainer, GenerativeData, conditional_quality, gan_curves_figure, grid_figure, progress_figure, trial_dir_of,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
 from trainables.hparams import CGANConfig
@@ -232,7 +232,8 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     figures = []
     grid = sample_images(checkpoint_dir, 8, digit=None, seed=cfg.seed)  # digit-major: 8 of 0, 8 of 1, ...
     columns = grid.view(DIGITS, 8, *grid.shape[1:]).transpose(0, 1).reshape(grid.shape)  # row r = sample r of each digit
-    save_grid(columns, out_dir / "digit_grid.png", nrow=DIGITS)
+    grid_figure(columns, DIGITS, f"Requested digit above each column, 8 samples each ({what})",
+                out_dir / "digit_grid.png", column_labels=[str(d) for d in range(DIGITS)])
     figures.append((f"One column per requested digit 0-9, 8 samples each ({what}; conditional accuracy "
                     f"{100 * metrics['cond_acc']:.1f}%, FID {metrics['fid']:.2f})", "digit_grid.png"))
     _per_digit_figure(metrics, out_dir / "cond_acc_per_digit.png", what)

@@ -130,6 +130,36 @@ def save_grid(images01: torch.Tensor, path: str | pathlib.Path, nrow: int) -> No
     save_image(images01.detach().float().clamp(0, 1).cpu(), str(path), nrow=nrow, padding=2, pad_value=1.0)
 
 
+def draw_grid(ax, images01: torch.Tensor, nrow: int) -> None:
+    """Images (N, C, H, W) in [0, 1] as one grid on a matplotlib axis, grey for one channel, colour for three."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images01.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    grid = grid.permute(1, 2, 0).numpy()
+    ax.imshow(grid if images01.shape[1] == 3 else grid[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def grid_figure(images01: torch.Tensor, nrow: int, title: str, out_png: str | pathlib.Path,
+                column_labels: list[str] | None = None) -> None:
+    """A grid of images drawn large enough to judge by eye, with a title (and a label over each column)."""
+    from matplotlib.figure import Figure
+
+    rows = math.ceil(len(images01) / nrow)
+    width = max(6.0, 0.75 * nrow)
+    fig = Figure(figsize=(width, 0.5 + width * rows / nrow), layout="constrained")
+    ax = fig.subplots()
+    draw_grid(ax, images01, nrow)
+    if column_labels:
+        side = images01.shape[-1] + 2
+        ax.set_xticks([side * (i + 0.5) for i in range(len(column_labels))], column_labels, fontsize=10)
+        ax.xaxis.tick_top()
+        ax.tick_params(length=0)
+    ax.set_title(textwrap.fill(title, width=int(11 * width)), fontsize=9)
+    fig.savefig(out_png, dpi=110)
+
+
 def trial_dir_of(checkpoint_dir: str | pathlib.Path) -> pathlib.Path:
     """The Ray trial folder holding a checkpoint folder (or a checkpoint.pt)."""
     path = pathlib.Path(checkpoint_dir)

@@ -20,7 +20,7 @@ from torch import nn
 
 from trainables import generative
 from trainables.generative import (
-    GANTrainer, GenerativeData, gan_curves_figure, progress_figure, save_grid, trial_dir_of,
+    GANTrainer, GenerativeData, gan_curves_figure, grid_figure, progress_figure, trial_dir_of,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
 from trainables.hparams import WGANConfig
@@ -139,7 +139,8 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     kind = "faithful lab WGAN (weight clipping, BN critic)" if cfg.faithful else f"WGAN, critic={cfg.critic}"
     what = f"{kind} on {saved['data']['name']}, epoch {saved['epoch']}, FID {saved['metrics']['fid']:.2f}"
     figures = []
-    save_grid(sample_images(checkpoint_dir, 64, seed=cfg.seed), out_dir / "samples.png", nrow=8)
+    grid_figure(sample_images(checkpoint_dir, 64, seed=cfg.seed), 8, f"64 samples from random normal noise ({what})",
+                out_dir / "samples.png")
     figures.append((f"64 samples from random normal noise ({what})", "samples.png"))
     trial_dir = trial_dir_of(checkpoint_dir)
     if progress_figure(trial_dir, out_dir / "samples_over_training.png"):
