@@ -232,8 +232,10 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     figures = []
     grid = sample_images(checkpoint_dir, 8, digit=None, seed=cfg.seed)  # digit-major: 8 of 0, 8 of 1, ...
     columns = grid.view(DIGITS, 8, *grid.shape[1:]).transpose(0, 1).reshape(grid.shape)  # row r = sample r of each digit
-    grid_figure(columns, DIGITS, f"Requested digit above each column, 8 samples each ({what})",
-                out_dir / "digit_grid.png", column_labels=[str(d) for d in range(DIGITS)])
+    # MNIST's classes are "0 - zero" ...: the digit is enough; Fashion-MNIST / CIFAR-10 names are kept.
+    labels = [c.split(" - ")[0] for c in data.classes] if len(data.classes) == DIGITS else [str(d) for d in range(DIGITS)]
+    grid_figure(columns, DIGITS, f"Requested class above each column, 8 samples each ({what})",
+                out_dir / "digit_grid.png", column_labels=labels)
     figures.append((f"One column per requested digit 0-9, 8 samples each ({what}; conditional accuracy "
                     f"{100 * metrics['cond_acc']:.1f}%, FID {metrics['fid']:.2f})", "digit_grid.png"))
     _per_digit_figure(metrics, out_dir / "cond_acc_per_digit.png", what)

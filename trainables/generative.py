@@ -153,7 +153,8 @@ def grid_figure(images01: torch.Tensor, nrow: int, title: str, out_png: str | pa
     draw_grid(ax, images01, nrow)
     if column_labels:
         side = images01.shape[-1] + 2
-        ax.set_xticks([side * (i + 0.5) for i in range(len(column_labels))], column_labels, fontsize=10)
+        size = 10 if max(map(len, column_labels)) <= 3 else 7  # digits, or class names such as "automobile"
+        ax.set_xticks([side * (i + 0.5) for i in range(len(column_labels))], column_labels, fontsize=size)
         ax.xaxis.tick_top()
         ax.tick_params(length=0)
     ax.set_title(textwrap.fill(title, width=int(11 * width)), fontsize=9)
