@@ -236,7 +236,7 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     labels = [c.split(" - ")[0] for c in data.classes] if len(data.classes) == DIGITS else [str(d) for d in range(DIGITS)]
     grid_figure(columns, DIGITS, f"Requested class above each column, 8 samples each ({what})",
                 out_dir / "digit_grid.png", column_labels=labels)
-    figures.append((f"One column per requested digit 0-9, 8 samples each ({what}; conditional accuracy "
+    figures.append((f"One column per requested class, 8 samples each ({what}; conditional accuracy "
                     f"{100 * metrics['cond_acc']:.1f}%, FID {metrics['fid']:.2f})", "digit_grid.png"))
     _per_digit_figure(metrics, out_dir / "cond_acc_per_digit.png", what)
     figures.append((f"Share of {cfg.quality_samples} generated images read as the requested digit, per digit ({what})",

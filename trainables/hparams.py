@@ -146,8 +146,8 @@ class WGANConfig(GANConfig):
     lr: float = hp(1e-3, min=0.0, max=100.0)
     beta2: float = hp(0.9, min=0.0, max=1.0, help="Adam only")
     # true: the lab's generator (830,785 parameters) and BatchNorm critic (134,721) with weight
-    # clipping, whatever `critic` says; false: the same generator, a critic without BatchNorm
-    # (a per-sample gradient penalty is meaningless through batch statistics) and `critic`.
+    # clipping, whatever `critic` says; false: the same generator, a critic normalised per image
+    # (`critic_norm`; a per-sample gradient penalty is meaningless through batch statistics) and `critic`.
     faithful: bool = False
     critic: Literal["gp", "clip"] = "gp"
     # The corrected critic's normalisation: per-image layer norm, or none.

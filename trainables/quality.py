@@ -215,8 +215,9 @@ def readable_share(classifier: ReferenceCNN, images01: torch.Tensor, confidence:
     "Are the samples recognisable?" was judged by eye in the labs. A blur between two digits, or
     strokes that are no digit, spread the classifier's probability over several classes; a clear
     digit does not. Real MNIST test digits score 0.96 on its reference classifier (the pixel
-    average of two digits 0.38, uniform noise 0.06), so the figure reads against that. It says nothing about variety (one perfect digit repeated scores 1): FID
-    and, for the cgan, the conditional accuracy cover that.
+    average of two digits 0.38, uniform noise 0.06), so the figure reads against that. It says
+    nothing about variety (one perfect digit repeated scores 1): FID and, for the cgan, the
+    conditional accuracy cover that.
     """
     classifier.eval()
     images01 = _as_classifier_input(classifier, images01)
