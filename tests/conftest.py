@@ -1,8 +1,10 @@
 """Shared fixtures: one Ray instance per test session, tiny datasets the tests write."""
 from __future__ import annotations
 
+import json
 import os
 import struct
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -92,20 +94,32 @@ scheduler: fifo
 """
 
 
+def run_search(lab: str, space_yaml: str, data_dir: Path, root: Path, experiment: str, *options: str,
+               search: str | None = None) -> dict:
+    """`tune-lab LAB --search SEARCH.yaml` as a user runs it, into results root `root`; its summary.json.
+
+    The search file (named `search`, which tune-lab tags the search with; default: the
+    experiment's name) is written beside `root`, not in it, so the results root holds only what
+    tune-lab wrote.
+    """
+    from tune_lab.cli import main
+
+    space = root.parent / f"{search or experiment}.yaml"
+    space.write_text(textwrap.dedent(space_yaml))
+    code = main([lab, "--search", str(space), "--data-dir", str(data_dir), "--storage", str(root),
+                 "--experiment", experiment, *options])
+    assert code == 0
+    return json.loads((root / experiment / "summary.json").read_text())
+
+
 @pytest.fixture(scope="session")
 def tiny_vae_search(ray_session, tiny_mnist, tmp_path_factory) -> Path:
     """The results root of a finished one-trial vae search (experiment "tiny-vae") on tiny_mnist.
 
     Shared by the vae's end-to-end test and the `tune-lab generate` tests: one search, not two.
     """
-    from tune_lab.cli import main
-
     root = tmp_path_factory.mktemp("vae-results")
-    space = root / "tiny_vae.yaml"
-    space.write_text(TINY_VAE_SEARCH)
     with pytest.MonkeyPatch.context() as env:  # the reference classifier of the tiny data is cached here
         env.setenv("TUNE_LAB_CACHE", str(root / "cache"))
-        code = main(["vae", "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(root),
-                     "--experiment", "tiny-vae"])
-    assert code == 0
+        run_search("vae", TINY_VAE_SEARCH, tiny_mnist, root, "tiny-vae")
     return root

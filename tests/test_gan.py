@@ -2,12 +2,10 @@
 report figures and sampling from the best checkpoint."""
 from __future__ import annotations
 
-import json
-import textwrap
-
 import pytest
 import torch
 
+from tests.conftest import run_search
 from tests.test_quality import TINY_RECIPE
 from trainables import cgan, quality, wgan
 from trainables.generative import GenerativeData, load_generative_data
@@ -116,13 +114,7 @@ scheduler: fifo
 
 
 def _search(lab: str, text: str, tiny_mnist, tmp_path) -> dict:
-    space = tmp_path / f"{lab}.yaml"
-    space.write_text(textwrap.dedent(text))
-    results = tmp_path / "results"
-    code = main([lab, "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(results),
-                 "--experiment", lab, "--subset", "256"])
-    assert code == 0
-    return json.loads((results / lab / "summary.json").read_text())
+    return run_search(lab, text, tiny_mnist, tmp_path / "results", lab, "--subset", "256")
 
 
 def _check_pngs(report, names):

@@ -1,22 +1,19 @@
 """Lab 2 (resnet): network shapes, on-device augmentation, CIFAR-10 loading, a real search, report figures."""
 from __future__ import annotations
 
-import json
 import pickle
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REAL_DATA
+from tests.conftest import REAL_DATA, run_search
 from trainables.data import CIFAR_ARCHIVE, CIFAR_FOLDER, DatasetUnavailable, load_images
 from trainables.hparams import CLASSIFIER_METRICS, ResNetConfig
 from trainables.resnet import (
     LeNet5, ResNet18, Trainer, build_network, random_crop_flip, report_figures, stage_outputs,
 )
-from tune_lab.cli import main
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # The original cifar-10-batches-py/batches.meta (158 bytes): torchvision checks its md5 even
@@ -198,13 +195,8 @@ scheduler: fifo
 
 
 def test_model_search_on_tiny_cifar_reports_every_metric_and_draws_figures(ray_session, tiny_cifar, tmp_path):
-    space = tmp_path / "model.yaml"
-    space.write_text(textwrap.dedent(MODEL_SEARCH))
     results = tmp_path / "results"
-    code = main(["resnet", "--search", str(space), "--data-dir", str(tiny_cifar), "--storage", str(results),
-                 "--experiment", "tiny", "--max-concurrent", "1"])
-    assert code == 0
-    summary = json.loads((results / "tiny" / "summary.json").read_text())
+    summary = run_search("resnet", MODEL_SEARCH, tiny_cifar, results, "tiny", "--max-concurrent", "1")
     assert summary["dataset"] == "cifar10"
     trials = {t["setting"]["model"]: t for t in summary["trials"]}
     assert set(trials) == {"lenet", "resnet18"}

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 
 import pytest
 import torch
 
+from tests.conftest import run_search
 from trainables.data import load_images
 from trainables.hparams import CLASSIFIER_METRICS
 from trainables.loop import CHECKPOINT_FILE, run_trial
@@ -55,16 +55,10 @@ scheduler: {asha: {grace_period: 1, reduction_factor: 2}}
 
 
 def test_search_end_to_end_with_asha_and_mlflow(ray_session, tiny_mnist, tmp_path, capsys):
-    space = tmp_path / "asha.yaml"
-    space.write_text(textwrap.dedent(ASHA_SEARCH))
     results = tmp_path / "results"
-    code = main([
-        "mlp", "--search", str(space), "--data-dir", str(tiny_mnist), "--max-concurrent", "1",
-        "--storage", str(results), "--experiment", "e2e", "--seed", "3",
-    ])
+    summary = run_search("mlp", ASHA_SEARCH, tiny_mnist, results, "e2e", "--max-concurrent", "1", "--seed", "3",
+                         search="asha")
     out = capsys.readouterr().out
-    assert code == 0
-    summary = json.loads((results / "e2e" / "summary.json").read_text())
     statuses = [t["status"] for t in summary["trials"]]
     assert len(statuses) == 4 and statuses.count("errored") == 0
     assert "stopped early" in statuses, statuses

@@ -1,8 +1,6 @@
 """Lab 3 (seq2seq): normalisation and filtering, the hand-written GRU, masking, a tiny real search, translate."""
 from __future__ import annotations
 
-import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +8,7 @@ import pytest
 import sacrebleu
 import torch
 
-from tests.conftest import REAL_DATA
+from tests.conftest import REAL_DATA, run_search
 from trainables.errors import DatasetUnavailable
 from trainables.hparams import Seq2SeqConfig
 from trainables.seq2seq import Recurrent, ScratchGRUCell, Seq2Seq, Translator, corpus_bleu
@@ -154,13 +152,8 @@ def tiny_eng_fra(tmp_path) -> Path:
 
 
 def test_tiny_search_then_translate(ray_session, tiny_eng_fra, tmp_path, capsys):
-    space = tmp_path / "cell.yaml"
-    space.write_text(textwrap.dedent(TINY_SEARCH))
     results = tmp_path / "results"
-    code = main(["seq2seq", "--search", str(space), "--data-dir", str(tiny_eng_fra), "--storage", str(results),
-                 "--experiment", "tiny", "--max-concurrent", "1"])
-    assert code == 0
-    summary = json.loads((results / "tiny" / "summary.json").read_text())
+    summary = run_search("seq2seq", TINY_SEARCH, tiny_eng_fra, results, "tiny", "--max-concurrent", "1")
     assert {t["setting"]["cell"] for t in summary["trials"]} == {"gru", "gru_scratch"}
     for trial in summary["trials"]:
         assert trial["status"] == "completed" and trial["epochs_run"] == 2
