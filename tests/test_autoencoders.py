@@ -12,8 +12,8 @@ from PIL import Image
 import torch.nn.functional as F
 
 from trainables.autoencoders import (
-    VAE, Autoencoder, Trainer, bce_per_image, build_network, kl_per_image, load_checkpoint_model, parameter_count,
-    vae_objective,
+    VAE, Autoencoder, Trainer, bce_per_image, build_network, draw_latents, fit_mixture, kl_per_image,
+    load_checkpoint_model, parameter_count, uses_mixture, vae_objective,
 )
 from trainables.data import load_images
 from trainables.hparams import AEConfig, VAEConfig
@@ -45,6 +45,8 @@ def test_the_labs_vae_parameters_and_shapes():
 def test_faithful_means_the_labs_networks_whatever_the_settings():
     assert parameter_count(build_network(AEConfig(faithful=True, latent_dim=8), 3)) == 210_947
     assert build_network(VAEConfig(faithful=True, latent_dim=4), 3).latent == 128
+    assert uses_mixture(VAEConfig()) and not uses_mixture(VAEConfig(faithful=True))  # the lab samples N(0, I)
+    assert not uses_mixture(VAEConfig(prior="normal")) and not uses_mixture(AEConfig())
     assert build_network(VAEConfig(latent_dim=4), 1).latent == 4
 
 
@@ -68,6 +70,25 @@ def test_the_labs_vae_loss_lets_the_kl_outweigh_the_pixels_and_the_corrected_one
     assert torch.allclose(vae_objective(VAEConfig(kl_weight=0.5), x, logits, kl), corrected - 5.0)
 
 
+def test_the_mixture_prior_draws_where_the_codes_are_not_between_them():
+    # Codes in two tight clusters, 30% at -5 and 70% at +5 on the first axis: N(0, I) draws
+    # between them (where a VAE's decoder has seen no code); the fitted mixture does not.
+    make = torch.Generator().manual_seed(0)
+    centres = torch.zeros(1000, 4)
+    centres[:300, 0], centres[300:, 0] = -5.0, 5.0
+    codes = centres + 0.1 * torch.randn(1000, 4, generator=make)
+    mixture = fit_mixture(codes, components=2, seed=0)
+    assert sorted(mixture["weights"].tolist()) == pytest.approx([0.3, 0.7], abs=1e-3)
+    drawn = draw_latents(mixture, 4, 2000, seed=1)
+    distance = torch.cdist(drawn, torch.tensor([[-5.0, 0, 0, 0], [5.0, 0, 0, 0]])).min(1).values
+    assert drawn.shape == (2000, 4) and distance.max() < 1.0
+    assert (drawn[:, 0] < 0).float().mean().item() == pytest.approx(0.3, abs=0.04)
+    assert torch.equal(draw_latents(mixture, 4, 2000, seed=1), drawn)  # the same seed, the same codes
+    assert not torch.equal(draw_latents(mixture, 4, 2000, seed=2), drawn)
+    assert torch.equal(draw_latents(None, 4, 5, seed=1), torch.randn(5, 4, generator=torch.Generator().manual_seed(1)))
+    assert (torch.cdist(torch.randn(2000, 4), torch.tensor([[-5.0, 0, 0, 0], [5.0, 0, 0, 0]])).min(1).values > 1).all()
+
+
 def test_both_trainers_learn_the_tiny_task_without_ray(tiny_mnist):
     data = load_images("mnist", tiny_mnist, subset=320)
     for cfg in (AEConfig(epochs=2, batch_size=32, latent_dim=16, lr=0.005),
@@ -79,7 +100,9 @@ def test_both_trainers_learn_the_tiny_task_without_ray(tiny_mnist):
         after = trainer.evaluate()
         assert train["samples"] == len(data.y_train) and trainer.epoch == 2
         assert after["val_mse"] < before["val_mse"]
-        if isinstance(cfg, VAEConfig):
+        if isinstance(cfg, VAEConfig):  # the default prior: a 20-component mixture of the 8-d codes
+            assert trainer.mixture["scale_tril"].shape == (20, 8, 8)
+            assert trainer.mixture["weights"].sum().item() == pytest.approx(1.0)
             assert after["val_elbo"] > before["val_elbo"] and after["val_kl"] > 0
             assert after["val_loss"] == pytest.approx(-after["val_elbo"])  # kl_weight 1, bce: the ELBO itself
 
@@ -147,3 +170,4 @@ def test_tiny_vae_search_reports_elbo_and_draws_samples(tiny_vae_search, tiny_mn
         _looks_like_a_png(report / name)
     model, cfg, saved = load_checkpoint_model(trial["checkpoint"])
     assert isinstance(model, VAE) and cfg.latent_dim == 8 and saved["lab"] == "vae"
+    assert saved["state"]["mixture"]["means"].shape == (20, 8)  # what `tune-lab generate vae` draws from

@@ -14,7 +14,10 @@ lab fed them, 3 (`channels: lab`). `faithful: true` is the lab's network as writ
   weigh one image each (the ELBO), with a Bernoulli (bce) likelihood of the [0, 1] pixels;
 - Adam at lr 0.01 makes the lab's loss jump about; the default is 1e-3;
 - a 16-d latent instead of 128: the decoder meets the prior in fewer dimensions, so samples
-  from N(0, I) land where it has learnt to draw (the `latent_dim` search measures this).
+  from N(0, I) land where it has learnt to draw (the `latent_dim` search measures this);
+- samples are drawn from a Gaussian mixture fitted to the training images' codes after each
+  epoch (`prior: mixture`), not from N(0, I): the ELBO never makes the codes fill N(0, I), and
+  its empty regions decode to blends of digits (see `fit_mixture`).
 The autoencoder itself has no weakness to correct: `faithful` only fixes the 3-channel input
 and its 64-d code.
 
@@ -22,7 +25,7 @@ Metrics per epoch: `train_loss` and `val_loss` (the training objective), `val_ms
 (reconstruction MSE per pixel, [0, 1] units, the same formula for ae and vae, reconstructed
 from the mean code for the vae), and for the vae `val_kl` and `val_elbo` (nats per image,
 Bernoulli likelihood whatever the training loss, so every trial is measured the same way) and
-`val_fid`: the FID of `quality_samples` samples from N(0, I) against the validation images, on
+`val_fid`: the FID of `quality_samples` samples (from the prior in use) against the validation images, on
 the features of the reference classifier (trainables/quality.py), which the vae's data carries
 (trainables/vae.py loads it; the ae has no use for it), and `readable`: the share of those
 samples the same classifier reads as one digit with at least 90% probability.
@@ -50,6 +53,7 @@ LAB_HIDDEN = 128  # the lab's VAE: a 128-d hidden vector, and fc_mu / fc_logvar 
 PROGRESS_IMAGES = 16  # validation images in each of the ae's progress grids: 2 rows of 8, each above its outputs
 PROGRESS_SAMPLES = 64  # samples in each of the vae's progress grids (8 x 8)
 EVAL_SEED = 1234  # the same validation noise every epoch, so val_elbo moves only with the model
+PRIOR_FIT_CODES = 10_000  # training images whose codes the mixture prior is fitted to (~6 s for 20 components)
 
 
 # --------------------------------------------------------------------------- the networks
@@ -164,6 +168,49 @@ def vae_objective(cfg: VAEConfig, x: torch.Tensor, logits: torch.Tensor, kl: tor
     return (recon + cfg.kl_weight * kl).mean()
 
 
+# --------------------------------------------------------------------------- the prior samples come from
+def fit_mixture(codes: torch.Tensor, components: int, seed: int) -> dict[str, torch.Tensor]:
+    """A full-covariance Gaussian mixture of the codes, as tensors a checkpoint can hold.
+
+    Why not N(0, I): the ELBO only asks each code's posterior to stay near the prior on average,
+    so the codes of real images fill N(0, I) unevenly, and draws from its empty regions decode to
+    blends of digits. Fitting a density to where the codes actually are after training, and
+    sampling that, is the "ex-post density estimation" of Ghosh et al. (2020, "From variational
+    to deterministic autoencoders"). scikit-learn does the EM; the mixture is kept as its weights,
+    means and the Cholesky factors of its covariances, so `draw_latents` needs only torch.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    x = codes.detach().cpu().double().numpy()
+    gmm = GaussianMixture(min(components, len(x)), covariance_type="full", random_state=seed).fit(x)
+    return {
+        "weights": torch.tensor(gmm.weights_, dtype=torch.float32),
+        "means": torch.tensor(gmm.means_, dtype=torch.float32),
+        "scale_tril": torch.tensor(np.linalg.cholesky(gmm.covariances_), dtype=torch.float32),
+    }
+
+
+def draw_latents(mixture: dict[str, torch.Tensor] | None, latent: int, n: int, seed: int) -> torch.Tensor:
+    """`n` latent codes from the mixture, or from N(0, I) when there is none; the same for the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    if mixture is None:
+        return torch.randn(n, latent, generator=generator)
+    component = torch.multinomial(mixture["weights"], n, replacement=True, generator=generator)
+    eps = torch.randn(n, latent, 1, generator=generator)
+    return mixture["means"][component] + (mixture["scale_tril"][component] @ eps).squeeze(-1)
+
+
+def uses_mixture(cfg: AEConfig | VAEConfig) -> bool:
+    return isinstance(cfg, VAEConfig) and cfg.prior == "mixture" and not cfg.faithful
+
+
+def prior_name(latent: int, mixture: dict[str, torch.Tensor] | None) -> str:
+    """How a figure names where its samples came from."""
+    if mixture is None:
+        return f"z ~ N(0, I), {latent}-d"
+    return f"z from a {len(mixture['weights'])}-component Gaussian mixture fitted to training codes, {latent}-d"
+
+
 # --------------------------------------------------------------------------- the trainer
 class Trainer(LoopTrainer):
     """One class for both labs: the config's type says whether it is the ae or the vae."""
@@ -181,17 +228,18 @@ class Trainer(LoopTrainer):
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.scheduler = make_schedule(cfg, self.optimizer, -(-len(self.splits["train"]) // cfg.batch_size))
         self.epoch = 0
-        # Fixed inputs of the progress grids: the first validation images (ae) or prior noise (vae).
-        noise = torch.Generator().manual_seed(cfg.seed)
-        latent = self.model.latent if self.variational else 0
-        self.progress_inputs = (torch.randn(PROGRESS_SAMPLES, latent, generator=noise).to(device)
-                                if self.variational else self.splits["val"][:PROGRESS_IMAGES])
-        # The samples val_fid measures: the same noise every epoch, so epochs compare.
+        self.mixture: dict[str, torch.Tensor] | None = None  # refitted after every epoch when uses_mixture(cfg)
+        if uses_mixture(cfg):  # the training images the mixture is fitted to: a fixed random subset
+            chosen = torch.randperm(len(self.splits["train"]), generator=torch.Generator().manual_seed(cfg.seed))
+            self.prior_fit_images = chosen[:PRIOR_FIT_CODES].to(device)
         self.reference = None
         if self.variational and getattr(data, "reference", None) is not None:
             self.reference = classifier_from_state(data.reference, device)
             self.val_features = features(self.reference, self.splits["val"])
-            self.quality_noise = torch.randn(cfg.quality_samples, latent, generator=noise).to(device)
+
+    def latents(self, n: int, seed: int) -> torch.Tensor:
+        """Codes to decode, from the prior in use; a fixed seed gives the same noise every epoch, so epochs compare."""
+        return draw_latents(self.mixture, self.model.latent, n, seed).to(self.device)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         if not self.variational:
@@ -213,6 +261,10 @@ class Trainer(LoopTrainer):
                 self.scheduler.step()
             loss_sum += loss.detach() * len(idx)
         self.epoch += 1
+        if uses_mixture(self.cfg):
+            self.model.eval()
+            codes = _codes(self.model, self.splits["train"][self.prior_fit_images])
+            self.mixture = fit_mixture(codes, self.cfg.prior_components, self.cfg.seed)
         if self.epoch % self.cfg.sample_every == 0 or self.epoch == self.cfg.epochs:
             self.save_progress()
         return {"train_loss": loss_sum.item() / len(x), "samples": len(x)}
@@ -247,7 +299,8 @@ class Trainer(LoopTrainer):
             metrics.update(val_kl=val["kl"], val_elbo=val["elbo"], test_elbo=test["elbo"])
         if self.reference is not None:
             with torch.no_grad():
-                samples = torch.cat([self.model.decode(z) for z in self.quality_noise.split(EVAL_BATCH)])
+                noise = self.latents(self.cfg.quality_samples, self.cfg.seed + 1)
+                samples = torch.cat([self.model.decode(z) for z in noise.split(EVAL_BATCH)])
             metrics["val_fid"] = fid(self.val_features, features(self.reference, samples))
             metrics["readable"] = readable_share(self.reference, samples)
         return metrics
@@ -260,18 +313,20 @@ class Trainer(LoopTrainer):
             return
         self.model.eval()
         if self.variational:
-            grid, nrow = self.model.decode(self.progress_inputs), 8
+            grid, nrow = self.model.decode(self.latents(PROGRESS_SAMPLES, self.cfg.seed)), 8
         else:
-            inputs, outputs = self.progress_inputs.split(8), self.model(self.progress_inputs).split(8)
+            shown = self.splits["val"][:PROGRESS_IMAGES]
+            inputs, outputs = shown.split(8), self.model(shown).split(8)
             grid, nrow = torch.cat([t for pair in zip(inputs, outputs) for t in pair]), 8
         save_grid(grid.cpu(), pathlib.Path(folder) / f"epoch_{self.epoch:03d}.png", nrow)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "epoch": self.epoch}
+        return {**super().state_dict(), "epoch": self.epoch, "mixture": self.mixture}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.epoch = int(state.get("epoch", 0))
+        self.mixture = state.get("mixture")
 
 
 # --------------------------------------------------------------------------- after training
@@ -288,7 +343,7 @@ def load_checkpoint_model(checkpoint_dir: str) -> tuple[nn.Module, AEConfig | VA
 
 
 def sample_images(checkpoint_dir: str, n: int, *, digit: int | None = None, seed: int = 0) -> torch.Tensor:
-    """`n` images (n, C, 28, 28) in [0, 1] decoded from z ~ N(0, I) by a saved VAE.
+    """`n` images (n, C, 28, 28) in [0, 1] decoded by a saved VAE from its prior (the mixture it saved, or N(0, I)).
 
     The VAE is unconditional: it cannot be asked for a digit. An autoencoder has no prior to
     sample from (its codes fill an unknown region of a 64-d space), so it cannot generate.
@@ -298,7 +353,7 @@ def sample_images(checkpoint_dir: str, n: int, *, digit: int | None = None, seed
     model, _, saved = load_checkpoint_model(checkpoint_dir)
     if not isinstance(model, VAE):
         raise ValueError(f"lab {saved['lab']!r} has no prior to sample from; only the vae generates")
-    z = torch.randn(n, model.latent, generator=torch.Generator().manual_seed(seed))
+    z = draw_latents(saved["state"].get("mixture"), model.latent, n, seed)
     with torch.no_grad():
         return model.decode(z)
 
@@ -379,9 +434,10 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
     figures.append((f"Reconstructions of validation images, each input above its output ({what})", "reconstructions.png"))
 
     if isinstance(model, VAE):
-        grid_figure(sample_images(checkpoint_dir, 64, seed=0), 8,
-                    f"64 samples decoded from z ~ N(0, I), {model.latent}-d ({what})", out_dir / "samples.png")
-        figures.append((f"Samples from random normal latents ({what})", "samples.png"))
+        source = prior_name(model.latent, saved["state"].get("mixture"))
+        grid_figure(sample_images(checkpoint_dir, 64, seed=0), 8, f"64 samples decoded from {source}\n({what})",
+                    out_dir / "samples.png")
+        figures.append((f"Samples decoded from {source} ({what})", "samples.png"))
 
     n = min(2000, len(images))
     latent_figure(_codes(model, images[:n]), labels[:n].numpy(), list(data.classes),
@@ -390,7 +446,7 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
     figures.append((f"The {'VAE posterior means' if isinstance(model, VAE) else 'autoencoder codes'} of {n} "
                     f"validation images projected to 2-D by PCA and t-SNE, coloured by class ({what})", "latent_space.png"))
 
-    kind = ("Samples from the same noise" if isinstance(model, VAE)
+    kind = ("Samples from the same seed" if isinstance(model, VAE)
             else "The same inputs (rows 1, 3) and their reconstructions (rows 2, 4)")
     if progress_figure(trial_dir_of(checkpoint_dir), out_dir / "progress.png", title=f"{kind} over training ({trained})"):
         figures.append((f"Over training: {kind.lower()[0] + kind[1:]}, every {cfg.sample_every} epochs (best trial)",
