@@ -44,6 +44,15 @@ def test_fid_matches_the_closed_form_for_diagonal_gaussians():
     assert fid(a, b) == pytest.approx(expected, rel=0.02)
 
 
+def test_fid_of_a_diverged_generator_is_nan_not_an_error():
+    # NaN images give NaN features; the trial must get to run_trial's check, which names the
+    # metric and the epoch, instead of failing inside an eigen-decomposition.
+    real = torch.randn(100, 8, dtype=torch.float64)
+    fake = real.clone()
+    fake[3, 2] = float("nan")
+    assert np.isnan(fid(real, fake)) and fid(real, real) == pytest.approx(0.0, abs=1e-9)
+
+
 def _tiny_data(tmp_path) -> ImageData:
     rng = np.random.default_rng(0)
     x, y = make_digit_images(900, rng)

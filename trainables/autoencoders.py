@@ -264,7 +264,8 @@ class Trainer(LoopTrainer):
         if uses_mixture(self.cfg):
             self.model.eval()
             codes = _codes(self.model, self.splits["train"][self.prior_fit_images])
-            self.mixture = fit_mixture(codes, self.cfg.prior_components, self.cfg.seed)
+            if torch.isfinite(codes).all():  # else the loss diverged, and run_trial stops the trial saying so
+                self.mixture = fit_mixture(codes, self.cfg.prior_components, self.cfg.seed)
         if self.epoch % self.cfg.sample_every == 0 or self.epoch == self.cfg.epochs:
             self.save_progress()
         return {"train_loss": loss_sum.item() / len(x), "samples": len(x)}

@@ -233,6 +233,8 @@ def fid(real_features: torch.Tensor, fake_features: torch.Tensor) -> float:
     and eigh on a symmetric matrix is stable where a general matrix square root is not).
     """
     a, b = real_features.double(), fake_features.double()
+    if not (a.isfinite().all() and b.isfinite().all()):  # a diverged generator: NaN, which run_trial reports
+        return float("nan")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
     values, vectors = torch.linalg.eigh(cov_a)
