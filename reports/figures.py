@@ -65,8 +65,12 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
     epochs = _epochs(history)
     groups = [(t, [m for m in ms if m in history]) for t, ms in _metric_groups(record["metrics"])]
     groups = [(t, ms) for t, ms in groups if ms]
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4), squeeze=False)
-    for ax, (title, metrics) in zip(axes[0], groups):
+    columns = min(3, len(groups))  # wrap: six metric groups in one row are too thin to read
+    rows = -(-len(groups) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for ax, (title, metrics) in zip(axes.flat, groups):
         for m in metrics:
             values = history[m]
             if m.endswith("_acc"):

@@ -25,11 +25,15 @@ def _short(value: Any) -> str:
 
 def setting_label(trial: dict[str, Any], record: dict[str, Any] | None = None) -> str:
     """'lr=0.01, momentum=0.9'; in a sweep search only what differs from the base setting,
-    after the variant: 'faithful: epochs=40' or 'corrected: base'."""
+    after the variant: 'faithful: epochs=40', or 'corrected: base (epochs=20)' with the base's
+    swept values, so a legend says what the base is."""
     setting = dict(trial["setting"])
     if record and record.get("sweeps"):
         variant = setting.pop("variant", "")
-        changed = ", ".join(f"{k}={_short(v)}" for k, v in setting.items() if record["fixed"].get(k) != v) or "base"
+        fixed = record["fixed"]
+        changed = ", ".join(f"{k}={_short(v)}" for k, v in setting.items() if fixed.get(k) != v)
+        if not changed:
+            changed = "base (" + ", ".join(f"{k}={_short(fixed[k])}" for k in record["sweeps"] if k in fixed) + ")"
         return f"{variant}: {changed}" if variant else changed
     return ", ".join(f"{k}={_short(v)}" for k, v in setting.items()) or trial["trial_id"]
 

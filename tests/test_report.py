@@ -216,4 +216,8 @@ def test_sweep_table_puts_the_labs_figures_beside_each_variant(ray_session, tiny
     assert all(isinstance(r["faithful test acc %"], float) and isinstance(r["corrected test acc %"], float) for r in rows)
     # the base setting is one trial, shown in both the epochs=2 and the loss=cross_entropy rows
     assert rows[1]["corrected test acc %"] == rows[2]["corrected test acc %"]
+    from reports.table import setting_label
+
+    labels = {setting_label(t, summary) for t in summary["trials"]}
+    assert {"faithful: base (epochs=2, loss=cross_entropy)", "corrected: epochs=1", "corrected: loss=mse"} <= labels
     assert "corrected test acc %: above the lab's published test accuracy on" in out
