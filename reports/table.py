@@ -33,7 +33,7 @@ def setting_label(trial: dict[str, Any], record: dict[str, Any] | None = None) -
         fixed = record["fixed"]
         changed = ", ".join(f"{k}={_short(v)}" for k, v in setting.items() if fixed.get(k) != v)
         if not changed:
-            changed = "base (" + ", ".join(f"{k}={_short(fixed[k])}" for k in record["sweeps"] if k in fixed) + ")"
+            changed = "base (" + ", ".join(f"{k}={_short(fixed[k])}" for k in record["sweeps"]) + ")"  # every sweep has its base in fixed
         return f"{variant}: {changed}" if variant else changed
     return ", ".join(f"{k}={_short(v)}" for k, v in setting.items()) or trial["trial_id"]
 

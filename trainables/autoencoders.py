@@ -238,7 +238,7 @@ class Trainer(LoopTrainer):
             self.val_features = features(self.reference, self.splits["val"])
 
     def latents(self, n: int, seed: int) -> torch.Tensor:
-        """Codes to decode, from the prior in use; a fixed seed gives the same noise every epoch, so epochs compare."""
+        """Codes to decode, from the prior in use; the same seed every epoch, so epochs compare."""
         return draw_latents(self.mixture, self.model.latent, n, seed).to(self.device)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -354,9 +354,12 @@ def sample_images(checkpoint_dir: str, n: int, *, digit: int | None = None, seed
     model, _, saved = load_checkpoint_model(checkpoint_dir)
     if not isinstance(model, VAE):
         raise ValueError(f"lab {saved['lab']!r} has no prior to sample from; only the vae generates")
-    z = draw_latents(saved["state"].get("mixture"), model.latent, n, seed)
-    with torch.no_grad():
-        return model.decode(z)
+    return _decode_prior(model, saved["state"].get("mixture"), n, seed)
+
+
+@torch.no_grad()
+def _decode_prior(model: VAE, mixture: dict[str, torch.Tensor] | None, n: int, seed: int) -> torch.Tensor:
+    return model.decode(draw_latents(mixture, model.latent, n, seed))
 
 
 @torch.no_grad()
@@ -435,8 +438,9 @@ def report_figures(checkpoint_dir: str, data: Any, out_dir: pathlib.Path) -> lis
     figures.append((f"Reconstructions of validation images, each input above its output ({what})", "reconstructions.png"))
 
     if isinstance(model, VAE):
-        source = prior_name(model.latent, saved["state"].get("mixture"))
-        grid_figure(sample_images(checkpoint_dir, 64, seed=0), 8, f"64 samples decoded from {source}\n({what})",
+        mixture = saved["state"].get("mixture")  # the checkpoint is loaded once, above
+        source = prior_name(model.latent, mixture)
+        grid_figure(_decode_prior(model, mixture, 64, seed=0), 8, f"64 samples decoded from {source}\n({what})",
                     out_dir / "samples.png")
         figures.append((f"Samples decoded from {source} ({what})", "samples.png"))
 

@@ -136,8 +136,8 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, cfg, saved = load_generator(checkpoint_dir)
-    lab = "faithful lab WGAN (weight clipping, BN critic)"
-    kind = lab if cfg.faithful else f"WGAN, critic={cfg.critic}, norm={cfg.critic_norm}"
+    kind = ("faithful lab WGAN (weight clipping, BN critic)" if cfg.faithful
+            else f"WGAN, critic={cfg.critic}, norm={cfg.critic_norm}")
     what = f"{kind} on {saved['data']['name']}, epoch {saved['epoch']}, FID {saved['metrics']['fid']:.2f}"
     figures = []
     grid_figure(sample_images(checkpoint_dir, 64, seed=cfg.seed), 8, f"64 samples from random normal noise ({what})",
