@@ -133,6 +133,14 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+# What a lab's train_loss / val_loss are, for the loss figure's axis (others: "loss").
+LOSS_UNITS = {
+    "seq2seq": "loss per target word",
+    "ae": "MSE per pixel",
+    "vae": "loss per image (corrected: -ELBO, nats)",
+}
+
+
 def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
     """Train (dashed) and validation (solid) loss per epoch of every trial, one colour per trial.
 
@@ -151,7 +159,7 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
         ax.plot(epochs, trial["history"]["train_loss"], "--", marker="x", markersize=4, color=colour,
                 label=f"{label}: train")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss per target word")
+    ax.set_ylabel(LOSS_UNITS.get(record["lab"], "loss"), fontsize=9)
     ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']})")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
