@@ -33,7 +33,7 @@ def epochs_reported(trial_dir: Path) -> int:
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
-def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, tiny_mnist, tmp_path, how):
+def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, tiny_mnist, tmp_path, how, capsys):
     space = tmp_path / "long.yaml"
     space.write_text(textwrap.dedent(SEARCH))
     folder = tmp_path / "results" / "killed"
@@ -66,11 +66,16 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     assert len(finished_before) == 1
     if how == signal.SIGKILL:
         assert not (folder / "summary.json").exists()
+        # the worst moment to be killed: during Ray's copy of its state, which it truncates first
+        newest_state = max(folder.glob("experiment_state-*.json"))
+        newest_state.write_bytes(b"")
     else:  # a partial summary: the unfinished trials are marked, the finished one kept
         partial = json.loads((folder / "summary.json").read_text())
         assert sum(t["status"] == "completed" for t in partial["trials"]) >= 1
 
     assert main(["resume", str(folder)]) == 0
+    if how == signal.SIGKILL:
+        assert f"{newest_state.name} was cut off" in capsys.readouterr().err
 
     summary = json.loads((folder / "summary.json").read_text())
     assert len(summary["trials"]) == 4

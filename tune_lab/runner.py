@@ -156,6 +156,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     from reports.source import SPEC_TAG
     from reports.table import format_best, format_table
     from trainables.loop import run_trial
+    from tune_lab.driver_state import DriverStateKeeper
     from tune_lab.placement import PlacementCallback, add_placement
     from tune_lab.report import log_to_mlflow, write_report
     from tune_lab.results import summarise, write_json
@@ -191,6 +192,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
                                "scheduler": header["scheduler"], **search.fixed})
         tracking = {"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
         callbacks = [parent.trial_callback(), PlacementCallback()]
+        if "://" not in folder:  # an object store writes whole objects: only local files can be cut off
+            callbacks.append(DriverStateKeeper(folder))
 
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode),
