@@ -93,3 +93,18 @@ def test_a_cut_off_state_without_a_snapshot_is_a_clear_error(folders):
     (folder / VARIANTS).write_bytes(b"\x80\x05\x95")
     with pytest.raises(StateCutOff, match=f"{VARIANTS}: Ray's saved search state is cut off.*start the search again"):
         repair(folder)
+
+
+def test_resume_of_a_cut_off_search_without_a_snapshot_stops_with_that_error(folders, capsys):
+    from tune_lab.cli import EXIT_USAGE, main
+    from tune_lab.runner import STATE_FILE
+
+    staging, folder = folders
+    save_state(staging, finished=1)
+    sync_up(staging, folder)
+    (folder / STATE_FILE).write_text("{}")  # tune-lab's own record of the search
+    (folder / STATE).write_bytes(b"")
+    assert main(["resume", str(folder)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"tune-lab: error: {folder / STATE}: Ray's saved search state is cut off" in err
+    assert (folder / VARIANTS).is_file() and (folder / STATE).is_file()  # nothing deleted

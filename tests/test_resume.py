@@ -75,7 +75,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
 
     assert main(["resume", str(folder)]) == 0
     if how == signal.SIGKILL:
-        assert f"{newest_state.name} was cut off" in capsys.readouterr().err
+        assert f"which was cut off ({newest_state.name}); restored the last whole copy" in capsys.readouterr().err
 
     summary = json.loads((folder / "summary.json").read_text())
     assert len(summary["trials"]) == 4

@@ -163,15 +163,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     folder = next((f for f in (Path(args.target), Path(root) / args.target) if (f / STATE_FILE).is_file()), None)
     if folder is None:
         raise UsageError(f"{args.target}: no interrupted search there (looked for {STATE_FILE} in {args.target} and {Path(root) / args.target})")
-    from tune_lab.driver_state import StateCutOff, repair
+    from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
 
     try:
         repaired = repair(folder)
     except StateCutOff as exc:
         raise UsageError(str(exc)) from None
     if repaired:
-        print(f"tune-lab: {', '.join(repaired)} was cut off when the search was killed; restored the last whole copy",
-              file=sys.stderr)
+        print(f"tune-lab: the search was killed while Ray wrote its state, which was cut off ({', '.join(repaired)}); "
+              f"restored the last whole copy from {folder / SNAPSHOT}", file=sys.stderr)
     search, opts, tracking = load_state(folder.resolve())
     opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
     if args.address:
