@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import zipfile
 from fnmatch import fnmatch
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+
+from tune_lab.results import replace_atomically
 
 # the files Ray's TuneController, searchers, variant generator and callbacks save
 RAY_STATE_FILES = ("experiment_state-*.json", "basic-variant-state-*.json", "search_gen_state-*.json",
@@ -54,13 +55,7 @@ def _write_snapshot(folder: Path, contents: dict[str, bytes]) -> None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in contents.items():
             archive.writestr(name, data)
-    _replace(folder / SNAPSHOT, buffer.getvalue())
-
-
-def _replace(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)  # atomic: a kill leaves the old file or the new one, never half
+    replace_atomically(folder / SNAPSHOT, buffer.getvalue())
 
 
 class DriverStateKeeper(Callback):
@@ -114,7 +109,7 @@ def repair(folder: str | Path) -> list[str]:
     with zipfile.ZipFile(snapshot) as archive:
         kept = {name: archive.read(name) for name in archive.namelist()}
     for name, data in kept.items():
-        _replace(folder / name, data)
+        replace_atomically(folder / name, data)
     for path in cut:
         if path.name not in kept:
             path.unlink()

@@ -56,7 +56,12 @@ def write_json(data: dict[str, Any], folder: str, name: str) -> Path | str:
         return f"{folder}/{name}"
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # never a half-written file
+    replace_atomically(path, text.encode())
     return path
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Write `path` so that a reader, or a driver killed mid-write, sees the old file or the new one, never half."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
