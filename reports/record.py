@@ -53,7 +53,9 @@ def trial_row(
         if not failed:
             row["status"] = "not run"  # the search was interrupted before this trial reported
         return row
-    history = history.sort_values("training_iteration")
+    # A trial resumed from an earlier checkpoint reports some epochs again: the rerun, which the
+    # model went on from, replaces the first report (as MLflow's latest value per step does).
+    history = history.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
     row["epochs_run"] = int(history["training_iteration"].max())
     if not failed and row["epochs_planned"] and row["epochs_run"] < row["epochs_planned"]:
         row["status"] = "stopped early"

@@ -221,3 +221,22 @@ def test_sweep_table_puts_the_labs_figures_beside_each_variant(ray_session, tiny
     labels = {setting_label(t, summary) for t in summary["trials"]}
     assert {"faithful: base (epochs=2, loss=cross_entropy)", "corrected: epochs=1", "corrected: loss=mse"} <= labels
     assert "corrected test acc %: above the lab's published test accuracy on" in out
+
+
+def test_a_resumed_trials_rerun_epochs_replace_their_first_reports():
+    import pandas as pd
+
+    from reports.record import trial_row
+
+    # reported epochs 1-3, killed, resumed from the kept (best) checkpoint of epoch 2: epoch 3 comes again
+    history = pd.DataFrame({
+        "training_iteration": [1, 2, 3, 3, 4],
+        "val_acc": [0.50, 0.90, 0.70, 0.75, 0.95],
+        "epoch_time_s": [1.0, 1.0, 1.0, 2.0, 2.0],
+    })
+    row = trial_row(trial_id="t", config={"epochs": 4}, history=history, failed=False, error=None,
+                    metric="val_acc", mode="max", metrics=["val_acc"], varied=[])
+    assert row["history"]["training_iteration"] == [1, 2, 3, 4]
+    assert row["history"]["val_acc"] == [0.50, 0.90, 0.75, 0.95]  # epoch 3 as the model that went on had it
+    assert row["best_epoch"] == 4 and row["best"]["val_acc"] == 0.95
+    assert row["epochs_run"] == 4 and row["status"] == "completed" and row["wall_time_s"] == 6.0

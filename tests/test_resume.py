@@ -80,6 +80,8 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     summary = json.loads((folder / "summary.json").read_text())
     assert len(summary["trials"]) == 4
     assert all(t["status"] == "completed" and t["epochs_run"] == EPOCHS for t in summary["trials"])
+    # one point per epoch, though a resumed trial reports again the epochs after its checkpoint
+    assert all(t["history"]["training_iteration"] == list(range(1, EPOCHS + 1)) for t in summary["trials"])
     for name, text in finished_before.items():  # the finished trial was not run again
         assert (folder / name / "result.json").read_text() == text
 
