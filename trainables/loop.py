@@ -12,18 +12,18 @@ import logging
 import math
 import os
 import pathlib
-import random
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
 from trainables.config import config_from_dict
 from trainables.registry import LabSpec, get_lab
+from trainables.seeds import SeedGroup, SeedSequence, per_seed_key, seed_list
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -59,6 +59,12 @@ class Trainer(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
+
+    @classmethod
+    def seed_group(cls, cfg: Any, data: Any, device: torch.device, seeds: list[int]) -> SeedGroup:
+        """The seeds of one configuration (`--repeats`): one after another unless a lab overrides
+        this with a batched group (see trainables.seeds)."""
+        return SeedSequence(cls, cfg, data, device, seeds)
 
 
 def make_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
@@ -118,12 +124,6 @@ def index_batches(n: int, batch_size: int, device: torch.device, generator: torc
         yield order[start : start + batch_size]
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def trial_device() -> torch.device:
     """The GPU Ray assigned to this trial, else the CPU.
 
@@ -168,18 +168,32 @@ def _match_threads_to_cpus() -> None:
     torch.set_num_threads(max(1, int(cpus)) if cpus > 0 else (os.cpu_count() or 1))
 
 
-def _check_finite(metrics: dict[str, float], epoch: int) -> None:
+def _not_finite(metrics: dict[str, float]) -> str | None:
+    """The first metric that is NaN or infinite, as 'val_loss became nan', else None."""
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise FloatingPointError(f"{key} became {value} at epoch {epoch}")
+            return f"{key} became {value}"
+    return None
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
+def _seed_mean(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the live seeds: what ASHA, Optuna and the checkpoint decide on."""
+    seeds = list(per_seed.values())
+    return {key: sum(m[key] for m in seeds) / len(seeds) for key in seeds[0]}
+
+
 def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: str, mode: str) -> None:
     """Ray Tune function trainable: train `lab` with `config`, reporting once per epoch.
+
+    With `config["repeats"]` = N > 1 the trial trains N seeds of the configuration and reports
+    their mean under each metric's name (so the scheduler and the search algorithm judge the
+    configuration, never one lucky seed), each seed's value as `metric/seed_S`, and
+    `seeds_alive`. A seed whose metrics become NaN is dropped and the others go on; the trial
+    fails only when every seed has.
 
     `lab` may be the registered spec itself: a lab registered outside trainables.hparams
     (a user's own module) then reaches the trial process without a registry of its own.
@@ -189,40 +203,56 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per saved checkpoint
     spec = lab if isinstance(lab, LabSpec) else get_lab(lab)
     cfg = config_from_dict(spec.config, config)
+    repeats = int(config.get("repeats", 1))
     _match_threads_to_cpus()
-    seed_everything(cfg.seed)
     device = trial_device()
     where = placement(device)
-    trainer = spec.trainer()(cfg, data, device)
+    group = spec.trainer().seed_group(cfg, data, device, seed_list(cfg.seed, repeats))
 
     first_epoch, best = 1, None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry or a resumed search: continue from the saved epoch
         with checkpoint.as_directory() as folder:
             saved = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location=device, weights_only=True)
-        trainer.load_state_dict(saved["state"])
+        group.load_state_dicts(saved.get("seed_states") or {group.seeds[0]: saved["state"]})
         first_epoch, best = saved["epoch"] + 1, saved["metrics"][metric]
 
     for epoch in range(first_epoch, cfg.epochs + 1):
         start = time.perf_counter()
-        train = trainer.train_epoch()
-        samples = train.pop("samples")
+        train = group.train_epoch()
+        samples = sum(m.pop("samples") for m in train.values())
         train_seconds = time.perf_counter() - start
-        metrics = {**train, **trainer.evaluate()}
+        evaluation = group.evaluate()
+        per_seed = {seed: {**train[seed], **evaluation[seed]} for seed in train}
+        for seed, values in list(per_seed.items()):
+            problem = _not_finite(values)
+            if problem is None:
+                continue
+            if repeats == 1:
+                raise FloatingPointError(f"{problem} at epoch {epoch}")
+            del per_seed[seed]
+            group.drop(seed)
+            print(f"tune-lab: seed {seed} dropped: {problem} at epoch {epoch}", file=sys.stderr, flush=True)
+        if not per_seed:
+            raise FloatingPointError(f"every seed diverged by epoch {epoch} (the last: {problem})")
+        metrics: dict[str, Any] = _seed_mean(per_seed)
+        if repeats > 1:
+            metrics.update({per_seed_key(k, seed): v for seed, values in per_seed.items() for k, v in values.items()})
+            metrics["seeds_alive"] = len(per_seed)
         metrics["epoch_time_s"] = time.perf_counter() - start
         metrics["samples_per_s"] = samples / train_seconds
-        _check_finite(metrics, epoch)
         metrics["placement"] = where
         if not _improved(metrics[metric], best, mode):
             tune.report(metrics)
             continue
         best = metrics[metric]
+        states = group.state_dicts()
+        saved = {"state": states[group.seeds[0]], "epoch": epoch, "metrics": metrics, "lab": spec.name,
+                 "config": asdict(cfg), "data": describe_data(data)}
+        if repeats > 1:  # `state` (the first live seed) is what reports and `generate` load; all of them resume
+            saved["seed_states"] = states
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(
-                {"state": trainer.state_dict(), "epoch": epoch, "metrics": metrics, "lab": spec.name,
-                 "config": asdict(cfg), "data": describe_data(data)},
-                os.path.join(folder, CHECKPOINT_FILE),
-            )
+            torch.save(saved, os.path.join(folder, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 

@@ -1,0 +1,130 @@
+"""Several seeds of one configuration, trained inside one trial.
+
+Why one trial and not N: ASHA and Optuna must judge a configuration by its seed-mean, every
+epoch. Ray's `Repeater` runs the seeds as separate trials, which ASHA would then stop one by
+one (a lucky seed keeping a weak configuration alive); a trial that trains its seeds together
+and reports their mean is compared as one. The trial reports the mean under the metric's own
+name and each seed's value beside it (`val_acc/seed_3`), see `run_trial`.
+
+A lab's `Trainer.seed_group` decides how its seeds train: one after another (`SeedSequence`,
+right for every lab), or as one batched computation where the lab has one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from trainables.loop import Trainer
+
+MAX_REPEATS = 32  # seeds per configuration: beyond this a t-interval hardly narrows, the cost grows linearly
+
+
+def seed_list(seed: int, repeats: int) -> list[int]:
+    """The seeds of a configuration: `seed`, `seed + 1`, ... (the first is today's single seed,
+    so seed s of a repeated search trains exactly as a one-seed search with --seed s)."""
+    return [seed + k for k in range(repeats)]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def per_seed_key(metric: str, seed: int) -> str:
+    """The name one seed's value of `metric` is reported and logged under."""
+    return f"{metric}/seed_{seed}"
+
+
+class SeedGroup(Protocol):
+    """What `run_trial` needs of a configuration's seeds; every mapping is keyed by seed."""
+
+    seeds: list[int]
+
+    def train_epoch(self) -> dict[int, dict[str, float]]:
+        """One epoch of every live seed: each seed's `train_loss`, `samples`, ..."""
+
+    def evaluate(self) -> dict[int, dict[str, float]]:
+        """Validation and test metrics of every live seed."""
+
+    def state_dicts(self) -> dict[int, dict[str, Any]]:
+        """Each live seed's state in its lab Trainer's `state_dict` format."""
+
+    def load_state_dicts(self, states: dict[int, dict[str, Any]]) -> None:
+        """Restore the seeds in `states`; seeds missing from it are dropped (they had failed)."""
+
+    def drop(self, seed: int) -> None:
+        """Stop training `seed` (it diverged); the others go on."""
+
+
+@dataclasses.dataclass
+class _RandomState:
+    """One seed's Python, NumPy and torch generators, so that the seeds' draws never interleave."""
+
+    python: Any
+    numpy: Any
+    torch: torch.Tensor
+    cuda: list[torch.Tensor] | None
+
+    @classmethod
+    def capture(cls) -> "_RandomState":
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        return cls(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+class SeedSequence:
+    """The seeds trained one after another, each with its own trainer and random streams.
+
+    Each seed's global generators are swapped in around its work, so seed s here draws exactly
+    what a single-seed trial with seed s draws (its dropout masks, its init): the group is N
+    independent runs, not N runs sharing one stream in an order that depends on N.
+    """
+
+    def __init__(self, trainer_cls: type["Trainer"], cfg: Any, data: Any, device: torch.device, seeds: list[int]) -> None:
+        self.seeds = list(seeds)
+        self.trainers: dict[int, Trainer] = {}
+        self._random: dict[int, _RandomState] = {}
+        for seed in self.seeds:
+            seed_everything(seed)
+            self.trainers[seed] = trainer_cls(dataclasses.replace(cfg, seed=seed), data, device)
+            self._random[seed] = _RandomState.capture()
+
+    def _each(self, work) -> dict[int, Any]:
+        out = {}
+        for seed in self.seeds:
+            self._random[seed].restore()
+            out[seed] = work(self.trainers[seed])
+            self._random[seed] = _RandomState.capture()
+        return out
+
+    def train_epoch(self) -> dict[int, dict[str, float]]:
+        return self._each(lambda trainer: trainer.train_epoch())
+
+    def evaluate(self) -> dict[int, dict[str, float]]:
+        return self._each(lambda trainer: trainer.evaluate())
+
+    def state_dicts(self) -> dict[int, dict[str, Any]]:
+        return {seed: self.trainers[seed].state_dict() for seed in self.seeds}
+
+    def load_state_dicts(self, states: dict[int, dict[str, Any]]) -> None:
+        for seed in list(self.seeds):
+            if seed in states:
+                self.trainers[seed].load_state_dict(states[seed])
+            else:
+                self.drop(seed)
+
+    def drop(self, seed: int) -> None:
+        self.seeds.remove(seed)
+        del self.trainers[seed], self._random[seed]
