@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from trainables.config import per_seed_key
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -67,7 +69,23 @@ def trial_row(
     row["history"] = {
         m: [clean(v) for v in history[m]] for m in ("training_iteration", *metrics, "epoch_time_s") if m in history
     }
+    seeds = seeds_in(history.columns)
+    if seeds:  # a repeated search: each seed's history, and its values at the selected epoch
+        row["repeats"] = config.get("repeats", len(seeds))
+        row["seed_history"] = {
+            str(seed): {m: [clean(v) for v in history[key]] for m in metrics if (key := per_seed_key(m, seed)) in history}
+            for seed in seeds
+        }
+        row["seeds"] = {
+            m: {str(seed): clean(best[per_seed_key(m, seed)]) for seed in seeds if per_seed_key(m, seed) in best}
+            for m in metrics
+        }
     return row
+
+
+def seeds_in(columns: Any) -> list[int]:
+    """The seeds whose metrics a history holds ('val_acc/seed_3' -> 3), in order."""
+    return sorted({int(c.rsplit("/seed_", 1)[1]) for c in columns if "/seed_" in c and c.rsplit("/seed_", 1)[1].isdigit()})
 
 
 def in_trial_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

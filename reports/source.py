@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 
 from reports.record import in_trial_order, pick_best, trial_row
+from reports.seeds import add_seed_statistics
+from trainables.config import per_seed_key, seed_list
 
 SPEC_TAG = "tune_lab.search_spec"  # JSON of the search-level fields of summary.json
 STATUS_TAG = "tune_lab.status"
@@ -78,10 +80,14 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
         max_results=50_000, order_by=["attributes.start_time ASC"],
     )
-    wanted = (*spec["metrics"], "epoch_time_s", "samples_per_s")
     rows = []
     for child in children:
         tags = child.data.tags
+        config = _config_from_params(child.data.params)
+        wanted = [*spec["metrics"], "epoch_time_s", "samples_per_s"]
+        repeats = int(config.get("repeats") or 1)
+        if repeats > 1:  # each seed's metrics beside the seed-mean
+            wanted += [per_seed_key(m, s) for s in seed_list(int(config.get("seed") or 0), repeats) for m in spec["metrics"]]
         columns = {}
         for name in wanted:
             points = client.get_metric_history(child.info.run_id, name)
@@ -93,7 +99,7 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         status = tags.get(STATUS_TAG)
         row = trial_row(
             trial_id=tags.get(TRIAL_ID_TAG) or tags.get("trial_name", child.info.run_id),
-            config=_config_from_params(child.data.params),
+            config=config,
             history=history, failed=status == "errored" or child.info.status == "FAILED",
             error=tags.get(ERROR_TAG), metric=spec["metric"], mode=spec["mode"],
             metrics=spec["metrics"], varied=spec["varied"],
@@ -102,13 +108,13 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         rows.append(row)
     rows = in_trial_order(rows)
     best = pick_best(rows, spec["metric"], spec["mode"])
-    return {
+    return add_seed_statistics({
         **spec,
         "mlflow": {"tracking_uri": uri, "experiment_id": parent.info.experiment_id, "parent_run_id": parent.info.run_id},
         "best": best,
         "trials": rows,
         "source": "mlflow",
-    }
+    })
 
 
 def load_record(target: str, results_root: str, tracking_uri: str | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any
 from tabulate import tabulate
 
 from reports.published import published_for
+from reports.seeds import METHOD, verdict_text
 
 
 def _is_accuracy(metric: str) -> bool:
@@ -48,17 +49,45 @@ def header(metric: str) -> str:
     return metric.replace("_acc", " acc %") if _is_accuracy(metric) else metric
 
 
+def repeated(record: dict[str, Any]) -> bool:
+    """Whether the search trained several seeds per configuration (`--repeats`)."""
+    return (record.get("repeats") or 1) > 1
+
+
+def _spread(metric: str, stats: dict[str, Any] | None) -> tuple[str, str]:
+    """'98.22 ± 0.08' and '[98.12, 98.32]' in the table's units ('' where unknown)."""
+    if not stats:
+        return "", ""
+    scale, digits = (100, 2) if _is_accuracy(metric) else (1, 4)
+    mean = f"{scale * stats['mean']:.{digits}f}"
+    if stats["std"] is None:
+        return mean, ""
+    return (f"{mean} ± {scale * stats['std']:.{digits}f}",
+            f"[{scale * stats['ci_low']:.{digits}f}, {scale * stats['ci_high']:.{digits}f}]")
+
+
 def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows in trial order; metrics are those of each trial's best epoch (by the searched metric)."""
     best_id = (record.get("best") or {}).get("trial_id")
     published = {t["trial_id"]: published_for(record["lab"], t["setting"]) for t in record["trials"]}
     show_published = any(published.values())
     show_retries = any(t.get("retries") for t in record["trials"])  # trials restarted after a failure
+    seeded = repeated(record)
+    # the searched metric and its test split get error bars; others show their seed-mean
+    with_spread = {m for t in record["trials"] for m in (t.get("seed_stats") or {})} if seeded else set()
     rows = []
     for trial in record["trials"]:
         row: dict[str, Any] = {"setting": setting_label(trial, record)}
         for m in shown_metrics(record):
-            row[header(m)] = _format(m, (trial.get("best") or {}).get(m))
+            if m in with_spread:
+                stats = (trial.get("seed_stats") or {}).get(m)
+                row[f"{header(m)} mean ± std"], row[f"{header(m)} 95% CI"] = _spread(m, stats)
+            else:
+                row[header(m)] = _format(m, (trial.get("best") or {}).get(m))
+        if seeded:
+            n = ((trial.get("seed_stats") or {}).get(record["metric"]) or {}).get("n", 0)
+            row["seeds"] = f"{n} of {trial['config'].get('repeats', record['repeats'])}"
+            row["vs best"] = verdict_text(trial.get("verdict"))
         if show_published:
             lab_figures = published[trial["trial_id"]]
             row["lab's test acc %"] = lab_figures[1] if lab_figures else ""
@@ -100,15 +129,30 @@ def sweep_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             for variant in record.get("variants") or {"": {}}:
                 trial = _sweep_trial(record, param, value, variant)
                 score = ((trial or {}).get("best") or {}).get(metric)
-                row[f"{variant or 'ours'} {header(metric)}"] = _format(metric, score)
+                name = variant or "ours"
+                row[f"{name} {header(metric)}"] = _format(metric, score)
+                if repeated(record):
+                    stats = ((trial or {}).get("seed_stats") or {}).get(metric)
+                    row[f"{name} ± std"] = _format(metric, stats["std"]) if stats and stats["std"] is not None else ""
+                    if published:
+                        row[f"lab's in {name} 95% CI"] = _inside(published[1], stats)
             rows.append(row)
     return rows
+
+
+def _inside(figure: float, stats: dict[str, Any] | None) -> str:
+    """Whether a published percentage lies inside our 95% interval: 'yes', 'no: above', 'no: below'."""
+    if not stats or stats["ci_low"] is None:
+        return ""
+    if 100 * stats["ci_low"] <= figure <= 100 * stats["ci_high"]:
+        return "yes"
+    return "no: above" if figure > 100 * stats["ci_high"] else "no: below"
 
 
 def sweep_verdict(record: dict[str, Any]) -> str:
     """How each variant compares with the lab's published figures, row by row."""
     rows = sweep_rows(record)
-    ours = [k for k in rows[0] if k not in ("sweep", "setting", "lab's test %")] if rows else []
+    ours = [k for k in rows[0] if k.endswith(header("test_acc")) or k.endswith(header(record["metric"]))] if rows else []
     lines = []
     for column in ours:
         pairs = [(r[column], r["lab's test %"]) for r in rows if r.get("lab's test %") not in (None, "") and r[column] != ""]
@@ -124,10 +168,13 @@ def sweep_verdict(record: dict[str, Any]) -> str:
 def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
     if record.get("sweeps"):
         table = tabulate(sweep_rows(record), headers="keys", tablefmt=tablefmt)
-        verdict = sweep_verdict(record)
-        return f"{table}\n{verdict}" if verdict else table
+        notes = [sweep_verdict(record), METHOD if repeated(record) else ""]
+        return "\n".join([table, *(n for n in notes if n)])
     rows = comparison_rows(record)
-    return tabulate(rows, headers="keys", tablefmt=tablefmt) if rows else "(no trials)"
+    if not rows:
+        return "(no trials)"
+    table = tabulate(rows, headers="keys", tablefmt=tablefmt)
+    return f"{table}\n{METHOD}" if repeated(record) else table
 
 
 def format_best(record: dict[str, Any]) -> str:

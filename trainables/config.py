@@ -96,3 +96,19 @@ def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
 
 def defaults(config_cls: type) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(config_cls)}
+
+
+# --- a configuration's seeds (--repeats; trained by trainables.seeds) -------------------------
+
+MAX_REPEATS = 32  # seeds per configuration: beyond this a t-interval hardly narrows, the cost grows linearly
+
+
+def seed_list(seed: int, repeats: int) -> list[int]:
+    """The seeds of a configuration: `seed`, `seed + 1`, ... (the first is today's single seed,
+    so seed s of a repeated search trains exactly as a one-seed search with --seed s)."""
+    return [seed + k for k in range(repeats)]
+
+
+def per_seed_key(metric: str, seed: int) -> str:
+    """The name one seed's value of `metric` is reported, logged and read back under."""
+    return f"{metric}/seed_{seed}"

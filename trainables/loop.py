@@ -21,9 +21,9 @@ from typing import Any, Iterator
 
 import torch
 
-from trainables.config import config_from_dict
+from trainables.config import config_from_dict, per_seed_key, seed_list
 from trainables.registry import LabSpec, get_lab
-from trainables.seeds import SeedGroup, SeedSequence, per_seed_key, seed_list
+from trainables.seeds import SeedGroup, SeedSequence
 
 CHECKPOINT_FILE = "checkpoint.pt"
 

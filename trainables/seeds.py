@@ -21,24 +21,10 @@ import torch
 if TYPE_CHECKING:
     from trainables.loop import Trainer
 
-MAX_REPEATS = 32  # seeds per configuration: beyond this a t-interval hardly narrows, the cost grows linearly
-
-
-def seed_list(seed: int, repeats: int) -> list[int]:
-    """The seeds of a configuration: `seed`, `seed + 1`, ... (the first is today's single seed,
-    so seed s of a repeated search trains exactly as a one-seed search with --seed s)."""
-    return [seed + k for k in range(repeats)]
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def per_seed_key(metric: str, seed: int) -> str:
-    """The name one seed's value of `metric` is reported and logged under."""
-    return f"{metric}/seed_{seed}"
 
 
 class SeedGroup(Protocol):

@@ -77,6 +77,10 @@ def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> N
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in the results root)")
     p.add_argument("--experiment", help="name of this search's results folder and MLflow run (default: LAB-SEARCH-TIME)")
     p.add_argument("--seed", type=int, help="seed of every trial and of the search algorithm")
+    p.add_argument("--repeats", metavar="N",
+                   help="seeds per configuration (--seed, --seed+1, ...), trained in one trial; ASHA and Optuna "
+                        "decide on their mean and the table adds mean +- std, a 95%% interval and a verdict "
+                        "against the best (default: the search file's repeats, else 1)")
     p.add_argument("--scheduler", choices=["asha", "fifo"], help="override the search file's scheduler")
     p.add_argument("--max-failures", type=int, default=0, metavar="N", help="retries of a failed trial from its checkpoint")
 
@@ -254,10 +258,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from tune_lab.runner import SearchOptions, run_search  # Ray itself is imported only by run_search
-    from tune_lab.spaces import MAX_NUM_SAMPLES, load_search
+    import dataclasses
 
+    from tune_lab.runner import SearchOptions, run_search  # Ray itself is imported only by run_search
+    from tune_lab.spaces import MAX_NUM_SAMPLES, REPEATS_ALLOWED, load_search, valid_repeats
+
+    repeats = None
+    if args.repeats is not None:
+        try:
+            repeats = int(args.repeats)
+        except ValueError:
+            repeats = args.repeats
+        if not valid_repeats(repeats):
+            raise UsageError(f"--repeats {args.repeats}: {REPEATS_ALLOWED}")
     search = load_search(args.search, args.command, dict(args.overrides))
+    if repeats is not None:
+        search = dataclasses.replace(search, repeats=repeats)
     if args.num_samples is not None and args.num_samples > MAX_NUM_SAMPLES:
         raise UsageError(f"--num-samples {args.num_samples}: at most {MAX_NUM_SAMPLES}")
     opts = SearchOptions(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.record import in_trial_order, pick_best, trial_row
+from reports.seeds import add_seed_statistics
 from trainables.config import effective_config
 
 
@@ -39,7 +40,8 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
             row["checkpoint"] = result.checkpoint.path
         rows.append(row)
     rows = in_trial_order(rows)
-    return {**header, "mlflow": tracking, "best": pick_best(rows, header["metric"], header["mode"]), "trials": rows}
+    best = pick_best(rows, header["metric"], header["mode"])
+    return add_seed_statistics({**header, "mlflow": tracking, "best": best, "trials": rows})
 
 
 def write_json(data: dict[str, Any], folder: str, name: str) -> Path | str:

@@ -125,7 +125,7 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
         "sweeps": search.sweeps, "variants": search.variants,
         "params": {name: {p.distribution: p.args} for name, p in search.params.items()},
         "fixed": search.fixed, "algorithm": search.algorithm, "scheduler": scheduler_name,
-        "scheduler_args": args, "rungs": rungs, "storage": folder,
+        "scheduler_args": args, "rungs": rungs, "storage": folder, "repeats": search.repeats,
     }
 
 
@@ -189,7 +189,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
                 "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
             })
             parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
-                               "scheduler": header["scheduler"], **search.fixed})
+                               "scheduler": header["scheduler"], "repeats": search.repeats, **search.fixed})
         tracking = {"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
         callbacks = [parent.trial_callback(), PlacementCallback()]
         if "://" not in folder:  # an object store writes whole objects: only local files can be cut off

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from trainables.config import coerce, describe_allowed, field_types
+from trainables.config import MAX_REPEATS, coerce, describe_allowed, field_types
 from trainables.registry import LabSpec, get_lab
 
 import search_spaces
@@ -23,7 +23,7 @@ SEARCH_ALGORITHMS = ("grid", "random", "optuna")
 SCHEDULERS = ("asha", "fifo")
 TOP_LEVEL_KEYS = (
     "description", "lab", "metric", "mode", "fixed", "params", "search", "num_samples", "scheduler", "dataset",
-    "sweeps", "variants",
+    "sweeps", "variants", "repeats",
 )
 CASE_KEY = "case"  # the trial config key holding a sweep case's values (see `cases`)
 MAX_NUM_SAMPLES = 10_000
@@ -67,6 +67,8 @@ class Search:
     # each run once per variant (e.g. the lab's model as written, and corrected).
     sweeps: dict[str, list[Any]] = field(default_factory=dict)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Seeds per configuration, trained inside one trial (see trainables.seeds).
+    repeats: int = 1
 
     def cases(self) -> list[dict[str, Any]]:
         """The distinct trials of the sweeps: the base setting is shared by every sweep, run once."""
@@ -258,6 +260,10 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         if algorithm == "optuna" and p.distribution == "grid":
             raise SearchSpaceError(f"{path}: params.{p.name}: Optuna does not take grid; use choice")
 
+    repeats = doc.get("repeats", 1)
+    if not valid_repeats(repeats):
+        raise SearchSpaceError(f"{path}: repeats: {repeats!r} is not allowed; {REPEATS_ALLOWED}")
+
     num_samples = doc.get("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_NUM_SAMPLES:
         raise SearchSpaceError(f"{path}: num_samples: {num_samples!r} is not allowed; expected an integer from 1 to {MAX_NUM_SAMPLES}")
@@ -272,8 +278,15 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         path=path, name=path.stem, lab=lab, description=str(doc.get("description", "")).strip(),
         metric=metric, mode=mode, fixed=fixed, params=params, algorithm=algorithm,
         num_samples=num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=dataset,
-        sweeps=sweeps, variants=variants,
+        sweeps=sweeps, variants=variants, repeats=repeats,
     )
+
+
+REPEATS_ALLOWED = f"expected an integer from 1 to {MAX_REPEATS} (seeds per configuration)"
+
+
+def valid_repeats(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_REPEATS
 
 
 def _check_sweeps(path: Path, config_cls: type, doc: dict[str, Any], fixed: dict[str, Any],
@@ -352,6 +365,8 @@ def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
     space: dict[str, Any] = dict(search.fixed)
     if seed is not None:
         space["seed"] = seed
+    if search.repeats > 1:  # read by run_trial; logged to MLflow as a param with the config
+        space["repeats"] = search.repeats
     space.update({name: domain(p) for name, p in search.params.items()})
     if search.sweeps:
         space[CASE_KEY] = tune.grid_search(search.cases())
