@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from reports import figures
-from reports.table import comparison_rows, format_best, format_table
+from reports.seeds import METHOD
+from reports.table import comparison_rows, format_best, format_table, repeated
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -81,6 +82,7 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
         ("Selected by", f"{record['metric']} ({record['mode']}) on the validation split; test is reported, never used to choose"),
         ("Search", f"{record.get('algorithm')}, scheduler {record.get('scheduler')}, {len(record['trials'])} trials"),
         ("Fixed", ", ".join(f"{k}={v}" for k, v in (record.get("fixed") or {}).items()) or "-"),
+        *([("Seeds", f"{record['repeats']} per configuration (--seed, --seed+1, ...); {METHOD}")] if repeated(record) else []),
         ("Read from", record.get("source", "the finished search")),
     ]
     md = [f"# {_title(record)}", ""]

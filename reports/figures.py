@@ -55,6 +55,25 @@ def _split(metric: str) -> str:
     return metric.split("_", 1)[0]
 
 
+def _seed_band(trial: dict[str, Any], metric: str, scale: float) -> tuple[list[float], list[float]] | None:
+    """Lowest and highest seed value of `metric` per epoch (a repeated search's trials only).
+
+    Min-max rather than +- std: with 3-5 seeds it shows every seed, and needs no assumption.
+    """
+    runs = [h[metric] for h in (trial.get("seed_history") or {}).values() if metric in h]
+    if len(runs) < 2:
+        return None
+    nan = float("nan")
+    per_epoch = [[scale * v for v in values if v is not None] for values in zip(*runs)]
+    return [min(v) if v else nan for v in per_epoch], [max(v) if v else nan for v in per_epoch]
+
+
+def _band_handle(trial: dict[str, Any]) -> tuple[Any, str]:
+    from matplotlib.patches import Patch
+
+    return Patch(color="grey", alpha=0.25), f"band: min-max over {len(trial['seed_history'])} seeds (line: mean)"
+
+
 def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
     """Train / val / test curves of the best trial, one panel per kind of metric."""
     best_id = (record.get("best") or {}).get("trial_id")
@@ -71,19 +90,29 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
     for ax in axes.flat[len(groups):]:
         ax.set_visible(False)
     for ax, (title, metrics) in zip(axes.flat, groups):
+        banded = False
         for m in metrics:
-            values = history[m]
-            if m.endswith("_acc"):
-                values = [None if v is None else 100 * v for v in values]
-            ax.plot(epochs, values, SPLIT_STYLE.get(_split(m), "-"), marker="o", markersize=3, label=m)
+            scale = 100 if m.endswith("_acc") else 1
+            values = [None if v is None else scale * v for v in history[m]]
+            (line,) = ax.plot(epochs, values, SPLIT_STYLE.get(_split(m), "-"), marker="o", markersize=3, label=m)
+            band = _seed_band(trial, m, scale)
+            if band:
+                ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.18, linewidth=0)
+                banded = True
         ax.axvline(trial["best_epoch"], color="grey", linewidth=0.8, linestyle="-.", label=f"best epoch ({trial['best_epoch']})")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"{title} %" if title == "accuracy" else title)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Best trial: {setting_label(trial, record)} ({record['dataset']})")
+        handles, labels = ax.get_legend_handles_labels()
+        if banded:
+            handle, label = _band_handle(trial)
+            handles.append(handle)
+            labels.append(label)
+        ax.legend(handles, labels, fontsize=8)
+    seeds = f", mean of {len(trial['seed_history'])} seeds" if trial.get("seed_history") else ""
+    fig.suptitle(f"Best trial: {setting_label(trial, record)} ({record['dataset']}{seeds})")
     return _save(fig, path)
 
 
@@ -106,6 +135,10 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
         style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
         (line,) = ax.plot(epochs, values, style, marker=".", markersize=4, linewidth=1.3,
                           color=colours[i % len(colours)], label=setting_label(trial, record))
+        band = _seed_band(trial, metric, scale)
+        if band:
+            ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.15, linewidth=0)
+            marks.add("band")
         if trial["status"] == "stopped early":
             ax.plot(epochs[-1], values[-1], "x", color=line.get_color(), markersize=11, markeredgewidth=2.5)
             marks.add("stopped")
@@ -119,11 +152,16 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     if "failed" in marks:
         handles.append(Line2D([], [], color="red", marker="X", linestyle="", markersize=9))
         labels.append("failed")
+    if "band" in marks:
+        handle, label = _band_handle(next(t for t in trials if t.get("seed_history")))
+        handles.append(handle)
+        labels.append(label)
     for rung in record.get("rungs") or []:
         ax.axvline(rung, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlabel("epoch" + (" (dotted: ASHA rungs)" if record.get("rungs") else ""))
     ax.set_ylabel(metric.replace("_acc", " accuracy %"))
-    ax.set_title(f"{metric} of every trial ({len(trials)} trials)")
+    each = f", each the mean of {record['repeats']} seeds" if (record.get("repeats") or 1) > 1 else ""
+    ax.set_title(f"{metric} of every trial ({len(trials)} trials{each})")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if many:  # beside the plot, where it hides no curve

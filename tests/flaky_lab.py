@@ -18,6 +18,7 @@ load_data = mlp.load_data
 @dataclass
 class FlakyConfig(MLPConfig):
     fail_at_epoch: int = hp(0, min=0, help="raise in this epoch (0: never)")
+    diverge_seed: int = hp(-1, min=-1, help="the seed whose training loss is NaN from epoch 2 on (-1: none)")
 
 
 if "flaky" not in LABS:
@@ -32,4 +33,7 @@ class Trainer(mlp.Trainer):
         self.epoch += 1
         if self.epoch == self.cfg.fail_at_epoch:
             raise RuntimeError(f"flaky lab: failing in epoch {self.epoch} as configured")
-        return super().train_epoch()
+        metrics = super().train_epoch()
+        if self.cfg.seed == self.cfg.diverge_seed and self.epoch >= 2:
+            metrics["train_loss"] = float("nan")
+        return metrics
