@@ -153,3 +153,28 @@ def test_repeated_search_end_to_end(ray_session, tiny_mnist, tmp_path, capsys):
     report = tmp_path / "seeds" / "report"
     assert "mean ± std" in (report / "report.md").read_text()
     assert (report / "best_curves.png").stat().st_size > 10_000 and (report / "all_trials.png").stat().st_size > 10_000
+
+
+RETRIED = """
+description: a two-seed trial that fails in epoch 2 and is retried from its checkpoint
+lab: flaky
+metric: val_acc
+fixed: {epochs: 2, batch_size: 64, lr: 0.01, fail_at_epoch: 2}
+search: grid
+repeats: 2
+"""
+
+
+def test_a_retried_trial_continues_every_seed_from_its_checkpoint(ray_session, tiny_mnist, tmp_path):
+    space = tmp_path / "retried.yaml"
+    space.write_text(textwrap.dedent(RETRIED))
+    code = main(["flaky", "--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(tmp_path),
+                 "--experiment", "retried", "--max-failures", "1"])
+    assert code == 0
+    (trial,) = json.loads((tmp_path / "retried" / "summary.json").read_text())["trials"]
+    # the retry restored both seeds from epoch 1's checkpoint (the restored trainers' own epoch
+    # counters start again, so the flaky lab does not fail a second time) and ran epoch 2 only
+    assert trial["status"] == "completed" and trial["retries"] == 1
+    assert trial["history"]["training_iteration"] == [1, 2]
+    assert {seed: len(h["val_acc"]) for seed, h in trial["seed_history"].items()} == {"0": 2, "1": 2}
+    assert trial["seed_stats"]["val_acc"]["n"] == 2
