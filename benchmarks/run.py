@@ -1,7 +1,8 @@
 """`python -m benchmarks.run [--quick] [--only NAME ...]`: every benchmark of issue 9, one report.
 
 Sections (see each module): mlp (lab 1 epoch: trainer vs the lab's loop vs a hand-written
-loop), resnet (lab 2 trainer vs a plain loop), seq2seq (lab 3 trainer vs a plain loop, tokens/s), asha (ASHA vs FIFO trial-epochs and best
+loop), seeds (lab 1 epoch of 5 seeds: batched vs 5 separate single-seed epochs; on the GPU
+when there is one, or `--device`), resnet (lab 2 trainer vs a plain loop), seq2seq (lab 3 trainer vs a plain loop, tokens/s), asha (ASHA vs FIFO trial-epochs and best
 accuracy), ray (Ray Tune's cost per trial), cli (start-up of `tune-lab --help` / `list`).
 Results go to benchmarks/results/bench-TIME.json and .md (and `latest.*`), and the table
 is printed. `--quick` shrinks every section to a smoke run (figures not meaningful).
@@ -24,7 +25,7 @@ from typing import Any, Callable  # noqa: E402
 
 from benchmarks.timing import describe_machine, load_average  # noqa: E402
 
-SECTIONS = ("mlp", "resnet", "seq2seq", "asha", "ray", "cli")
+SECTIONS = ("mlp", "seeds", "resnet", "seq2seq", "asha", "ray", "cli")
 RESULTS_DIR = Path(__file__).parent / "results"
 NOT_BENCHMARKED = {
     "gpu": "issue 9 item 6 (GPU throughput) needs a GPU machine: not run here",
@@ -38,6 +39,10 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str
     def mlp() -> dict[str, Any]:
         from benchmarks import mlp_epoch
         return mlp_epoch.run(quick, reps, threads, args.data_dir)
+
+    def seeds() -> dict[str, Any]:
+        from benchmarks import seeds_epoch
+        return seeds_epoch.run(quick, reps, threads, args.data_dir, args.device)
 
     def resnet() -> dict[str, Any]:
         from benchmarks import resnet_throughput
@@ -59,7 +64,7 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str
         from benchmarks import cli_startup
         return cli_startup.run(quick, reps)
 
-    return {"mlp": mlp, "resnet": resnet, "seq2seq": seq2seq, "asha": asha, "ray": ray, "cli": cli}
+    return {"mlp": mlp, "seeds": seeds, "resnet": resnet, "seq2seq": seq2seq, "asha": asha, "ray": ray, "cli": cli}
 
 
 def _fmt(value: Any) -> str:
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for the epoch benchmarks (default 1: what a 1-CPU Ray trial uses)")
     parser.add_argument("--data-dir", help="dataset root (default $TUNE_LAB_DATA)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="device of the seeds section (default: the GPU when torch sees one, else the CPU)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON and Markdown results")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 5)
