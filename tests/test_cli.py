@@ -64,6 +64,14 @@ def test_parse_set(text, expected):
     assert parse_set(text) == expected
 
 
+def test_set_takes_several_pairs_and_repeats():
+    from tune_lab.cli import build_parser
+
+    args = build_parser().parse_args(["seq2seq", "--search", "cell", "--set", "optimizer=sgd", "lr=0.01",
+                                      "--subset", "5", "--set", "attention=false"])
+    assert args.overrides == [("optimizer", "sgd"), ("lr", 0.01), ("attention", False)] and args.subset == 5
+
+
 def test_malformed_set_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         main(["mlp", "--search", "optimizer", "--set", "epochs"])

@@ -64,8 +64,11 @@ def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> N
                    help="a search in search_spaces/LAB/ (see `tune-lab list`) or your own YAML file")
     p.add_argument("--dataset", choices=datasets, help=f"default: {datasets[0]}")
     p.add_argument("--data-dir", help="dataset root (default: $TUNE_LAB_DATA, else ~/.cache/tune-lab/data)")
-    p.add_argument("--set", dest="overrides", action="append", type=parse_set, default=[], metavar="KEY=VALUE",
-                   help="override a fixed value of the search (repeatable), e.g. --set epochs=2")
+    # Several pairs after one --set, as users type them (and nanoGPT-style tools accept); --set may
+    # also be repeated. The lab options have no positional argument a pair could be mistaken for.
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", type=parse_set, default=[],
+                   metavar="KEY=VALUE",
+                   help="override fixed values of the search, e.g. --set epochs=2 lr=0.01 (repeatable)")
     p.add_argument("--subset", type=positive_int, metavar="N", help="use only N training samples (smoke runs)")
     p.add_argument("--num-samples", type=positive_int, help="repeats of the grid, or trials of random/optuna")
     p.add_argument("--max-concurrent", type=positive_int, help="trials at once (default: as many as resources allow)")
