@@ -10,7 +10,7 @@ import pandas as pd
 
 from reports import figures
 from reports.seeds import METHOD
-from reports.table import comparison_rows, format_best, format_table, repeated
+from reports.table import comparison_rows, format_best, format_table, lab_note, repeated
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -94,7 +94,9 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
         md += [f"## {caption}", "", f"![{caption}]({name})", ""]
     (out_dir / "report.md").write_text("\n".join(md))
 
-    table_html = pd.DataFrame(comparison_rows(record)).to_html(index=False, na_rep="", border=0)
+    rows = comparison_rows(record)
+    note = lab_note(record, rows)  # what the lab's column means, beneath the table as in report.md
+    table_html = pd.DataFrame(rows).to_html(index=False, na_rep="", border=0) + (f"<p>{html.escape(note)}</p>" if note else "")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(_title(record))}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(_title(record))}</h1><ul>"]
     parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts]

@@ -5,8 +5,13 @@ from typing import Any
 
 from tabulate import tabulate
 
-from reports.published import published_for
+from reports.published import published_for, published_note
 from reports.seeds import METHOD, verdict_text
+
+# The lab's published figure beside ours (shown only where the run is the lab's experiment; the
+# table's footnote, published_note, says what that means).
+LAB_COLUMN = "lab's test acc %"
+SWEEP_LAB_COLUMN = "lab's test %"
 
 
 def _is_accuracy(metric: str) -> bool:
@@ -69,7 +74,7 @@ def _spread(metric: str, stats: dict[str, Any] | None) -> tuple[str, str]:
 def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows in trial order; metrics are those of each trial's best epoch (by the searched metric)."""
     best_id = (record.get("best") or {}).get("trial_id")
-    published = {t["trial_id"]: published_for(record["lab"], t["setting"]) for t in record["trials"]}
+    published = {t["trial_id"]: _lab_figures(record, t) for t in record["trials"]}
     show_published = any(published.values())
     show_retries = any(t.get("retries") for t in record["trials"])  # trials restarted after a failure
     seeded = repeated(record)
@@ -90,7 +95,7 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             row["vs best"] = verdict_text(trial.get("verdict"))
         if show_published:
             lab_figures = published[trial["trial_id"]]
-            row["lab's test acc %"] = lab_figures[1] if lab_figures else ""
+            row[LAB_COLUMN] = lab_figures[1] if lab_figures else ""
         row["epochs run"] = trial["epochs_run"]
         row["best epoch"] = trial.get("best_epoch", "")
         wall = trial.get("wall_time_s")
@@ -102,6 +107,15 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         row["best"] = "*" if trial["trial_id"] == best_id else ""
         rows.append(row)
     return rows
+
+
+def _lab_figures(record: dict[str, Any], trial: dict[str, Any]) -> tuple[float, float] | None:
+    """The lab's figures for a trial that varies one setting from the search's fixed values."""
+    setting = {k: v for k, v in trial["setting"].items() if k != "variant"}
+    if len(setting) != 1:
+        return None
+    ((param, value),) = setting.items()
+    return published_for(record, param, value, trial.get("config") or {})
 
 
 def _sweep_trial(record: dict[str, Any], param: str, value: Any, variant: str) -> dict[str, Any] | None:
@@ -123,11 +137,11 @@ def sweep_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     for param, values in record["sweeps"].items():
         for value in values:
             row: dict[str, Any] = {"sweep": param, "setting": _short(value)}
-            published = published_for(record["lab"], {param: value})
-            if published:
-                row["lab's test %"] = published[1]
-            for variant in record.get("variants") or {"": {}}:
-                trial = _sweep_trial(record, param, value, variant)
+            trials = {variant: _sweep_trial(record, param, value, variant) for variant in record.get("variants") or {"": {}}}
+            figures = [published_for(record, param, value, t.get("config") or {}) for t in trials.values() if t]
+            published = next((f for f in figures if f), None)
+            row[SWEEP_LAB_COLUMN] = published[1] if published else ""
+            for variant, trial in trials.items():
                 score = ((trial or {}).get("best") or {}).get(metric)
                 name = variant or "ours"
                 row[f"{name} {header(metric)}"] = _format(metric, score)
@@ -137,6 +151,9 @@ def sweep_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
                     if published:
                         row[f"lab's in {name} 95% CI"] = _inside(published[1], stats)
             rows.append(row)
+    if all(row[SWEEP_LAB_COLUMN] == "" for row in rows):  # not the lab's experiment: no column of blanks
+        for row in rows:
+            del row[SWEEP_LAB_COLUMN]
     return rows
 
 
@@ -155,7 +172,7 @@ def sweep_verdict(record: dict[str, Any]) -> str:
     ours = [k for k in rows[0] if k.endswith(header("test_acc")) or k.endswith(header(record["metric"]))] if rows else []
     lines = []
     for column in ours:
-        pairs = [(r[column], r["lab's test %"]) for r in rows if r.get("lab's test %") not in (None, "") and r[column] != ""]
+        pairs = [(r[column], r[SWEEP_LAB_COLUMN]) for r in rows if r.get(SWEEP_LAB_COLUMN) not in (None, "") and r[column] != ""]
         if not pairs:
             continue
         wins = sum(o > lab for o, lab in pairs)
@@ -165,16 +182,24 @@ def sweep_verdict(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def lab_note(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The footnote saying what the lab's column holds, when `rows` show one of its figures."""
+    shown = any(r.get(LAB_COLUMN) not in (None, "") or r.get(SWEEP_LAB_COLUMN) not in (None, "") for r in rows)
+    return published_note(record["lab"]) if shown else ""
+
+
 def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
     if record.get("sweeps"):
-        table = tabulate(sweep_rows(record), headers="keys", tablefmt=tablefmt)
-        notes = [sweep_verdict(record), METHOD if repeated(record) else ""]
+        rows = sweep_rows(record)
+        table = tabulate(rows, headers="keys", tablefmt=tablefmt)
+        notes = [sweep_verdict(record), lab_note(record, rows), METHOD if repeated(record) else ""]
         return "\n".join([table, *(n for n in notes if n)])
     rows = comparison_rows(record)
     if not rows:
         return "(no trials)"
     table = tabulate(rows, headers="keys", tablefmt=tablefmt)
-    return f"{table}\n{METHOD}" if repeated(record) else table
+    notes = [lab_note(record, rows), METHOD if repeated(record) else ""]
+    return "\n".join([table, *(n for n in notes if n)])
 
 
 def format_best(record: dict[str, Any]) -> str:

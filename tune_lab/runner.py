@@ -126,6 +126,7 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
         "params": {name: {p.distribution: p.args} for name, p in search.params.items()},
         "fixed": search.fixed, "algorithm": search.algorithm, "scheduler": scheduler_name,
         "scheduler_args": args, "rungs": rungs, "storage": folder, "repeats": search.repeats,
+        "subset": opts.subset,  # training samples kept (--subset): a lab's published figure needs them all
     }
 
 
