@@ -86,3 +86,20 @@ def test_more_gpus_per_trial_than_the_machine_has_is_refused(ray_session, tiny_m
     assert code == 2
     assert err[-1].startswith("tune-lab: error: --gpus-per-trial 2: the cluster has 0 GPU(s)")
     assert not (tmp_path / "mlflow.db").exists()  # refused before anything was recorded
+
+
+def test_a_set_value_that_a_sweep_sets_again_is_said_in_one_line(tmp_path, capsys):
+    """table2's epochs sweep still runs 10 / 20 / 40 epochs whatever --set epochs says: a warning says so.
+
+    The search is stopped before Ray at the data (an empty --data-dir), after the warning."""
+    code = main(["mlp", "--search", "table2", "--set", "epochs=1", "lr=0.01", "--dataset", "mnist",
+                 "--data-dir", str(tmp_path / "empty")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 2 and err[1].startswith("tune-lab: error: mnist:")
+    assert err[0] == ("tune-lab: warning: --set epochs=1: the epochs sweep still runs epochs=10 / 20 / 40 "
+                      "(its other sweeps use 1)")
+    main(["mlp", "--search", "table2", "--set", "lr=0.01", "faithful=true", "--dataset", "mnist",
+          "--data-dir", str(tmp_path / "empty")])
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "tune-lab: warning: --set faithful=true: variant 'corrected' sets faithful=false in its trials"
+    assert not [line for line in err if "lr=" in line]  # a value no sweep or variant sets again is not mentioned

@@ -264,7 +264,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
     from tune_lab.runner import SearchOptions, run_search  # Ray itself is imported only by run_search
-    from tune_lab.spaces import MAX_NUM_SAMPLES, REPEATS_ALLOWED, load_search, valid_repeats
+    from tune_lab.spaces import MAX_NUM_SAMPLES, REPEATS_ALLOWED, load_search, overridden_again, valid_repeats
 
     repeats = None
     if args.repeats is not None:
@@ -275,6 +275,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         if not valid_repeats(repeats):
             raise UsageError(f"--repeats {args.repeats}: {REPEATS_ALLOWED}")
     search = load_search(args.search, args.command, dict(args.overrides))
+    shadowed = overridden_again(search, dict(args.overrides))
+    if shadowed:
+        print(f"tune-lab: warning: {shadowed}", file=sys.stderr, flush=True)
     if repeats is not None:
         search = dataclasses.replace(search, repeats=repeats)
     if args.num_samples is not None and args.num_samples > MAX_NUM_SAMPLES:

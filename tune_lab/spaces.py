@@ -282,6 +282,29 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
     )
 
 
+def overridden_again(search: Search, overrides: dict[str, Any]) -> str:
+    """What the search file sets again over a --set value, in some of its trials; '' if nothing.
+
+    `--set epochs=1` on a sweep search becomes the base every other sweep uses, but the epochs
+    sweep's own rows still run its listed values, and a variant's values win over --set. That is
+    how sweeps work, but a user who asked for one epoch must hear it (issue 20), not find 40.
+    """
+    said = []
+    for key, value in overrides.items():
+        shown = _plain(search.fixed.get(key, value))
+        if key in search.sweeps:
+            runs = " / ".join(_plain(v) for v in search.sweeps[key])
+            said.append(f"--set {key}={shown}: the {key} sweep still runs {key}={runs} (its other sweeps use {shown})")
+        for name, values in search.variants.items():
+            if key in values and values[key] != search.fixed.get(key):
+                said.append(f"--set {key}={shown}: variant {name!r} sets {key}={_plain(values[key])} in its trials")
+    return "; ".join(said)
+
+
+def _plain(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 REPEATS_ALLOWED = f"expected an integer from 1 to {MAX_REPEATS} (seeds per configuration)"
 
 
