@@ -57,6 +57,26 @@ def test_english_prefix_filter_and_max_length(tmp_path):
     assert len(everyone) == len(REAL_LOOKING)
 
 
+def test_subset_cuts_the_pairs_a_trial_trains_on_and_the_opening_line_says_them(tmp_path):
+    """--subset N: N pairs after the trial's own filters (not N before them), and the driver's line
+    gives the split of each filter setting the search runs, not the file's whole split."""
+    from tune_lab.runner import split_line
+    from tune_lab.spaces import load_search
+
+    path = tmp_path / "eng-fra.txt"
+    path.write_text("\n".join(REAL_LOOKING * 10) + "\n", encoding="utf-8")
+    whole, cut = load_pairs("eng_fra", tmp_path), load_pairs("eng_fra", tmp_path, subset=3)
+    assert len(whole.select("train", 7, True)) > 3 and len(cut.select("train", 7, True)) == 3
+    assert np.array_equal(cut.select("train", 7, True), whole.select("train", 7, True)[:3])  # the same pairs, first 3
+    assert np.array_equal(cut.select("val", 7, True), whole.select("val", 7, True))  # val / test whole
+    space = tmp_path / "lengths.yaml"
+    space.write_text("lab: seq2seq\nmetric: val_bleu\nfixed: {eng_prefix_filter: true}\nparams: {max_length: {grid: [7, 64]}}\n")
+    sizes = [f"{len(cut.select(s, n, True))} {s}" for n in (7, 64) for s in ("train", "val", "test")]
+    assert split_line(cut, load_search(str(space), "seq2seq")) == (
+        f"{' / '.join(sizes[:3])} at max_length 7, English prefixes only; "
+        f"{' / '.join(sizes[3:])} at max_length 64, English prefixes only")
+
+
 def test_missing_file_and_malformed_line_get_clear_errors(tmp_path):
     with pytest.raises(DatasetUnavailable, match=r"eng-fra.txt is missing \(looked for .*eng-fra.txt and .*translation/eng-fra.txt"):
         load_pairs("eng_fra", tmp_path)
@@ -199,3 +219,6 @@ def test_real_file_gives_the_tutorials_counts():
     french = np.unique(np.concatenate([data.french.sentence(i) for i in kept]))
     english = np.unique(np.concatenate([data.english.sentence(i) for i in kept]))
     assert (len(french) + 2, len(english) + 2) == (4_345, 2_803)
+    assert data.trial_split({"max_length": 10, "eng_prefix_filter": True}).startswith("8,524 train / 1,002 val / 1,073 test")
+    smoke = load_pairs("eng_fra", REAL_DATA, subset=2000)  # 2,000 of the 8,524, not of all 108,674 training pairs
+    assert [len(smoke.select(s, 10, True)) for s in ("train", "val", "test")] == [2000, 1002, 1073]

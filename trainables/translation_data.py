@@ -135,18 +135,29 @@ class SentencePairs:
     english: Side
     eng_prefix: np.ndarray  # bool per pair: the English side starts with one of ENG_PREFIXES
     splits: dict[str, np.ndarray] = field(default_factory=dict)  # split -> pair indices
+    # --subset: training pairs a trial keeps *after* its own filters (a cut before them left 164
+    # of 2,000 pairs at max_length 10).
+    train_limit: int | None = None
 
     @property
     def split_sizes(self) -> dict[str, int]:
         return {split: len(idx) for split, idx in self.splits.items()}
 
     def select(self, split: str, max_length: int, prefix_filter: bool) -> np.ndarray:
-        """Pair indices of `split` whose both sides are shorter than max_length words (and, if asked, prefixed)."""
+        """Pair indices of `split` whose both sides are shorter than max_length words (and, if asked,
+        prefixed); for training, the first `train_limit` of them."""
         idx = self.splits[split]
         keep = (self.french.lengths[idx] < max_length) & (self.english.lengths[idx] < max_length)
         if prefix_filter:
             keep &= self.eng_prefix[idx]
-        return idx[keep]
+        return idx[keep][: self.train_limit] if split == "train" else idx[keep]
+
+    def trial_split(self, config: dict[str, Any]) -> str:
+        """The pairs a trial of `config` trains, validates and tests on, for the driver's opening line
+        (the file's whole split would say nothing about them)."""
+        max_length, prefix = config["max_length"], config["eng_prefix_filter"]
+        sizes = " / ".join(f"{len(self.select(s, max_length, prefix)):,} {s}" for s in self.splits)
+        return f"{sizes} at max_length {max_length}" + (", English prefixes only" if prefix else "")
 
     def text(self, side: str, i: int) -> list[str]:
         return [self.words[w] for w in getattr(self, side).sentence(i)]
@@ -163,7 +174,8 @@ def load_pairs(
 ) -> SentencePairs:
     """Read and normalise eng-fra.txt and split all its pairs 80 / 10 / 10 with a fixed seed.
 
-    `subset` keeps the first N training pairs of the shuffled split (smoke runs).
+    `subset` keeps the first N training pairs of the shuffled split that pass a trial's filters
+    (smoke runs); validation and test are whole.
     """
     from trainables.data import resolve_data_dir
 
@@ -181,9 +193,7 @@ def load_pairs(
     n_val = max(1, int(VAL_FRACTION * len(pairs)))
     n_test = max(1, int(TEST_FRACTION * len(pairs)))
     splits = {"train": order[n_val + n_test :], "val": order[:n_val], "test": order[n_val : n_val + n_test]}
-    if subset is not None:
-        splits["train"] = splits["train"][:subset]
-    return SentencePairs(name, list(table), french, english, prefix, splits)
+    return SentencePairs(name, list(table), french, english, prefix, splits, train_limit=subset)
 
 
 # --------------------------------------------------------------------------- vocabularies and tensors

@@ -170,7 +170,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     folder = paths.experiment_dir(root, experiment)
 
     data = load_dataset(search, opts)
-    sizes = " / ".join(f"{n} {split}" for split, n in data.split_sizes.items())
+    sizes = split_line(data, search)
     print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({sizes}); results in {folder}", flush=True)
     header = search_header(search, opts, experiment, data.name, folder)
 
@@ -240,6 +240,18 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     print(f"\nReport: {folder}/report/report.html   Summary: {folder}/summary.json")
     print(f"MLflow: {uri} (experiment {search.lab!r}, run {experiment!r}); browse with `tune-lab ui`")
     return summary
+
+
+def split_line(data: Any, search: Search) -> str:
+    """The samples per split that the trials use, for the opening line.
+
+    A lab whose trials filter the data themselves (seq2seq's max_length) describes each distinct
+    filter setting of the search with `data.trial_split(config)`; the others use the data as loaded.
+    """
+    describe = getattr(data, "trial_split", None)
+    if describe is None:
+        return " / ".join(f"{n} {split}" for split, n in data.split_sizes.items())
+    return "; ".join(dict.fromkeys(describe(config) for config in search.trial_configs()))
 
 
 def unfinished_trials(folder: str) -> set[str]:

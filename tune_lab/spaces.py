@@ -96,6 +96,18 @@ class Search:
         params = {name: Param(**p) for name, p in data["params"].items()}
         return cls(**{**data, "path": Path(data["path"]), "params": params})
 
+    def trial_configs(self) -> list[dict[str, Any]]:
+        """Every whole configuration the grid, choices and sweeps give (a continuous draw stays at its
+        fixed or default value): what the driver can say about the trials before they start."""
+        import itertools
+
+        from trainables.config import defaults
+
+        base = {**defaults(self.spec.config), **self.fixed}
+        listed = {name: p.args for name, p in self.params.items() if p.distribution in ("grid", "choice")}
+        combos = [dict(zip(listed, values)) for values in itertools.product(*listed.values())]
+        return [{**base, **combo, **case} for combo in combos for case in self.cases() or [{}]]
+
     def varied_by_cases(self) -> list[str]:
         return (["variant"] if self.variants else []) + list(self.sweeps)
 
