@@ -103,3 +103,33 @@ def test_a_set_value_that_a_sweep_sets_again_is_said_in_one_line(tmp_path, capsy
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "tune-lab: warning: --set faithful=true: variant 'corrected' sets faithful=false in its trials"
     assert not [line for line in err if "lr=" in line]  # a value no sweep or variant sets again is not mentioned
+
+
+@pytest.mark.parametrize("sentence", ["", "   ", "%%%"])
+def test_translate_refuses_empty_input_before_looking_for_a_checkpoint(sentence, tmp_path):
+    done = run_cli("translate", "je suis la .", sentence, "--storage", str(tmp_path))
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("HEAVY=")]
+    assert done.returncode == 2 and done.stdout == ""
+    assert lines == [f"tune-lab: error: translate: sentence 2 ({sentence!r}) has no French word to translate; "
+                     'give text, e.g. tune-lab translate "je suis fatigue ."']
+    assert "torch" not in done.stderr.split("HEAVY=")[1]
+
+
+def test_ui_on_a_busy_port_exits_non_zero_naming_the_port(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli("ui", "--port", str(port), "--storage", str(tmp_path / "results"))
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("HEAVY=")]
+    assert done.returncode == 2 and done.stdout == ""  # no URL that leads to someone else's server
+    assert len(lines) == 1 and f"--port {port}: 127.0.0.1:{port} is already in use" in lines[0]
+    assert f"--port {port + 1}" in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_ui_help_says_its_default_port():
+    done = run_cli("ui", "--help")
+    assert done.returncode == 0 and "(default 5000)" in done.stdout

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="the MLflow UI on the local store, bound to 127.0.0.1")
     add_store_options(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
     translate = sub.add_parser("translate", help="translate French sentences with the best checkpoint of a seq2seq search")
     translate.add_argument("sentences", nargs="+", metavar="SENTENCE", help='French text, e.g. "je suis tres fatigue ."')
     translate.add_argument("--experiment", help="the search to use (default: the newest seq2seq search)")
@@ -196,11 +196,35 @@ def _exit_code(summary: dict[str, Any]) -> int:
     return 0
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another server holds before printing a URL that would lead to it.
+
+    MLflow's server only says "Address already in use" after our URL line, and exits 0.
+    SO_REUSEADDR, as the server sets it: a port left in TIME_WAIT is free, one with a listener is not.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            problem = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
+            raise UsageError(f"--port {port}: {host}:{port} {problem}; choose another port, e.g. --port {port + 1}") from None
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import os
 
     from tune_lab import paths
 
+    check_port_free(args.host, args.port)
     uri = paths.tracking_uri(args.tracking_uri, paths.results_root(args.storage))
     print(f"MLflow UI for {uri}: http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
     # Browsing needs no background job runner (8 extra processes that outlive a killed parent).
@@ -210,6 +234,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
+    from trainables.translation_data import normalize
+
+    for number, sentence in enumerate(args.sentences, start=1):
+        if not normalize(sentence):  # nothing to translate: "", "   ", or symbols only
+            raise UsageError(f"translate: sentence {number} ({sentence!r}) has no French word to translate; "
+                             f'give text, e.g. tune-lab translate "je suis fatigue ."')
     from trainables.seq2seq import Translator
     from tune_lab import paths
     from tune_lab.checkpoints import best_checkpoint
