@@ -119,6 +119,19 @@ def test_report_falls_back_to_summary_json_when_mlflow_is_unreachable(finished_s
     assert (finished_search / "rand" / "report" / "report.html").is_file()
 
 
+def test_resume_of_a_finished_search_says_so_without_starting_ray(finished_search):
+    from tests.test_cli import run_cli
+
+    folder = finished_search / "rand"
+    assert json.loads((folder / "summary.json").read_text())["complete"] is True
+    before = {p.name: p.stat().st_mtime_ns for p in [folder / "summary.json", *(folder / "report").iterdir()]}
+    done = run_cli("resume", str(folder))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"tune-lab: {folder}: the search is already complete (6 trials); nothing to resume." in done.stdout
+    assert "ray" not in done.stderr.split("HEAVY=")[1]  # Ray was not even imported
+    assert {p.name: p.stat().st_mtime_ns for p in [folder / "summary.json", *(folder / "report").iterdir()]} == before
+
+
 def test_unknown_experiment_is_a_clear_error(finished_search, capsys):
     assert main(["report", "no-such-search", "--storage", str(finished_search)]) == 2
     assert "no-such-search" in capsys.readouterr().err

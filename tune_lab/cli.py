@@ -170,6 +170,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     folder = next((f for f in (Path(args.target), Path(root) / args.target) if (f / STATE_FILE).is_file()), None)
     if folder is None:
         raise UsageError(f"{args.target}: no interrupted search there (looked for {STATE_FILE} in {args.target} and {Path(root) / args.target})")
+    done = _complete_summary(folder)
+    if done is not None:  # Ray would rerun nothing and the report would be rewritten for nothing
+        print(f"tune-lab: {folder}: the search is already complete ({len(done['trials'])} trials); nothing to resume. "
+              f"Report: {folder / 'report' / 'report.html'} (rebuild it with `tune-lab report {folder}`)")
+        return 0
     from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
 
     try:
@@ -184,6 +189,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.address:
         opts.address = args.address
     return _exit_code(run_search(search, opts, resume=tracking))
+
+
+def _complete_summary(folder: Path) -> dict[str, Any] | None:
+    """The summary of a search that ran to its end (summary.json says `complete`), else None."""
+    import json
+
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):  # none yet, or cut off by a kill: Ray's state decides
+        return None
+    return summary if summary.get("complete") else None
 
 
 def _exit_code(summary: dict[str, Any]) -> int:

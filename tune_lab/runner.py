@@ -220,6 +220,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             parent.mark_best((summary["best"] or {}).get("mlflow_run_id"))
             failed = any(t["status"] == "errored" for t in summary["trials"])
             parent.end(failed=failed or summary["best"] is None)
+            summary["complete"] = True  # every trial run, report and MLflow done: nothing left to resume
+            write_json(summary, folder, "summary.json")
     finally:
         if tracking_env is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
