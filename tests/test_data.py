@@ -1,6 +1,8 @@
 """Data: torchvision loading, the fixed split, the digits fallback and the offline refusal."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,67 @@ def test_truncated_dataset_file_is_a_clear_error(tiny_mnist, tmp_path):
     images.write_bytes(images.read_bytes()[:1000])
     with pytest.raises(DatasetUnavailable, match="could not be read"):
         load_images("mnist", root)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["empty dir", "no dir"])
+def test_a_failed_download_writes_nothing_and_advises_in_the_terms_typed(exists, tmp_path, monkeypatch, capsys):
+    """Offline with downloads allowed (here: MNIST's mirror a closed local port, so the failure is
+    real and quick): no MNIST/raw left in the data dir, nothing in the results root, and no
+    "pass --data-dir" to someone who did."""
+    from torchvision import datasets
+
+    monkeypatch.setenv("TUNE_LAB_OFFLINE", "0")
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [f"http://127.0.0.1:{_closed_port()}/"])
+    empty = tmp_path / "EMPTY"
+    if exists:
+        empty.mkdir()
+    code = main(["mlp", "--search", "optimizer", "--dataset", "mnist", "--data-dir", str(empty),
+                 "--storage", str(tmp_path / "results")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "downloading it failed" in err[0] and err[0].endswith("put the files there, or give --data-dir a folder that has them")
+    assert (sorted(empty.rglob("*")) == []) if exists else not empty.exists()
+    assert not (tmp_path / "results").exists()
+
+
+def test_without_data_dir_the_advice_names_where_the_data_dir_came_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_LAB_DATA", str(tmp_path))
+    with pytest.raises(DatasetUnavailable, match=r"downloads are off\); .* point \$TUNE_LAB_DATA \(or --data-dir\) at"):
+        load_images("mnist")
+    monkeypatch.delenv("TUNE_LAB_DATA")
+    monkeypatch.setattr("trainables.data.DEFAULT_DATA_DIR", tmp_path / "default")
+    with pytest.raises(DatasetUnavailable, match=r"pass --data-dir with a folder that has them"):
+        load_images("mnist")
+
+
+def test_download_into_moves_a_finished_download_and_keeps_what_was_there(tmp_path):
+    from trainables.data import download_into
+
+    root = tmp_path / "data"
+    (root / "MNIST" / "raw").mkdir(parents=True)
+    (root / "MNIST" / "raw" / "kept").write_text("mine")
+
+    def fetch(tmp):
+        raw = Path(tmp) / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        (raw / "kept").write_text("theirs")
+        (raw / "new").write_text("new")
+
+    download_into(root, fetch, "MNIST")
+    assert (root / "MNIST" / "raw" / "kept").read_text() == "mine" and (root / "MNIST" / "raw" / "new").read_text() == "new"
+
+    def fail(tmp):
+        (Path(tmp) / "FashionMNIST" / "raw").mkdir(parents=True)
+        raise RuntimeError("mirror down")
+
+    with pytest.raises(RuntimeError):
+        download_into(root, fail, "FashionMNIST")
+    assert not (root / "FashionMNIST").exists()

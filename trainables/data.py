@@ -6,6 +6,7 @@ that is ~47 MB for MNIST, cheap to share, and no trial ever re-reads or re-decod
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,28 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
+def remedy(explicit: str | os.PathLike | None, what: str = "files") -> str:
+    """What to do about missing files, in the terms the user typed: telling someone who passed
+    --data-dir to "pass --data-dir" helps nobody."""
+    if explicit:
+        return f"put the {what} there, or give --data-dir a folder that has them"
+    if os.environ.get("TUNE_LAB_DATA"):
+        return f"put the {what} there, or point $TUNE_LAB_DATA (or --data-dir) at a folder that has them"
+    return f"put the {what} there, or pass --data-dir with a folder that has them"
+
+
+def download_into(root: Path, fetch, folder: str) -> None:
+    """Run `fetch(tmp)` (a torchvision download) in a temporary folder and move `folder` from it
+    into `root` only if it succeeded: a failed download leaves nothing behind in the data dir."""
+    with tempfile.TemporaryDirectory(prefix="tune-lab-download-") as tmp:
+        fetch(tmp)
+        for source in sorted((Path(tmp) / folder).rglob("*")):
+            target = root / folder / source.relative_to(Path(tmp) / folder)
+            if source.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(source), target)
+
+
 def _torchvision_class(name: str):
     from torchvision import datasets
 
@@ -71,20 +94,23 @@ def _missing_raw_files(cls, root: Path) -> list[Path]:
     return [raw / n for n in names if not (raw / n).is_file()]
 
 
-def _load_torchvision(name: str, root: Path, allow_download: bool):
+def _load_torchvision(name: str, root: Path, allow_download: bool, explicit: str | os.PathLike | None = None):
     cls = _torchvision_class(name)
     missing = _missing_raw_files(cls, root)
     if missing and allow_download:
+        def fetch(tmp: str) -> None:
+            cls(tmp, train=True, download=True)
+            cls(tmp, train=False, download=True)
+
         try:
-            cls(str(root), train=True, download=True)
-            cls(str(root), train=False, download=True)
+            download_into(root, fetch, cls.__name__)
         except Exception as exc:  # offline, read-only directory, mirror down ...
             raise DatasetUnavailable(
                 f"{name}: {missing[0]} is missing and downloading it failed ({exc.__class__.__name__}: "
-                f"{str(exc).splitlines()[0]}); put the files there or pass --data-dir"
+                f"{str(exc).splitlines()[0]}); {remedy(explicit)}"
             ) from exc
     elif missing:
-        raise DatasetUnavailable(f"{name}: {missing[0]} is missing (looked in {root}); pass --data-dir")
+        raise DatasetUnavailable(f"{name}: {missing[0]} is missing (looked in {root}; downloads are off); {remedy(explicit)}")
     try:
         train, test = cls(str(root), train=True), cls(str(root), train=False)
         x_tr, y_tr = train.data.numpy(), train.targets.numpy()
@@ -124,7 +150,7 @@ def _materialize_cifar10(root: Path, target: Path) -> None:
                 raise
 
 
-def _cifar10_root(root: Path, allow_download: bool) -> Path:
+def _cifar10_root(root: Path, allow_download: bool, explicit: str | os.PathLike | None = None) -> Path:
     """The folder holding cifar-10-batches-py: the data dir, the cache, or one built or downloaded now."""
     places = list(dict.fromkeys((root, cache_dir())))  # the same folder when no data dir was given
     for candidate in places:
@@ -137,21 +163,21 @@ def _cifar10_root(root: Path, allow_download: bool) -> Path:
     if not allow_download:
         raise DatasetUnavailable(
             f"cifar10: {wanted} is missing (looked in {' and '.join(map(str, places))}, and for {CIFAR_ARCHIVE} + "
-            f"{CIFAR_MATERIALIZE} in {root}); pass --data-dir"
+            f"{CIFAR_MATERIALIZE} in {root}; downloads are off); {remedy(explicit)}"
         )
     from torchvision import datasets
 
     try:
-        datasets.CIFAR10(str(root), train=True, download=True)
+        download_into(root, lambda tmp: datasets.CIFAR10(tmp, train=True, download=True), CIFAR_FOLDER)
     except Exception as exc:  # offline, read-only directory, mirror down ...
         raise DatasetUnavailable(
             f"cifar10: {wanted} is missing and downloading it failed ({exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0]}); put the files there or pass --data-dir"
+            f"{str(exc).splitlines()[0]}); {remedy(explicit)}"
         ) from exc
     return root
 
 
-def _load_cifar10(root: Path, allow_download: bool):
+def _load_cifar10(root: Path, allow_download: bool, explicit: str | os.PathLike | None = None):
     """CIFAR-10 through torchvision's reader, without its md5 check (see LocalCIFAR10)."""
     from torchvision import datasets
 
@@ -161,7 +187,7 @@ def _load_cifar10(root: Path, allow_download: bool):
         def _check_integrity(self) -> bool:
             return True
 
-    found = _cifar10_root(root, allow_download)
+    found = _cifar10_root(root, allow_download, explicit)
     try:
         train, test = LocalCIFAR10(str(found), train=True), LocalCIFAR10(str(found), train=False)
     except Exception as exc:  # truncated or corrupt pickles
@@ -206,9 +232,9 @@ def load_images(
     if name == "digits":
         classes, x_tr, y_tr, x_te, y_te = _load_digits()
     elif name in ("mnist", "fashion_mnist"):
-        classes, x_tr, y_tr, x_te, y_te = _load_torchvision(name, resolve_data_dir(data_dir), allow_download)
+        classes, x_tr, y_tr, x_te, y_te = _load_torchvision(name, resolve_data_dir(data_dir), allow_download, data_dir)
     elif name == "cifar10":
-        classes, x_tr, y_tr, x_te, y_te = _load_cifar10(resolve_data_dir(data_dir), allow_download)
+        classes, x_tr, y_tr, x_te, y_te = _load_cifar10(resolve_data_dir(data_dir), allow_download, data_dir)
     else:
         raise ValueError(f"unknown dataset {name!r}; known: mnist, fashion_mnist, digits, cifar10")
     order = np.random.default_rng(SPLIT_SEED).permutation(len(y_tr))

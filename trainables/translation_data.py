@@ -76,8 +76,14 @@ def read_pairs(path: Path) -> list[tuple[list[str], list[str]]]:
     return pairs
 
 
-def find_file(root: Path, allow_download: bool) -> Path:
-    """ROOT/eng-fra.txt (or ROOT/translation/eng-fra.txt); downloaded into ROOT when allowed."""
+def find_file(root: Path, allow_download: bool, explicit: str | os.PathLike | None = None) -> Path:
+    """ROOT/eng-fra.txt (or ROOT/translation/eng-fra.txt); downloaded into ROOT when allowed.
+
+    `explicit` is the --data-dir given, if any, for the advice of the error; a failed download
+    creates nothing in ROOT.
+    """
+    from trainables.data import remedy
+
     candidates = [root / FILE_NAME, root / "translation" / FILE_NAME]
     for path in candidates:
         if path.is_file():
@@ -85,19 +91,19 @@ def find_file(root: Path, allow_download: bool) -> Path:
     looked = " and ".join(str(p) for p in candidates)
     if not allow_download:
         raise DatasetUnavailable(f"{DATASET}: {FILE_NAME} is missing (looked for {looked}; downloads are off); "
-                                 f"put the file there or pass --data-dir")
+                                 f"{remedy(explicit, 'file')}")
     try:
-        root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "data.zip"
             urllib.request.urlretrieve(DATA_URL, archive)
             with zipfile.ZipFile(archive) as zipped, zipped.open(f"data/{FILE_NAME}") as src, \
                     open(Path(tmp) / FILE_NAME, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            root.mkdir(parents=True, exist_ok=True)
             shutil.move(str(Path(tmp) / FILE_NAME), candidates[0])
     except Exception as exc:
         raise DatasetUnavailable(f"{DATASET}: {FILE_NAME} is missing (looked for {looked}) and the download from "
-                                 f"{DATA_URL} failed ({type(exc).__name__}: {exc}); pass --data-dir") from exc
+                                 f"{DATA_URL} failed ({type(exc).__name__}: {exc}); {remedy(explicit, 'file')}") from exc
     return candidates[0]
 
 
@@ -183,7 +189,7 @@ def load_pairs(
         raise ValueError(f"unknown dataset {name!r}; known: {DATASET}")
     if allow_download is None:
         allow_download = os.environ.get("TUNE_LAB_OFFLINE", "").lower() not in ("1", "true", "yes")
-    path = find_file(resolve_data_dir(data_dir), allow_download)
+    path = find_file(resolve_data_dir(data_dir), allow_download, data_dir)
     pairs = read_pairs(path)
     table: dict[str, int] = {}
     french = Side.build([fr for _, fr in pairs], table)
