@@ -12,7 +12,7 @@ from PIL import Image
 import torch.nn.functional as F
 
 from trainables.autoencoders import (
-    VAE, Autoencoder, Trainer, bce_per_image, build_network, draw_latents, fit_mixture, kl_per_image,
+    VAE, Autoencoder, Trainer, bce_per_image, build_network, draw_latents, fit_mixture, input_channels, kl_per_image,
     load_checkpoint_model, parameter_count, uses_mixture, vae_objective,
 )
 from trainables.data import load_images
@@ -28,6 +28,22 @@ def test_the_labs_autoencoder_has_its_210947_parameters_and_shapes():
     assert model.encode(x).shape == (5, 64)  # the 64-d code of the latent-space figure
     out = Autoencoder(1, code=8)(torch.rand(5, 1, 28, 28))
     assert out.shape == (5, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+
+
+def test_ae_model_search_compares_what_it_says_the_input_channels():
+    """`ae --search model` varies channels (lab / native), and channels=lab is the lab's network as written."""
+    from reports.table import setting_label
+    from tune_lab.spaces import load_search
+
+    search = load_search("model", "ae")
+    assert list(search.params) == ["channels"] and search.params["channels"].args == ["lab", "native"]
+    assert "3-channel" in search.description and "own channels" in search.description
+    lab = {**search.fixed, "channels": "lab"}
+    assert setting_label({"setting": {"channels": "lab"}, "trial_id": "t"}) == "channels=lab"
+    ours, faithful = AEConfig(**lab), AEConfig(**{**search.fixed, "faithful": True})
+    assert input_channels(ours) == input_channels(faithful) == "lab"
+    a, b = build_network(ours, 3), build_network(faithful, 3)
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()] and parameter_count(a) == 210_947
 
 
 def test_the_labs_vae_parameters_and_shapes():
