@@ -201,6 +201,18 @@ def test_tiny_search_then_translate(ray_session, tiny_eng_fra, tmp_path, capsys)
     assert "never seen in training, read as <unk>: xyzzy" in out.err
     assert Translator(checkpoint.parent).unknown_words("Je suis XYZZY !") == ["xyzzy", "!"]  # no "!" in the tiny file
 
+    # A rebuild without the data cannot translate samples: it keeps the richer report and says why, in one line.
+    folder = results / "tiny" / "report"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert main(["report", str(results / "tiny"), "--data-dir", str(tmp_path / "elsewhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not rebuilt, it would lose 'Sample translations (test split" in err[0]
+    assert "eng-fra.txt is missing" in err[0] and f"the report in {results / 'tiny'}/report is unchanged" in err[0]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in (results / "tiny").iterdir() if p.name.startswith(".report-")] == []  # no leftover
+    assert main(["report", str(results / "tiny"), "--data-dir", str(tiny_eng_fra)]) == 0  # with the data it rebuilds
+    assert "## Sample translations" in (folder / "report.md").read_text()
+
 
 def test_translate_without_a_search_is_a_usage_error(tmp_path, capsys):
     assert main(["translate", "je suis la .", "--storage", str(tmp_path)]) == 2

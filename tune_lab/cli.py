@@ -148,12 +148,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from reports.source import load_record
     from reports.table import format_best, format_table
     from tune_lab import paths
-    from tune_lab.report import log_to_mlflow, write_report
+    from tune_lab.report import ReportWouldLoseSections, log_to_mlflow, write_report
 
     root = paths.results_root(args.storage)
     record = load_record(args.target, root, args.tracking_uri)
     folder = record.get("storage") or str(Path(root) / record["experiment"])
-    report_dir = write_report(record, folder, args.data_dir)
+    try:
+        report_dir = write_report(record, folder, args.data_dir)
+    except ReportWouldLoseSections as exc:
+        raise UsageError(str(exc)) from None
     if record.get("source") == "mlflow":
         log_to_mlflow(record, report_dir, with_checkpoint=False)
     print(format_table(record))
