@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -67,6 +68,79 @@ def test_cluster_yaml_passes_rays_autoscaler_schema():
     # results in a bucket every node reaches; MLflow's server is where the head's runs go
     head_env = "\n".join(raw["head_setup_commands"])
     assert "TUNE_LAB_HOME=s3://" in head_env and "MLFLOW_TRACKING_URI=http://127.0.0.1:5000" in head_env
+
+
+def _cluster() -> dict:
+    return yaml.safe_load((REPO / "cluster.yaml").read_text())
+
+
+def test_workers_get_an_s3_only_profile_and_the_walkthrough_says_how():
+    """Spot GPU workers run trial code: never the head's profile (EC2 full access), an S3-only one
+    whose policy and the head's iam:PassRole on it are in docs/cluster.md, which cluster.yaml names."""
+    raw = _cluster()
+    head = raw["available_node_types"][raw["head_node_type"]]
+    workers = [v for k, v in raw["available_node_types"].items() if k != raw["head_node_type"]]
+    assert "IamInstanceProfile" not in head["node_config"]  # Ray's own profile: it launches the workers
+    for worker in workers:
+        arn = worker["node_config"]["IamInstanceProfile"]["Arn"]
+        assert arn.endswith(":instance-profile/tune-lab-worker") and "ray-autoscaler" not in arn
+    assert "docs/cluster.md" in (REPO / "cluster.yaml").read_text()
+    walkthrough = (REPO / "docs" / "cluster.md").read_text()
+    (policy,) = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", walkthrough, re.S)]
+    actions = [a for statement in policy["Statement"] for a in (statement["Action"] if isinstance(statement["Action"], list)
+                                                                 else [statement["Action"]])]
+    assert actions and all(a.startswith("s3:") and "*" not in a for a in actions)
+    assert all("YOUR-BUCKET" in statement["Resource"] for statement in policy["Statement"])
+    assert "--instance-profile-name tune-lab-worker" in walkthrough
+    assert re.search(r'"Action": "iam:PassRole", "Resource": "arn:aws:iam::\d+:role/tune-lab-worker"', walkthrough)
+    assert "L-3819A6DF" in walkthrough and "aws s3 mb s3://YOUR-BUCKET" in walkthrough  # quota, bucket
+
+
+def test_the_mlflow_store_is_restored_before_the_server_starts_and_copied_back():
+    """The server's SQLite file is the one restored (head setup, before `ray start` and the server)
+    and kept (beside the server) at the same bucket URI, under the results bucket."""
+    raw = _cluster()
+    start = "\n".join(raw["head_start_ray_commands"])
+    assert re.search(r"mlflow server .*--backend-store-uri sqlite:///\$HOME/mlflow\.db ", start)
+    copy = "s3://YOUR-BUCKET/tune-lab/mlflow/mlflow.db"
+    assert f"python3 -m tune_lab.store_backup restore ~/mlflow.db {copy}" in raw["head_setup_commands"]
+    assert f"tune_lab.store_backup keep ~/mlflow.db {copy} --every 300" in start
+    assert start.index("mlflow server") < start.index("store_backup keep")
+    home = next(c for c in raw["head_setup_commands"] if "TUNE_LAB_HOME=" in c)
+    assert copy.startswith(re.search(r"TUNE_LAB_HOME=(\S+?)'", home).group(1) + "/")
+
+
+def test_ray_and_torch_are_pinned_alike_on_the_nodes_the_laptop_and_here():
+    import ray
+
+    setup = "\n".join(_cluster()["setup_commands"])
+    (node_ray,) = re.findall(r'"ray\[[a-z,]+\]==([\d.]+)"', setup)
+    readme = (REPO / "README.md").read_text() + (REPO / "docs" / "cluster.md").read_text()
+    laptop = set(re.findall(r'pip install "ray\[default\]==([\d.]+)" boto3', readme))
+    assert laptop == {node_ray} == {ray.__version__}, (laptop, node_ray, ray.__version__)
+    assert "pip install -U \"ray" not in readme  # an unpinned laptop Ray drifts from the nodes'
+    torch_pin = re.search(r"torch==[\d.]+ torchvision==[\d.]+", setup).group(0)
+    assert torch_pin in (REPO / "README.md").read_text()  # the set-up line installs the same pair
+
+
+def test_a_gpu_worker_whose_torch_cannot_use_its_gpus_fails_setup_loudly():
+    """The check cluster.yaml runs on every worker (after the installs), run here, on a machine
+    whose torch sees no GPU: it must fail with a line that says why, not pass."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine's torch can use a GPU: the check passes here")
+    config = _cluster()
+    from ray.autoscaler._private.util import prepare_config
+
+    merged = prepare_config(config)["worker_setup_commands"]
+    assert merged[: len(config["setup_commands"])] == config["setup_commands"]  # the installs first
+    check = merged[-1]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # python3 = this venv's
+    done = subprocess.run(["bash", "-c", check], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode != 0
+    assert f"torch {torch.__version__}" in done.stderr and "cannot use the GPUs of this node" in done.stderr
+    assert "nvidia-smi" in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The README's commands are real commands: every `tune-lab ...` line in its code blocks parses.
+"""The README's commands are real commands: every `tune-lab ...` line in its code blocks parses
+(and in docs/cluster.md's, the cluster walk-through it points to).
 
 A README that drifts from the command line is the first thing a new user trips over (issue 20:
 an example passed several pairs to one `--set` when it took one). So each command is read the
@@ -17,7 +18,8 @@ from trainables.registry import lab_names
 from tune_lab.cli import build_parser
 from tune_lab.spaces import load_search, search_path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", REPO / "docs" / "cluster.md"]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 
 
@@ -25,7 +27,7 @@ def readme_commands() -> list[list[str]]:
     """The argument lists of every `tune-lab` command in a code block, also one quoted inside
     another command (`ray exec cluster.yaml "tune-lab ..."`); `\\` line continuations joined."""
     commands = []
-    for block in FENCE.findall(README.read_text(encoding="utf-8")):
+    for block in (b for doc in DOCS for b in FENCE.findall(doc.read_text(encoding="utf-8"))):
         for line in block.replace("\\\n", " ").splitlines():
             if not re.search(r"(^|[\s\"'])tune-lab\s", line):
                 continue
@@ -34,8 +36,14 @@ def readme_commands() -> list[list[str]]:
                 inner = shlex.split(word) if word.startswith("tune-lab ") else []
                 if inner:
                     commands.append(inner[1:])
-            if words and words[0] == "tune-lab":
-                commands.append(words[1:])
+            segment: list[str] = []
+            for word in [*words, "&&"]:  # `a && tune-lab ...`: each command of the line
+                if word in ("&&", "||", ";", "|"):
+                    if segment and segment[0] == "tune-lab":
+                        commands.append(segment[1:])
+                    segment = []
+                else:
+                    segment.append(word)
     return commands
 
 
