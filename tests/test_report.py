@@ -132,6 +132,22 @@ def test_resume_of_a_finished_search_says_so_without_starting_ray(finished_searc
     assert {p.name: p.stat().st_mtime_ns for p in [folder / "summary.json", *(folder / "report").iterdir()]} == before
 
 
+def test_the_readmes_example_table_has_the_columns_the_real_table_prints(finished_search):
+    """The main job's example output in the README against the table of a real finished search
+    (same lab, one seed, MNIST-shaped data: the same columns)."""
+    import re
+    from pathlib import Path
+
+    from reports.table import comparison_rows
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    main_job = readme.split("## The main job", 1)[1]
+    header = re.search(r"^\| setting .*\|$", main_job, re.M).group(0)
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    summary = json.loads((finished_search / "rand" / "summary.json").read_text())
+    assert columns == list(comparison_rows(summary)[0])
+
+
 def test_unknown_experiment_is_a_clear_error(finished_search, capsys):
     assert main(["report", "no-such-search", "--storage", str(finished_search)]) == 2
     assert "no-such-search" in capsys.readouterr().err
