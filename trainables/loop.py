@@ -24,6 +24,7 @@ import torch
 from trainables.config import config_from_dict, per_seed_key, seed_list
 from trainables.registry import LabSpec, get_lab
 from trainables.seeds import SeedGroup, SeedSequence
+from trainables.worker_exit import exit_quietly_on_unraisable_exit
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -200,6 +201,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     """
     from ray import tune
 
+    exit_quietly_on_unraisable_exit()  # Ray's SIGTERM when the search ends: no traceback (see the module)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per saved checkpoint
     spec = lab if isinstance(lab, LabSpec) else get_lab(lab)
     cfg = config_from_dict(spec.config, config)
