@@ -255,6 +255,8 @@ class ClassifierSeedBatch:
             }
             if self.scheduler is not None:
                 states[seed]["scheduler"] = self.scheduler.state_dict()
+            states[seed]["rng"] = {"generator": self.shuffle[seed].get_state()}  # as Trainer.state_dict names it
+            states[seed]["global_rng"] = {"stream": self.streams[seed].get_state()}  # its dropout masks
         return states
 
     def load_state_dicts(self, states: dict[int, dict[str, Any]]) -> None:
@@ -279,6 +281,11 @@ class ClassifierSeedBatch:
         first = states[self.seeds[0]]
         if self.scheduler is not None and "scheduler" in first:
             self.scheduler.load_state_dict(first["scheduler"])
+        for seed in self.seeds:  # the streams as saved, where the states have them
+            if "generator" in states[seed].get("rng", {}):
+                self.shuffle[seed].set_state(states[seed]["rng"]["generator"])
+            if "stream" in states[seed].get("global_rng", {}):
+                self.streams[seed].set_state(states[seed]["global_rng"]["stream"])
 
     def drop(self, seed: int) -> None:
         """Rebuild the stacked tensors without `seed`; its shuffling and dropout streams go with it."""

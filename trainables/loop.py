@@ -53,6 +53,9 @@ class Trainer(ABC):
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
+        # The trainer's own generators (shuffling, a lab's augmentation or noise): a resumed trial
+        # draws the batch order the uninterrupted one would have drawn next.
+        state["rng"] = {name: g.get_state() for name, g in vars(self).items() if isinstance(g, torch.Generator)}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -60,6 +63,9 @@ class Trainer(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
+        for name, generator_state in state.get("rng", {}).items():  # absent in checkpoints saved before 2026-12
+            if isinstance(getattr(self, name, None), torch.Generator):
+                getattr(self, name).set_state(generator_state)
 
     @classmethod
     def seed_group(cls, cfg: Any, data: Any, device: torch.device, seeds: list[int]) -> SeedGroup:
@@ -187,7 +193,8 @@ def _seed_mean(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
     return {key: sum(m[key] for m in seeds) / len(seeds) for key in seeds[0]}
 
 
-def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: str, mode: str) -> None:
+def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: str, mode: str,
+              pause_epochs: tuple[int, ...] = ()) -> None:
     """Ray Tune function trainable: train `lab` with `config`, reporting once per epoch.
 
     With `config["repeats"]` = N > 1 the trial trains N seeds of the configuration and reports
@@ -198,6 +205,13 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
 
     `lab` may be the registered spec itself: a lab registered outside trainables.hparams
     (a user's own module) then reaches the trial process without a registry of its own.
+
+    `pause_epochs`: epochs at which a scheduler may pause the trial (promotion ASHA's rungs). A
+    checkpoint is saved there even when the metric did not improve, so that the trial resumes
+    from that epoch, not from its best one (Ray restores a paused trial from its latest
+    checkpoint and keeps the best one besides). Every checkpoint holds each seed's random
+    streams too (`Trainer.state_dict`, `SeedGroup.state_dicts`): a restored trial draws the
+    same batch orders and dropout masks as one that never stopped.
     """
     from ray import tune
 
@@ -217,7 +231,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
         with checkpoint.as_directory() as folder:
             saved = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location=device, weights_only=True)
         group.load_state_dicts(saved.get("seed_states") or {group.seeds[0]: saved["state"]})
-        first_epoch, best = saved["epoch"] + 1, saved["metrics"][metric]
+        first_epoch, best = saved["epoch"] + 1, saved.get("best", saved["metrics"][metric])
 
     for epoch in range(first_epoch, cfg.epochs + 1):
         start = time.perf_counter()
@@ -244,13 +258,17 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
         metrics["epoch_time_s"] = time.perf_counter() - start
         metrics["samples_per_s"] = samples / train_seconds
         metrics["placement"] = where
-        if not _improved(metrics[metric], best, mode):
+        improved = _improved(metrics[metric], best, mode)
+        # A rung epoch that ties the best exactly is not saved: Ray's checkpoint manager keeps the
+        # later of two equal scores, which would replace the best epoch's checkpoint. The
+        # scheduler then decides at that rung at once (PromotionASHA: no checkpoint, no pause).
+        if not improved and (epoch not in pause_epochs or metrics[metric] == best):
             tune.report(metrics)
             continue
-        best = metrics[metric]
+        best = metrics[metric] if improved else best
         states = group.state_dicts()
         saved = {"state": states[group.seeds[0]], "epoch": epoch, "metrics": metrics, "lab": spec.name,
-                 "config": asdict(cfg), "data": describe_data(data)}
+                 "config": asdict(cfg), "data": describe_data(data), "best": best}
         if repeats > 1:  # `state` (the first live seed) is what reports and `generate` load; all of them resume
             saved["seed_states"] = states
         with tempfile.TemporaryDirectory() as folder:

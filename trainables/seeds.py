@@ -62,6 +62,21 @@ class _RandomState:
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         return cls(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
 
+    def to_checkpoint(self) -> dict[str, Any]:
+        """Plain values and tensors only (checkpoints load with weights_only=True)."""
+        kind, keys, pos, has_gauss, gauss = self.numpy
+        version, internal, gauss_next = self.python
+        return {"python": [version, list(internal), gauss_next],
+                "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
+                "torch": self.torch, "cuda": self.cuda}
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> "_RandomState":
+        version, internal, gauss_next = saved["python"]
+        kind, keys, pos, has_gauss, gauss = saved["numpy"]
+        numpy_state = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+        return cls((version, tuple(internal), gauss_next), numpy_state, saved["torch"], saved["cuda"])
+
     def restore(self) -> None:
         random.setstate(self.python)
         np.random.set_state(self.numpy)
@@ -102,12 +117,16 @@ class SeedSequence:
         return self._each(lambda trainer: trainer.evaluate())
 
     def state_dicts(self) -> dict[int, dict[str, Any]]:
-        return {seed: self.trainers[seed].state_dict() for seed in self.seeds}
+        """Each seed's Trainer state, plus its global random streams (`global_rng`: dropout masks ...)."""
+        return {seed: {**self.trainers[seed].state_dict(), "global_rng": self._random[seed].to_checkpoint()}
+                for seed in self.seeds}
 
     def load_state_dicts(self, states: dict[int, dict[str, Any]]) -> None:
         for seed in list(self.seeds):
             if seed in states:
                 self.trainers[seed].load_state_dict(states[seed])
+                if "global_rng" in states[seed]:
+                    self._random[seed] = _RandomState.from_checkpoint(states[seed]["global_rng"])
             else:
                 self.drop(seed)
 
