@@ -30,7 +30,8 @@ def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, s
     """(caption, file name) of every standard figure this search has data for."""
     wanted = [
         ("Best trial: train / val / test per epoch", "best_curves.png", figures.best_run_curves),
-        (f"Every trial's {record['metric']} per epoch (x: stopped early by ASHA)", "all_trials.png",
+        (f"Every trial's {record['metric']} per epoch " + ("(x: stopped at a rung, ^: paused there and promoted)"
+         if record.get("scheduler") == "promotion" else "(x: stopped early by ASHA)"), "all_trials.png",
          figures.all_trials_curves),
         ("Train and validation loss of every trial", "loss_curves.png", figures.loss_curves),
     ]
@@ -75,6 +76,7 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
     out_dir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(comparison_rows(record)).to_csv(out_dir / "table.csv", index=False)
     shown = standard_figures(record, out_dir) + list(extra_figures)
+    extra_text = "\n\n".join(part for part in (extra_text, figures.promotion_schedule(record)) if part)
 
     facts = [
         ("Question", record.get("description") or record["search"]),

@@ -117,7 +117,8 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
 
 
 def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
-    """Every trial's searched metric per epoch; where ASHA stopped a trial is marked with x."""
+    """Every trial's searched metric per epoch; where ASHA stopped a trial is marked with x, and
+    (promotion ASHA) where a trial waited at a rung and was promoted from it with ^."""
     metric = record["metric"]
     trials = [t for t in record["trials"] if t.get("history", {}).get(metric)]
     if not trials:
@@ -139,6 +140,11 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
         if band:
             ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.15, linewidth=0)
             marks.add("band")
+        for event in trial.get("schedule") or []:  # promotion ASHA: paused at a rung, then promoted from it
+            if event["event"] == "promoted" and event["epoch"] in epochs:
+                at = epochs.index(event["epoch"])
+                ax.plot(epochs[at], values[at], "^", color=line.get_color(), markersize=9, markeredgecolor="black")
+                marks.add("promoted")
         if trial["status"] == "stopped early":
             ax.plot(epochs[-1], values[-1], "x", color=line.get_color(), markersize=11, markeredgewidth=2.5)
             marks.add("stopped")
@@ -148,7 +154,10 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     handles, labels = ax.get_legend_handles_labels()
     if "stopped" in marks:
         handles.append(Line2D([], [], color="black", marker="x", linestyle="", markersize=9, markeredgewidth=2))
-        labels.append("stopped early by ASHA")
+        labels.append("stopped at a rung" if record.get("scheduler") == "promotion" else "stopped early by ASHA")
+    if "promoted" in marks:
+        handles.append(Line2D([], [], color="grey", marker="^", markeredgecolor="black", linestyle="", markersize=8))
+        labels.append("paused at a rung, promoted later")
     if "failed" in marks:
         handles.append(Line2D([], [], color="red", marker="X", linestyle="", markersize=9))
         labels.append("failed")
@@ -265,3 +274,18 @@ def param_importance(record: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
     ax.set_xlim(0, 1)
     return _save(fig, path)
+
+
+def promotion_schedule(record: dict[str, Any]) -> str:
+    """Markdown: where each trial of a promotion-ASHA search paused, was promoted or stopped; '' otherwise."""
+    rows = [t for t in record["trials"] if t.get("schedule")]
+    if not rows:
+        return ""
+    rungs = ", ".join(str(r) for r in record.get("rungs") or [])
+    lines = ["## Promotion ASHA: where each trial waited", "",
+             f"Trials pause at epochs {rungs} and go on only when among the top 1/rf of those that reached "
+             "the same epoch (a freed slot goes to a promotable trial first); what still waits at the end is stopped.", ""]
+    for trial in rows:
+        steps = "; ".join(f"{e['event']} at epoch {e['epoch']}" for e in trial["schedule"])
+        lines.append(f"- {setting_label(trial, record)}: {steps}; {trial['status']} after {trial['epochs_run']} epochs")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ SPEC_TAG = "tune_lab.search_spec"  # JSON of the search-level fields of summary.
 STATUS_TAG = "tune_lab.status"
 ERROR_TAG = "tune_lab.error"
 TRIAL_ID_TAG = "tune_lab.trial_id"
+SCHEDULE_TAG = "tune_lab.schedule"  # JSON: where promotion ASHA paused, promoted or stopped the trial
 
 
 class SearchNotFound(LookupError):
@@ -105,6 +106,8 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
             metrics=spec["metrics"], varied=spec["varied"],
         )
         row["mlflow_run_id"] = child.info.run_id
+        if SCHEDULE_TAG in tags:
+            row["schedule"] = json.loads(tags[SCHEDULE_TAG])
         rows.append(row)
     rows = in_trial_order(rows)
     best = pick_best(rows, spec["metric"], spec["mode"])

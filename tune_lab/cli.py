@@ -84,7 +84,8 @@ def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> N
                    help="seeds per configuration (--seed, --seed+1, ...), trained in one trial; ASHA and Optuna "
                         "decide on their mean and the table adds mean +- std, a 95%% interval and a verdict "
                         "against the best (default: the search file's repeats, else 1)")
-    p.add_argument("--scheduler", choices=["asha", "fifo"], help="override the search file's scheduler")
+    p.add_argument("--scheduler", choices=["asha", "promotion", "fifo"],
+                   help="override the search file's scheduler (asha: Ray's stopping ASHA; promotion: trials wait at rungs)")
     p.add_argument("--max-failures", type=int, default=0, metavar="N", help="retries of a failed trial from its checkpoint")
 
 

@@ -37,11 +37,21 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
         row["path"] = result.path
         row["mlflow_run_id"] = trial_runs.get(trial_id)
         if result.checkpoint is not None:
-            row["checkpoint"] = result.checkpoint.path
+            # The best one: with promotion ASHA the latest may be a rung checkpoint kept for resuming.
+            row["checkpoint"] = _best_checkpoint(result, header["metric"], header["mode"]).path
         rows.append(row)
     rows = in_trial_order(rows)
     best = pick_best(rows, header["metric"], header["mode"])
     return add_seed_statistics({**header, "mlflow": tracking, "best": best, "trials": rows})
+
+
+def _best_checkpoint(result: Any, metric: str, mode: str) -> Any:
+    """The kept checkpoint of the best epoch; a tie goes to the earliest, as the best epoch does."""
+    scored = [(c, m) for c, m in (result.best_checkpoints or []) if isinstance(m.get(metric), (int, float))]
+    if not scored:
+        return result.checkpoint
+    sign = 1 if mode == "max" else -1
+    return max(scored, key=lambda cm: (sign * cm[1][metric], -cm[1].get("training_iteration", 0)))[0]
 
 
 def write_json(data: dict[str, Any], folder: str, name: str) -> Path | str:

@@ -111,12 +111,16 @@ def trial_resources(search: Search, opts: SearchOptions) -> dict[str, float]:
 def search_header(search: Search, opts: SearchOptions, experiment: str, dataset: str, folder: str) -> dict[str, Any]:
     """The search-level facts of summary.json, also stored on the MLflow parent run."""
     scheduler_name = opts.scheduler or search.scheduler
-    args = (search.scheduler_args or ASHA_DEFAULTS) if scheduler_name == "asha" else {}
+    args = (search.scheduler_args or ASHA_DEFAULTS) if scheduler_name in ("asha", "promotion") else {}
     rungs = []
     if scheduler_name == "asha":  # the epochs at which ASHA compares trials, as Ray places them
         grace, factor, max_t = args["grace_period"], args["reduction_factor"], search.max_epochs()
         count = int(math.log(max_t / grace) / math.log(factor) + 1) if max_t > grace else 0
         rungs = sorted(grace * factor**k for k in range(count))
+    elif scheduler_name == "promotion":  # the epochs at which trials pause (run_trial checkpoints there)
+        from tune_lab.schedulers import rung_epochs
+
+        rungs = rung_epochs(min(args["grace_period"], search.max_epochs()), args["reduction_factor"], search.max_epochs())
     return {
         "experiment": experiment, "lab": search.lab, "search": search.name, "search_file": str(search.path),
         "description": search.description, "dataset": dataset, "metric": search.metric, "mode": search.mode,
@@ -131,6 +135,10 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
 
 
 STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the first trial starts
+# Promotion ASHA's rung table and its paused / promoted / stopped events (JSON). Not named *.json:
+# on resume Ray copies every *.json / *.pkl of the folder into its staging folder and from then on
+# copies them back after each step, which would put the copy from before the kill back over it.
+SCHEDULER_STATE = "promotion-asha.state"
 
 
 def save_state(search: Search, opts: SearchOptions, folder: str, tracking: dict[str, Any]) -> None:
@@ -161,6 +169,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     from tune_lab.placement import PlacementCallback, add_placement
     from tune_lab.report import log_to_mlflow, write_report
     from tune_lab.results import summarise, write_json
+    from tune_lab.schedulers import add_events
     from tune_lab.tracking import SearchRun
 
     spec = search.spec
@@ -197,7 +206,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             callbacks.append(DriverStateKeeper(folder))
 
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode),
+            tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode,
+                                 pause_epochs=tuple(header["rungs"]) if header["scheduler"] == "promotion" else ()),
             resources,
         )
         if resume:
@@ -213,6 +223,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         interrupted = bool(unfinished)
         summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished)
         add_placement(summary, callbacks[1].records())
+        add_events(summary, folder, parent.client)  # promotion ASHA: where each trial was paused, promoted or stopped
         write_json(summary, folder, "summary.json")
         if not interrupted:
             report_dir = write_report(summary, folder, opts.data_dir)
@@ -260,7 +271,10 @@ def unfinished_trials(folder: str) -> set[str]:
     """Trials Ray left pending or running: after Ctrl-C, what `tune-lab resume` will continue."""
     from ray.tune import ExperimentAnalysis
 
-    return {t.trial_id for t in ExperimentAnalysis(folder).trials if t.status not in ("TERMINATED", "ERROR")}
+    from tune_lab.schedulers import stopped_while_waiting
+
+    unfinished = {t.trial_id for t in ExperimentAnalysis(folder).trials if t.status not in ("TERMINATED", "ERROR")}
+    return unfinished - stopped_while_waiting(folder)  # promotion ASHA stopped these at a rung
 
 
 def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: dict[str, float],
@@ -273,6 +287,18 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
     space = {**defaults(spec.config), **param_space(search, opts.seed)}
     slots = max(1, int(_concurrency(resources)))
     max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
+    search_alg = search_algorithm(search, opts.seed)
+    promotion = (opts.scheduler or search.scheduler) == "promotion"
+    if promotion:  # a trial waiting at a rung must not hold a place under the concurrency limit
+        from tune_lab.schedulers import PauseAwareLimiter, PauseAwareVariantGenerator
+
+        slots = min(slots, max_concurrent or slots)
+        if search.algorithm == "optuna":
+            search_alg = PauseAwareLimiter(search_alg, max_concurrent)
+        else:
+            search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0, random_state=opts.seed)
+        max_concurrent = None
+    state_file = f"{paths.experiment_dir(root, experiment)}/{SCHEDULER_STATE}" if promotion and "://" not in root else None
     reporter = tune.CLIReporter(
         parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
         # train/val metrics, and the searched one whatever its name (a GAN's fid or cond_acc)
@@ -285,8 +311,8 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=search.metric, mode=search.mode,
-            search_alg=search_algorithm(search, opts.seed),
-            scheduler=scheduler(search, opts.scheduler),
+            search_alg=search_alg,
+            scheduler=scheduler(search, opts.scheduler, slots=slots, state_file=state_file),
             num_samples=opts.num_samples or search.num_samples,
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,

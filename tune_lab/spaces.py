@@ -20,7 +20,7 @@ import search_spaces
 SEARCH_DIR = Path(search_spaces.__file__).parent
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
 SEARCH_ALGORITHMS = ("grid", "random", "optuna")
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("asha", "promotion", "fifo")  # asha: Ray's stopping ASHA; promotion: tune_lab.schedulers.PromotionASHA
 TOP_LEVEL_KEYS = (
     "description", "lab", "metric", "mode", "fixed", "params", "search", "num_samples", "scheduler", "dataset",
     "sweeps", "variants", "repeats",
@@ -358,24 +358,25 @@ def _check_sweeps(path: Path, config_cls: type, doc: dict[str, Any], fixed: dict
 
 
 def _check_scheduler(path: Path, value: Any) -> tuple[str, dict[str, Any]]:
-    if value in SCHEDULERS:
-        return value, dict(ASHA_DEFAULTS) if value == "asha" else {}
+    if isinstance(value, str) and value in SCHEDULERS:
+        return value, dict(ASHA_DEFAULTS) if value != "fifo" else {}
     if isinstance(value, dict) and len(value) == 1:
         (kind, args), = value.items()
         if kind == "fifo" and not args:
             return "fifo", {}
-        if kind == "asha":
+        if kind in ("asha", "promotion"):
             args = args or {}
             if not isinstance(args, dict) or set(args) - set(ASHA_DEFAULTS):
-                raise SearchSpaceError(f"{path}: scheduler.asha: allowed keys: {', '.join(ASHA_DEFAULTS)}")
+                raise SearchSpaceError(f"{path}: scheduler.{kind}: allowed keys: {', '.join(ASHA_DEFAULTS)}")
             merged = {**ASHA_DEFAULTS, **args}
             g, rf = merged["grace_period"], merged["reduction_factor"]
             if isinstance(g, bool) or not isinstance(g, int) or g < 1:
-                raise SearchSpaceError(f"{path}: scheduler.asha.grace_period: {g!r} is not allowed; expected an integer >= 1")
+                raise SearchSpaceError(f"{path}: scheduler.{kind}.grace_period: {g!r} is not allowed; expected an integer >= 1")
             if isinstance(rf, bool) or not isinstance(rf, (int, float)) or rf <= 1:
-                raise SearchSpaceError(f"{path}: scheduler.asha.reduction_factor: {rf!r} is not allowed; expected a number > 1")
-            return "asha", merged
-    raise SearchSpaceError(f"{path}: scheduler: {value!r} is not allowed; expected fifo, asha or {{asha: {{grace_period: 2, reduction_factor: 3}}}}")
+                raise SearchSpaceError(f"{path}: scheduler.{kind}.reduction_factor: {rf!r} is not allowed; expected a number > 1")
+            return kind, merged
+    raise SearchSpaceError(f"{path}: scheduler: {value!r} is not allowed; expected fifo, asha, promotion or "
+                           f"{{asha|promotion: {{grace_period: 2, reduction_factor: 3}}}}")
 
 
 # --- turning a checked search into Ray Tune objects (imports Ray) ---------------------------
@@ -420,18 +421,24 @@ def search_algorithm(search: Search, seed: int | None):
         return BasicVariantGenerator(random_state=seed)
     if search.algorithm != "optuna":
         return None  # Ray's default variant generator handles the grid (and unseeded random search)
-    from ray.tune.search.optuna import OptunaSearch
+    from tune_lab.schedulers import RungOptunaSearch  # OptunaSearch that tells Optuna a stopped trial was pruned
 
-    return OptunaSearch(seed=seed)
+    return RungOptunaSearch(seed=seed, max_t=search.max_epochs())
 
 
-def scheduler(search: Search, name: str | None = None):
+def scheduler(search: Search, name: str | None = None, *, slots: int | None = None, state_file: str | None = None):
+    """Ray's FIFO or (stopping) ASHA, or tune-lab's promotion ASHA (`slots` and `state_file`: see PromotionASHA)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if (name or search.scheduler) == "fifo":
         return FIFOScheduler()
     args = search.scheduler_args or ASHA_DEFAULTS
     max_t = search.max_epochs()
+    if (name or search.scheduler) == "promotion":
+        from tune_lab.schedulers import PromotionASHA
+
+        return PromotionASHA(max_t=max_t, grace_period=min(args["grace_period"], max_t),
+                             reduction_factor=args["reduction_factor"], slots=slots, state_file=state_file)
     return ASHAScheduler(
         time_attr="training_iteration", max_t=max_t,
         grace_period=min(args["grace_period"], max_t), reduction_factor=args["reduction_factor"],

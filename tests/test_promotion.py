@@ -1,0 +1,264 @@
+"""Promotion ASHA (issue 21): the search-file option, exact pause / promote, what Optuna is told."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from tests.conftest import run_search
+from trainables.data import load_images
+from trainables.hparams import MLPConfig
+from trainables.mlp import Trainer
+from trainables.seeds import SeedSequence
+from tune_lab.cli import EXIT_USAGE, main
+from tune_lab.schedulers import PromotionASHA, RungOptunaSearch, rung_epochs
+from tune_lab.spaces import SearchSpaceError, load_search, scheduler
+
+BASE = """
+description: promotion
+lab: mlp
+fixed: {epochs: 4, batch_size: 64}
+params:
+  lr: {grid: [0.05, 0.01]}
+search: grid
+"""
+
+
+def _search(tmp_path, scheduler_yaml: str):
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent(BASE) + scheduler_yaml + "\n")
+    return load_search(str(path), "mlp")
+
+
+def test_rungs_are_below_the_last_epoch():
+    assert rung_epochs(1, 3, 20) == [1, 3, 9]
+    assert rung_epochs(1, 3, 9) == [1, 3]  # a trial at its last epoch is done, not paused
+    assert rung_epochs(2, 2, 20) == [2, 4, 8, 16]
+    assert rung_epochs(5, 3, 5) == []
+
+
+def test_the_search_file_names_the_scheduler_and_the_command_line_overrides_it(tmp_path):
+    search = _search(tmp_path, "scheduler: {promotion: {grace_period: 1, reduction_factor: 2}}")
+    assert search.scheduler == "promotion" and search.scheduler_args == {"grace_period": 1, "reduction_factor": 2}
+    made = scheduler(search, slots=2)
+    assert isinstance(made, PromotionASHA) and made.rungs == [1, 2] and made.slots == 2
+    assert type(scheduler(search, "asha")).__name__ == "AsyncHyperBandScheduler"  # asha keeps its meaning
+    assert type(scheduler(search, "fifo")).__name__ == "FIFOScheduler"
+    assert _search(tmp_path, "scheduler: promotion").scheduler_args == {"grace_period": 1, "reduction_factor": 3}
+    fifo = _search(tmp_path, "scheduler: fifo")
+    assert isinstance(scheduler(fifo, "promotion"), PromotionASHA)  # --scheduler promotion on a fifo file: defaults
+
+
+@pytest.mark.parametrize("spec, key, allowed", [
+    ("scheduler: {promotion: {grace: 1}}", "scheduler.promotion", "grace_period, reduction_factor"),
+    ("scheduler: {promotion: {reduction_factor: 1}}", "scheduler.promotion.reduction_factor", "a number > 1"),
+    ("scheduler: {promotion: {grace_period: 0}}", "scheduler.promotion.grace_period", "an integer >= 1"),
+    ("scheduler: hyperband", "scheduler", "fifo, asha, promotion"),
+    ("scheduler: {promotion: 3}", "scheduler.promotion", "grace_period, reduction_factor"),
+])
+def test_a_bad_scheduler_gets_one_line_naming_file_key_and_what_is_allowed(tmp_path, spec, key, allowed):
+    with pytest.raises(SearchSpaceError) as caught:
+        _search(tmp_path, spec)
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path / "s.yaml") in message
+    assert f"{key}:" in message and allowed in message
+
+
+def test_the_command_line_takes_promotion_and_refuses_others(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["mlp", "--search", "lr", "--scheduler", "hyperband"])
+    assert info.value.code == EXIT_USAGE and "'asha', 'promotion', 'fifo'" in capsys.readouterr().err
+
+
+def test_a_checkpoint_carries_each_seeds_random_streams(tiny_mnist):
+    """Two epochs, a checkpoint, a new process's group loading it, a third epoch: the same as three
+    epochs in one go, with dropout on (its masks come from the global stream) and a shuffled order."""
+    data = load_images("mnist", tiny_mnist)
+    cfg = MLPConfig(epochs=3, batch_size=64, lr=0.01, dropout=0.3)
+    cpu = torch.device("cpu")
+    straight = SeedSequence(Trainer, cfg, data, cpu, [3, 4])
+    for _ in range(3):
+        expected = straight.train_epoch(), straight.evaluate()
+
+    first = SeedSequence(Trainer, cfg, data, cpu, [3, 4])
+    for _ in range(2):
+        first.train_epoch(), first.evaluate()
+    saved = torch.load(_save(first.state_dicts()), weights_only=True)  # as run_trial's checkpoint loads
+    torch.manual_seed(999)  # whatever ran in between in this process
+    resumed = SeedSequence(Trainer, cfg, data, cpu, [3, 4])
+    resumed.load_state_dicts(saved)
+    assert (resumed.train_epoch(), resumed.evaluate()) == expected
+
+
+def _save(states):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(states, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+SEARCH = """
+description: a trial that pauses at each rung and is promoted, against the same trial run straight
+lab: mlp
+metric: val_loss
+mode: min
+fixed: {epochs: 4, batch_size: 64, optimizer: sgd, momentum: 0.9, dropout: 0.2}
+params:
+  lr: {grid: [0.01, 1.0e-7, 2.0e-7, 3.0e-7]}
+search: grid
+scheduler: {promotion: {grace_period: 1, reduction_factor: 2}}
+"""
+
+
+def test_a_paused_and_promoted_trial_reports_what_an_uninterrupted_trial_reports(ray_session, tiny_mnist, tmp_path):
+    results = tmp_path / "results"
+    summary = run_search("mlp", SEARCH, tiny_mnist, results, "promoted", "--seed", "3", "--max-concurrent", "1",
+                         search="promotion")
+    good = next(t for t in summary["trials"] if t["setting"] == {"lr": 0.01})
+    # It paused at rung 1 (nobody to compare with yet) and at rung 2, and was promoted from both.
+    assert {"epoch": 1, "event": "paused"} in good["schedule"] and {"epoch": 1, "event": "promoted"} in good["schedule"]
+    assert {"epoch": 2, "event": "promoted"} in good["schedule"]
+    assert good["status"] == "completed" and good["epochs_run"] == 4
+    others = [t for t in summary["trials"] if t is not good]
+    assert all(t["status"] == "stopped early" and t["epochs_run"] < 4 for t in others)
+    assert any(e["event"] == "stopped" for t in others for e in t["schedule"])
+    assert summary["scheduler"] == "promotion" and summary["rungs"] == [1, 2]
+
+    straight = run_search("mlp", SEARCH.replace("[0.01, 1.0e-7, 2.0e-7, 3.0e-7]", "[0.01]"), tiny_mnist, results,
+                          "straight", "--seed", "3", "--scheduler", "fifo", search="fifo")
+    alone = straight["trials"][0]
+    assert "schedule" not in alone and alone["epochs_run"] == 4
+    # Exact: the same float every epoch (1 thread, the same ops; the checkpoint restores weights,
+    # optimizer, shuffling generator and the global stream that draws the dropout masks).
+    for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc"):
+        assert good["history"][metric] == alone["history"][metric], metric
+    # Every epoch once in MLflow, though the trial ran in three pieces.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+    steps = [m.step for m in client.get_metric_history(good["mlflow_run_id"], "val_loss")]
+    assert sorted(steps) == [1, 2, 3, 4]
+    # The kept checkpoint is the best epoch's, not the rung checkpoint kept for resuming.
+    saved = torch.load(f"{summary['best']['checkpoint']}/checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == good["best_epoch"]
+    report = (results / "promoted" / "report" / "report.md").read_text()
+    assert "- lr=0.01: paused at epoch 1; promoted at epoch 1; paused at epoch 2; promoted at epoch 2; completed" in report
+    assert "^: paused there and promoted" in report
+    from reports.source import from_mlflow  # `tune-lab report` rebuilds the same marks from MLflow
+
+    rebuilt = from_mlflow(summary["mlflow"]["tracking_uri"], summary["mlflow"]["parent_run_id"])
+    assert {t["trial_id"]: t["schedule"] for t in rebuilt["trials"]} == {t["trial_id"]: t["schedule"] for t in summary["trials"]}
+
+
+def test_optuna_is_told_a_stopped_trial_was_pruned_at_its_last_epoch():
+    """What Ray's OptunaSearch tells Optuna about a trial ASHA stopped at epoch 2 of 5: COMPLETE,
+    valued at epoch 2. Ours: PRUNED there, its epoch-2 value recorded as the intermediate value."""
+    import optuna
+    from ray import tune
+
+    searcher = RungOptunaSearch(seed=0, max_t=5)
+    searcher.set_search_properties("val_acc", "max", {"lr": tune.loguniform(1e-4, 1e-1)})
+    for trial_id in ("stopped", "finished", "paused"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_result("stopped", {"val_acc": 0.5, "training_iteration": 1, "config/epochs": 5})
+    # Ray passes the result that stopped it only to on_trial_complete
+    searcher.on_trial_complete("stopped", {"val_acc": 0.6, "training_iteration": 2, "config/epochs": 5})
+    for epoch in range(1, 6):
+        searcher.on_trial_result("finished", {"val_acc": 0.9, "training_iteration": epoch, "config/epochs": 5})
+    searcher.on_trial_complete("finished", {"val_acc": 0.9, "training_iteration": 5, "config/epochs": 5})
+    searcher.on_trial_result("paused", {"val_acc": 0.7, "training_iteration": 1, "config/epochs": 5})
+    searcher.on_pause("paused")  # told at once: TPE learns from it while it waits
+    searcher.on_trial_result("paused", {"val_acc": 0.8, "training_iteration": 2, "config/epochs": 5})
+    searcher.on_trial_complete("paused", {"val_acc": 0.95, "training_iteration": 5, "config/epochs": 5})
+
+    trials = searcher._ot_study.get_trials(deepcopy=False)  # the study Ray's OptunaSearch keeps
+    states = [(t.state, t.value, t.last_step) for t in trials]
+    P, C = optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE
+    assert states[0] == (P, 0.6, 2)
+    assert states[1] == (C, 0.9, 5)
+    assert states[2] == (P, 0.7, 1)  # the pause
+    assert states[3][:2] == (C, 0.95) and trials[3].params == trials[2].params  # promoted, then finished
+    assert len(trials) == 4
+
+
+RESUMABLE = """
+description: promotion ASHA killed while trials wait at rungs
+lab: mlp
+metric: val_loss
+mode: min
+fixed: {epochs: 8, batch_size: 32, optimizer: sgd, momentum: 0.9}
+params:
+  lr: {grid: [0.05, 0.02, 0.01, 0.005]}
+search: grid
+scheduler: {promotion: {grace_period: 1, reduction_factor: 2}}
+"""
+
+
+def _waiting(state_file) -> dict[str, int]:
+    try:
+        return json.loads(state_file.read_text())["waiting"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def test_killed_while_trials_wait_at_rungs_resumes_with_the_same_decisions(ray_session, tiny_mnist, tmp_path):
+    """kill -9 with two trials waiting at rungs: `tune-lab resume` keeps them waiting until promoted,
+    and every epoch of every trial is in the summary and in MLflow once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    space = tmp_path / "resumable.yaml"
+    space.write_text(textwrap.dedent(RESUMABLE))
+    folder = tmp_path / "results" / "killed"
+    state = folder / "promotion-asha.state"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tune_lab", "mlp", "--search", str(space), "--data-dir", str(tiny_mnist),
+         "--storage", str(tmp_path / "results"), "--experiment", "killed", "--max-concurrent", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while len(_waiting(state)) < 2:
+            assert driver.poll() is None, "the search ended before it could be killed"
+            assert time.monotonic() < deadline, "no two trials ever waited at once"
+            time.sleep(0.1)
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.communicate(timeout=120)
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    waiting_at_kill = json.loads(state.read_text())["waiting"]
+    assert main(["resume", str(folder)]) == 0
+
+    summary = json.loads((folder / "summary.json").read_text())
+    events = json.loads(state.read_text())["events"]
+    assert len(summary["trials"]) == 4 and summary["complete"]
+    assert sum(t["status"] == "completed" for t in summary["trials"]) >= 1
+    for trial in summary["trials"]:
+        assert trial["status"] in ("completed", "stopped early"), trial["status"]
+        assert trial["history"]["training_iteration"] == list(range(1, trial["epochs_run"] + 1))
+        if trial["status"] == "stopped early":
+            assert trial["epochs_run"] in (1, 2, 4) and trial["schedule"][-1]["event"] == "stopped"
+        rung = waiting_at_kill.get(trial["trial_id"])
+        if rung is not None:  # it waited when killed: it went on only if promoted from that rung afterwards
+            assert trial["epochs_run"] >= rung
+            promoted = {"trial_id": trial["trial_id"], "epoch": rung, "event": "promoted"} in events
+            assert promoted == (trial["epochs_run"] > rung)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+    for trial in summary["trials"]:
+        run = client.get_run(trial["mlflow_run_id"])
+        assert run.data.tags["tune_lab.status"] == trial["status"]
+        steps = {m.step for m in client.get_metric_history(trial["mlflow_run_id"], "val_loss")}
+        assert steps == set(range(1, trial["epochs_run"] + 1))

@@ -1,0 +1,418 @@
+"""Early stopping that decides well with two slots: promotion-based ASHA (`scheduler: {promotion: ...}`).
+
+Why not Ray's `ASHAScheduler` alone: it is the *stopping* variant of ASHA. A trial reaching a
+rung is compared with the trials that reached it before; the first trials of a search, with
+nobody there yet, pass every rung. With two slots that is most of a small search (issue 21:
+the first seven of 16 trials all ran 20 epochs, lr 2.8e-05 at 82.7% among them).
+
+`PromotionASHA` is ASHA as the paper defines it (Li et al., MLSys 2020; Syne Tune's
+`type="promotion"`): a trial that reaches a rung *pauses* there, its checkpoint kept, and
+continues only when it is among the top 1/rf of the trials that reached that rung (floor of
+their count over rf, the ones not yet promoted). A freed slot goes first to a promotable paused
+trial (highest rung first), else to a new trial. When no new trial will come and a slot would
+idle, a rung that has promoted nobody yet promotes its best waiting trial (so a search always
+trains at least one trial to the end, and starts that long run while the last new trials still
+run: with two slots, waiting for them would leave one core idle for the whole tail); what still
+waits when nothing runs is stopped there ("stopped early").
+
+Exactness of a pause: a paused function trainable is restored from its latest checkpoint. The
+scheduler pauses only on a result that carries a checkpoint (`should_checkpoint`), and
+`run_trial` saves one at every rung epoch (`pause_epochs`), with the random streams of the
+trial (shuffling generator, the global torch / NumPy / Python streams of each seed). A trial
+paused and promoted therefore continues from the epoch after the rung exactly as if it had not
+stopped (tests/test_promotion.py). A rung result without a checkpoint (someone else's trainable)
+is decided at once instead, as stopping ASHA would: kept if in the top 1/rf so far, else stopped.
+
+Ray API used beyond the public `TrialScheduler` interface, and why:
+- `tune_controller.stop_trial(trial)` on a PAUSED trial and `tune_controller.search_alg`:
+  both are on the list Ray itself whitelists for schedulers (`TuneController._wrapped`) and
+  Ray's own `HyperBandScheduler` / `HyperBandForBOHB` stop paused trials the same way.
+- `trial.set_status(Trial.PAUSED)` in `on_trial_add`, only when a search is resumed: Ray does
+  not restore a scheduler's state and re-adds every unfinished trial as PENDING, which would
+  run a trial that was waiting at a rung on without a decision. The rung table is kept in a
+  JSON file beside the experiment (`state_file`) and a waiting trial goes back to waiting.
+- `Searcher.on_pause / on_unpause`: the hooks Ray's BOHB uses; Ray's `ConcurrencyLimiter`
+  forwards them but does not act on them. `PauseAwareLimiter` frees a paused trial's place,
+  since Ray's limiter counts paused trials as running and a search whose slots all wait at
+  rungs would never be given a new trial. `PauseAwareVariantGenerator` does the same for grid
+  and random searches with --max-concurrent, through the generator's private `_live_trials`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+TIME_ATTR = "training_iteration"
+
+
+def rung_epochs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
+    """The epochs at which trials pause: grace_period x rf^k, below max_t (a trial at max_t is done)."""
+    rungs, k = [], 0
+    while True:
+        epoch = int(round(grace_period * reduction_factor**k))
+        if epoch >= max_t:
+            return rungs
+        if epoch not in rungs:
+            rungs.append(epoch)
+        k += 1
+
+
+def planned_epochs(config: dict[str, Any], default: int) -> int:
+    """A trial's own last epoch: its sweep case's epochs, else its config's, else `default`."""
+    case = config.get("case") if isinstance(config.get("case"), dict) else {}
+    value = case.get("epochs", config.get("epochs", default))
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class PromotionASHA(FIFOScheduler):
+    """Promotion-based asynchronous successive halving (see the module docstring).
+
+    `slots`: how many trials can run at once (promotions are handed out when one is free);
+    None means "whenever asked". `state_file`: where the rung table and the event log are kept
+    so that `tune-lab resume` continues the same decisions; None keeps them in memory only.
+    """
+
+    def __init__(self, *, max_t: int, grace_period: int = 1, reduction_factor: float = 3,
+                 metric: str | None = None, mode: str | None = None, slots: int | None = None,
+                 state_file: str | None = None) -> None:
+        super().__init__()
+        if reduction_factor <= 1 or grace_period < 1 or max_t < 1:
+            raise ValueError("PromotionASHA needs grace_period >= 1, reduction_factor > 1, max_t >= 1")
+        self.max_t, self.rf, self.slots = int(max_t), reduction_factor, slots
+        self.rungs = rung_epochs(grace_period, reduction_factor, max_t)
+        self._metric, self._mode = metric, mode
+        self.state_file = state_file
+        self.records: dict[int, dict[str, float]] = {r: {} for r in self.rungs}  # rung -> trial -> score (higher is better)
+        self.promoted: dict[int, list[str]] = {r: [] for r in self.rungs}
+        self.waiting: dict[str, int] = {}  # trial paused at a rung -> that rung
+        self.events: list[dict[str, Any]] = []  # {"trial_id", "epoch", "event": paused|promoted|stopped}
+        self._loaded = False
+
+    # --- search properties -------------------------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        if (self._metric and metric) or (self._mode and mode):
+            return False
+        self._metric, self._mode = self._metric or metric, self._mode or mode
+        return True
+
+    def _score(self, value: float) -> float:
+        return value if self._mode == "max" else -value
+
+    # --- the rung table ----------------------------------------------------------------------
+    def _ranked(self, rung: int) -> list[str]:
+        recorded = self.records[rung]
+        order = list(recorded)  # insertion order: who came first wins a tie
+        return sorted(recorded, key=lambda t: (-recorded[t], order.index(t)))
+
+    def _promotable(self, trial_id: str, rung: int, at_least_one: bool = False) -> bool:
+        if trial_id in self.promoted[rung]:
+            return False
+        k = math.floor(len(self.records[rung]) / self.rf)
+        if at_least_one and not self.promoted[rung]:
+            k = max(k, 1)
+        return trial_id in self._ranked(rung)[:k]
+
+    def _event(self, trial_id: str, epoch: int, event: str) -> None:
+        self.events.append({"trial_id": trial_id, "epoch": epoch, "event": event})
+        self._save()
+
+    def _save(self) -> None:
+        if not self.state_file:
+            return
+        from tune_lab.results import replace_atomically
+
+        state = {"rungs": self.rungs, "records": {str(r): v for r, v in self.records.items()},
+                 "promoted": {str(r): v for r, v in self.promoted.items()},
+                 "waiting": self.waiting, "events": self.events}
+        path = Path(self.state_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(path, json.dumps(state, indent=1).encode())
+
+    def _load(self) -> None:
+        """The rung table of an interrupted search (once, on the first trial added after a resume)."""
+        self._loaded = True
+        if not self.state_file or not Path(self.state_file).is_file():
+            return
+        state = json.loads(Path(self.state_file).read_text())
+        for r in self.rungs:
+            self.records[r] = dict(state["records"].get(str(r), {}))
+            self.promoted[r] = list(state["promoted"].get(str(r), []))
+        self.waiting = {t: int(r) for t, r in state["waiting"].items()}
+        self.events = list(state["events"])
+
+    # --- Ray's TrialScheduler interface ------------------------------------------------------
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        if not self._loaded:
+            self._load()
+        if trial.status != Trial.PENDING:
+            return
+        # A resumed search (see the module docstring): Ray re-adds every unfinished trial as PENDING.
+        if trial.trial_id in self.waiting and trial.checkpoint is not None:
+            trial.set_status(Trial.PAUSED)  # it waits at its rung again
+        elif _last_event(self.events, trial.trial_id) == "stopped":
+            trial.set_status(Trial.TERMINATED)  # stopped at its rung; Ray's state file still said PAUSED
+        else:
+            return
+        # The searcher's saved state may predate the pause: it must not count the trial as running.
+        self._searcher_hook(tune_controller, "on_pause", trial.trial_id)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        if TIME_ATTR not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        epoch, trial_id = int(result[TIME_ATTR]), trial.trial_id
+        if epoch not in self.records or epoch >= planned_epochs(trial.config, self.max_t):
+            return TrialScheduler.CONTINUE
+        if trial_id in self.promoted[epoch]:  # a rung reported again (a retried trial): decided already
+            return TrialScheduler.CONTINUE
+        self.records[epoch][trial_id] = self._score(float(result[self._metric]))
+        if self._promotable(trial_id, epoch):
+            self.promoted[epoch].append(trial_id)
+            self._save()
+            return TrialScheduler.CONTINUE
+        if not result.get("should_checkpoint"):
+            # No checkpoint at this epoch: a pause would lose epochs. Decide now, as stopping ASHA would.
+            keep = max(1, math.ceil(len(self.records[epoch]) / self.rf))
+            if trial_id in self._ranked(epoch)[:keep]:
+                self.promoted[epoch].append(trial_id)
+                self._save()
+                return TrialScheduler.CONTINUE
+            self._event(trial_id, epoch, "stopped")
+            return TrialScheduler.STOP
+        self.waiting[trial_id] = epoch
+        self._event(trial_id, epoch, "paused")
+        self._searcher_hook(tune_controller, "on_pause", trial_id)
+        return TrialScheduler.PAUSE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        self.waiting.pop(trial.trial_id, None)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self.waiting.pop(trial.trial_id, None)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        rung = self.waiting.pop(trial.trial_id, None)
+        if rung is not None:
+            self._event(trial.trial_id, rung, "stopped")
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
+        trials = tune_controller.get_trials()
+        paused = {t.trial_id: t for t in trials if t.status == Trial.PAUSED and t.trial_id in self.waiting}
+        pending = [t for t in trials if t.status == Trial.PENDING]
+        running = [t for t in trials if t.status == Trial.RUNNING]
+        free = self.slots is None or len(running) < self.slots
+        if free:
+            for rung in sorted(self.rungs, reverse=True):
+                for trial_id in self._ranked(rung):
+                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(trial_id, rung):
+                        return self._promote(tune_controller, paused[trial_id], rung)
+        if pending:
+            return pending[0]
+        search_alg = getattr(tune_controller, "search_alg", None)
+        if search_alg is None or not search_alg.is_finished() or not paused:
+            return None
+        # No new trial will come and a slot would idle: a rung that has promoted nobody promotes its best.
+        if free:
+            for rung in sorted(self.rungs, reverse=True):
+                for trial_id in self._ranked(rung):
+                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(trial_id, rung, at_least_one=True):
+                        return self._promote(tune_controller, paused[trial_id], rung)
+        if not running:
+            for trial in paused.values():  # nothing runs and nothing can be promoted: the search is over
+                tune_controller.stop_trial(trial)
+        return None
+
+    def _promote(self, tune_controller: Any, trial: Trial, rung: int) -> Trial:
+        self.promoted[rung].append(trial.trial_id)
+        del self.waiting[trial.trial_id]
+        self._event(trial.trial_id, rung, "promoted")
+        self._searcher_hook(tune_controller, "on_unpause", trial.trial_id)
+        return trial
+
+    @staticmethod
+    def _searcher_hook(tune_controller: Any, name: str, trial_id: str) -> None:
+        search_alg = getattr(tune_controller, "search_alg", None)
+        for target in (search_alg, getattr(search_alg, "searcher", None)):
+            if getattr(target, "pause_aware", False):
+                getattr(target, name)(trial_id)
+
+    def debug_string(self) -> str:
+        counts = ", ".join(f"epoch {r}: {len(self.records[r])} reached, {len(self.promoted[r])} promoted" for r in self.rungs)
+        return f"Using promotion ASHA (rf {self.rf:g}): {counts}; {len(self.waiting)} waiting"
+
+
+def _last_event(events: list[dict[str, Any]], trial_id: str) -> str | None:
+    return next((e["event"] for e in reversed(events) if e["trial_id"] == trial_id), None)
+
+
+def read_events(folder: str) -> list[dict[str, Any]]:
+    """The paused / promoted / stopped events of a promotion-ASHA search (none for other searches)."""
+    from tune_lab.runner import SCHEDULER_STATE
+
+    path = Path(folder) / SCHEDULER_STATE
+    if "://" in folder or not path.is_file():
+        return []
+    return list(json.loads(path.read_text()).get("events", []))
+
+
+def stopped_while_waiting(folder: str) -> set[str]:
+    """Trials stopped at a rung. Ray stops them while PAUSED, and its experiment state (which only
+    records trials that have an actor when stopped) keeps calling them PAUSED."""
+    events = read_events(folder)
+    return {e["trial_id"] for e in events if _last_event(events, e["trial_id"]) == "stopped"}
+
+
+def add_events(summary: dict[str, Any], folder: str, client: Any = None) -> None:
+    """Each trial row's `schedule`: [{"epoch": 1, "event": "paused"}, {"epoch": 1, "event": "promoted"}, ...],
+    also set as a tag of the trial's MLflow run (with `client`), so a report rebuilt from MLflow has it."""
+    from reports.source import SCHEDULE_TAG
+
+    events = read_events(folder)
+    if not events:
+        return
+    for row in summary["trials"]:
+        row["schedule"] = [{"epoch": e["epoch"], "event": e["event"]} for e in events if e["trial_id"] == row["trial_id"]]
+        if client is not None and row.get("mlflow_run_id"):
+            client.set_tag(row["mlflow_run_id"], SCHEDULE_TAG, json.dumps(row["schedule"]))
+
+
+class PauseAwareVariantGenerator(BasicVariantGenerator):
+    """Ray's grid / random generator, whose `max_concurrent` (--max-concurrent) does not count paused trials.
+
+    Private API: it discards the trial from `BasicVariantGenerator._live_trials`, the set its
+    limit counts; Ray has no hook for a paused trial here. Without it `--max-concurrent 1` with
+    promotion ASHA stalls as soon as the first trial waits at a rung.
+    """
+
+    pause_aware = True
+
+    def on_pause(self, trial_id: str) -> None:
+        self._live_trials.discard(trial_id)
+
+    def on_unpause(self, trial_id: str) -> None:
+        self._live_trials.add(trial_id)
+
+
+class PauseAwareLimiter(ConcurrencyLimiter):
+    """Ray's ConcurrencyLimiter, except that a trial paused at a rung does not hold a place.
+
+    Ray's limiter counts every trial it let through until it completes: with two slots and two
+    trials waiting at a rung it would never suggest a third, and the search would stall.
+    """
+
+    pause_aware = True
+
+    def __init__(self, searcher: Any, max_concurrent: int) -> None:
+        super().__init__(searcher, max_concurrent=max_concurrent)
+        self.paused: set[str] = set()
+
+    def on_pause(self, trial_id: str) -> None:
+        if trial_id in self.live_trials:
+            self.live_trials.remove(trial_id)
+            self.num_unfinished_live_trials -= 1
+            self.paused.add(trial_id)
+        if getattr(self.searcher, "pause_aware", False):
+            self.searcher.on_pause(trial_id)
+
+    def on_unpause(self, trial_id: str) -> None:
+        if trial_id in self.paused:
+            self.paused.discard(trial_id)
+            self.live_trials.add(trial_id)
+            self.num_unfinished_live_trials += 1
+        if getattr(self.searcher, "pause_aware", False):
+            self.searcher.on_unpause(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self.paused:  # stopped while waiting at a rung
+            self.paused.discard(trial_id)
+            return self.searcher.on_trial_complete(trial_id, result=result, error=error)
+        return super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class RungOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, telling Optuna what a stopped or paused trial is: pruned, at its last epoch.
+
+    What Ray's OptunaSearch does with a trial that ASHA stopped at epoch 3: the result that
+    stopped it never reaches `on_trial_result` (Ray skips the searcher on a STOP), and
+    `on_trial_complete` then tells Optuna COMPLETE with the epoch-3 value, as if that were a
+    20-epoch result. TPE ranks complete trials by value alone, so an early value competes with
+    finished ones as an equal. Here a stopped trial's last value is reported at its epoch and
+    the trial told PRUNED: TPE ranks pruned trials below complete ones, by how far they got,
+    then by their value there (Optuna's `_split_pruned_trials`), as it does for Optuna's own
+    pruners. A trial paused at a rung is told PRUNED when it pauses (TPE learns from it at once,
+    instead of seeing a running trial for the rest of the search); if it is promoted and
+    finishes, its final value is added as a COMPLETE trial of the same parameters.
+    """
+
+    pause_aware = True
+
+    def __init__(self, *args: Any, max_t: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_t = max_t
+        self._params: dict[str, dict[str, Any]] = {}
+        self._told_on_pause: set[str] = set()
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        if isinstance(params, dict):
+            self._params[trial_id] = params
+        return params
+
+    def on_pause(self, trial_id: str) -> None:
+        if trial_id not in self._told_on_pause:
+            self._told_on_pause.add(trial_id)
+            super().on_trial_complete(trial_id, result=None)  # no value: Optuna records PRUNED at the last reported epoch
+
+    def on_unpause(self, trial_id: str) -> None:
+        pass
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._told_on_pause:
+            return  # Optuna has this trial as pruned; its final value comes with on_trial_complete
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        value = (result or {}).get(self.metric) if not isinstance(self.metric, list) else None
+        finished = result is not None and value is not None and not error and int(
+            result.get(TIME_ATTR, 0)) >= self._planned(result)
+        if trial_id in self._told_on_pause:
+            if finished and trial_id in self._params:
+                self.add_evaluated_point(_flatten(self._params[trial_id]), value)
+            return
+        if result is not None and value is not None and not error and not finished:
+            super().on_trial_result(trial_id, result)  # the epoch it was stopped at, which Ray did not pass on
+            return super().on_trial_complete(trial_id, result=None)  # PRUNED, valued at that epoch
+        return super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _planned(self, result: dict) -> int:
+        default = self.max_t or int(result.get(TIME_ATTR, 0))
+        for key in ("config/case/epochs", "config/epochs"):
+            if key in result:
+                try:
+                    return int(result[key])
+                except (TypeError, ValueError):
+                    break
+        return default
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Ray's nested parameters as Optuna's flat names ('a/b'), as OptunaSearch flattens its space."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
