@@ -63,12 +63,15 @@ def _search_once(scheduler: str, subset: int, epochs: int, data_dir: str | None,
     }
 
 
+SCHEDULERS = ("fifo", "asha", "promotion")  # promotion: tune_lab.schedulers.PromotionASHA with the file's rungs
+
+
 def run_asha(quick: bool, reps: int, data_dir: str | None = None) -> dict[str, Any]:
-    """FIFO and ASHA searches of the same space, interleaved; trial-epochs, wall time, best val acc."""
+    """FIFO, ASHA and promotion-ASHA searches of the same space, interleaved; trial-epochs, wall time, best val acc."""
     subset, epochs = (1024, 3) if quick else (2048, 9)
     with started_ray() as init_s, tempfile.TemporaryDirectory(prefix="tune-lab-bench-") as root:
         timings = interleave(
-            {name: (lambda n=name: _search_once(n, subset, epochs, data_dir, root)) for name in ("fifo", "asha")},
+            {name: (lambda n=name: _search_once(n, subset, epochs, data_dir, root)) for name in SCHEDULERS},
             reps, warmup=0,
         )
     rows, figures = [], {}
@@ -89,19 +92,26 @@ def run_asha(quick: bool, reps: int, data_dir: str | None = None) -> dict[str, A
     asha_args = load_search(SPACE, "mlp", {}).scheduler_args
     share = figures["asha"]["trial_epochs"] / figures["fifo"]["trial_epochs"]
     gap = figures["fifo"]["best_val_acc"] - figures["asha"]["best_val_acc"]
+    promotion_share = figures["promotion"]["trial_epochs"] / figures["fifo"]["trial_epochs"]
+    promotion_gap = figures["fifo"]["best_val_acc"] - figures["promotion"]["best_val_acc"]
     return {
         "name": "asha",
-        "title": "ASHA vs FIFO: mlp lr x optimizer, 18 random trials (seed 0), on an MNIST subset",
+        "title": "ASHA and promotion ASHA vs FIFO: mlp lr x optimizer, 18 random trials (seed 0), on an MNIST subset",
         "settings": {"search": f"search_spaces/mlp/{SPACE}.yaml", "dataset": "mnist", "subset": subset,
                      "epochs": epochs, "asha": asha_args, "cpus_per_trial": 1,
                      "reps": reps, "ray_init_s": round(init_s, 2)},
         "cases": rows,
         "ratios": {"asha_trial_epochs_over_fifo": round(share, 3),
                    "asha_wall_over_fifo": round(timings.median("asha") / timings.median("fifo"), 3),
-                   "fifo_minus_asha_best_val_acc": round(gap, 4)},
+                   "fifo_minus_asha_best_val_acc": round(gap, 4),
+                   "promotion_trial_epochs_over_fifo": round(promotion_share, 3),
+                   "promotion_wall_over_fifo": round(timings.median("promotion") / timings.median("fifo"), 3),
+                   "fifo_minus_promotion_best_val_acc": round(promotion_gap, 4)},
         "targets": [
             target("asha: trial-epochs / FIFO's", share, "<=", MAX_EPOCH_SHARE),
             target("asha: FIFO's best val acc - ASHA's (points)", 100 * gap, "<=", 100 * MAX_ACC_GAP),
+            target("promotion: trial-epochs / FIFO's", promotion_share, "<=", MAX_EPOCH_SHARE),
+            target("promotion: FIFO's best val acc - promotion's (points)", 100 * promotion_gap, "<=", 100 * MAX_ACC_GAP),
         ],
         "notes": ["wall time is the whole `run_search` (data load, trials, MLflow, summary and report), Ray already up",
                   "trial_epochs and best_val_acc: medians over repetitions (ASHA's promotions depend on trial timing)"],

@@ -1,0 +1,108 @@
+"""Issue 21, side by side: the Optuna peer against `tune-lab mlp --search lr`, in one run.
+
+    python -m benchmarks.early_stopping --data-dir $TUNE_LAB_DATA [--schedulers promotion asha] [--rounds 1]
+
+Each side runs as its own fresh process, one after another (the peer first in odd rounds,
+last in even ones), on the same machine: `python -m benchmarks.optuna_peer` and
+`tune-lab mlp --search lr --set dropout=0 --dataset mnist --seed 0 --scheduler S` (the network
+the peer trains: the lab's corrected MLP without dropout). Wall time is the whole process,
+interpreter start, data load, Ray start, MLflow and report included. Prints a Markdown table
+and one JSON line per run (also written to --out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def run_peer(data_dir: str, seed: int) -> dict[str, Any]:
+    began = time.perf_counter()
+    out = subprocess.run([_python(), "-m", "benchmarks.optuna_peer", "--data-dir", data_dir, "--seed", str(seed)],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - began
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {**result, "wall_s": round(wall, 1), "inner_wall_s": result["wall_s"]}
+
+
+def run_tune_lab(data_dir: str, seed: int, scheduler: str, storage: str) -> dict[str, Any]:
+    experiment = f"bench21-{scheduler}-{time.strftime('%H%M%S')}"
+    command = [str(Path(_python()).with_name("tune-lab")), "mlp", "--search", "lr", "--set", "dropout=0",
+               "--dataset", "mnist", "--data-dir", data_dir, "--seed", str(seed), "--scheduler", scheduler,
+               "--storage", storage, "--experiment", experiment]
+    began = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    summary = json.loads((Path(storage) / experiment / "summary.json").read_text())
+    trials, best = summary["trials"], summary["best"]
+    return {
+        "side": f"tune-lab ({scheduler})", "command": "tune-lab " + " ".join(command[1:]),
+        "wall_s": round(wall, 1), "trial_epochs": sum(t["epochs_run"] for t in trials), "trials": len(trials),
+        "stopped_early": sum(t["status"] == "stopped early" for t in trials),
+        "best_val_acc": best["metrics"]["val_acc"], "best_test_acc": best["metrics"]["test_acc"],
+        "best_lr": best["config"]["lr"], "best_epochs_run": next(t["epochs_run"] for t in trials if t["trial_id"] == best["trial_id"]),
+        "per_trial": [{"lr": t["config"]["lr"], "epochs": t["epochs_run"], "status": t["status"],
+                       "best_val": (t.get("best") or {}).get("val_acc"), "schedule": t.get("schedule")} for t in trials],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| round | side | wall | trial-epochs | stopped early | best val / test |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['round']} | {r['side']} | {r['wall_s']:.0f} s | {r['trial_epochs']} | "
+                     f"{r['stopped_early']} of {r['trials']} | {100 * r['best_val_acc']:.2f} / {100 * r['best_test_acc']:.2f} % |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.environ.get("TUNE_LAB_DATA"), required=os.environ.get("TUNE_LAB_DATA") is None)
+    p.add_argument("--schedulers", nargs="+", default=["promotion"], choices=["promotion", "asha", "fifo"])
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON lines file (default: benchmarks/results/early-stopping-TIME.jsonl)")
+    args = p.parse_args(argv)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"early-stopping-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="tune-lab-bench21-") as storage:
+        # The results root's MLflow store made beforehand, untimed: a user's searches share one,
+        # and only the first search of a results root pays for creating its tables (~5-10 s here).
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=f"sqlite:///{storage}/mlflow.db").search_experiments()
+        for round_ in range(1, args.rounds + 1):
+            sides = [("peer", None)] + [("tune-lab", s) for s in args.schedulers]
+            if round_ % 2 == 0:
+                sides.reverse()
+            for kind, scheduler in sides:
+                row = run_peer(args.data_dir, args.seed) if kind == "peer" else run_tune_lab(args.data_dir, args.seed, scheduler, storage)
+                row |= {"round": round_, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+                load = os.getloadavg()[0]
+                rows.append(row)
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps({k: v for k, v in row.items() if k != "per_trial"}), file=sys.stderr, flush=True)
+    print(table(rows))
+    print(f"\n(per-trial detail: {out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
