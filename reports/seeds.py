@@ -15,9 +15,10 @@ from typing import Any
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
-METHOD = (f"mean +- sample std over seeds and a {CONFIDENCE:.0%} Student-t interval; 'vs best': Welch's t-test "
-          f"(two-sided, alpha {ALPHA}) of each configuration's seeds against the best's, on the searched metric at "
-          f"each configuration's selected epoch, not corrected for the number of configurations compared")
+INTERVAL_METHOD = (f"mean +- sample std over seeds and a {CONFIDENCE:.0%} Student-t interval, at each configuration's "
+                   f"selected epoch")
+METHOD = (f"{INTERVAL_METHOD}; 'vs best': Welch's t-test (two-sided, alpha {ALPHA}) of each configuration's seeds "
+          f"against the best's, on the searched metric, not corrected for the number of configurations compared")
 
 
 def on_test_split(metric: str, metrics: list[str]) -> str | None:

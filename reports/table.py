@@ -6,7 +6,7 @@ from typing import Any
 from tabulate import tabulate
 
 from reports.published import published_for, published_note
-from reports.seeds import METHOD, verdict_text
+from reports.seeds import INTERVAL_METHOD, METHOD, verdict_text
 
 # The lab's published figure beside ours (shown only where the run is the lab's experiment; the
 # table's footnote, published_note, says what that means).
@@ -158,12 +158,12 @@ def sweep_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _inside(figure: float, stats: dict[str, Any] | None) -> str:
-    """Whether a published percentage lies inside our 95% interval: 'yes', 'no: above', 'no: below'."""
+    """Whether a published percentage lies inside our 95% interval: 'yes', 'no, lab's above', 'no, lab's below'."""
     if not stats or stats["ci_low"] is None:
         return ""
     if 100 * stats["ci_low"] <= figure <= 100 * stats["ci_high"]:
         return "yes"
-    return "no: above" if figure > 100 * stats["ci_high"] else "no: below"
+    return "no, lab's above" if figure > 100 * stats["ci_high"] else "no, lab's below"
 
 
 def sweep_verdict(record: dict[str, Any]) -> str:
@@ -192,7 +192,7 @@ def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
     if record.get("sweeps"):
         rows = sweep_rows(record)
         table = tabulate(rows, headers="keys", tablefmt=tablefmt)
-        notes = [sweep_verdict(record), lab_note(record, rows), METHOD if repeated(record) else ""]
+        notes = [sweep_verdict(record), lab_note(record, rows), INTERVAL_METHOD if repeated(record) else ""]
         return "\n".join([table, *(n for n in notes if n)])
     rows = comparison_rows(record)
     if not rows:

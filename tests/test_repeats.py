@@ -10,7 +10,7 @@ from scipy import stats
 
 import tests.flaky_lab  # noqa: F401  (registers the "flaky" lab: lab 1 whose seed may diverge)
 from reports.seeds import add_seed_statistics
-from reports.table import format_table
+from reports.table import format_table, sweep_rows
 from trainables.data import load_images
 from trainables.hparams import MLPConfig
 from trainables.mlp import Trainer
@@ -181,3 +181,25 @@ def test_a_retried_trial_continues_every_seed_from_its_checkpoint(ray_session, t
     assert trial["history"]["training_iteration"] == [1, 2]
     assert {seed: len(h["val_acc"]) for seed, h in trial["seed_history"].items()} == {"0": 2, "1": 2}
     assert trial["seed_stats"]["val_acc"]["n"] == 2
+
+
+def test_table2_says_whether_the_labs_figure_is_inside_our_interval():
+    """The lab published 87.96% (adam), 89.16% (sgd), 86.49% (adadelta) test accuracy."""
+    base = {"model": "mlp", "epochs": 20, "batch_size": 256, "lr": 0.005, "loss": "cross_entropy", "optimizer": "adam"}
+    tests = {"adam": [0.878, 0.880, 0.882], "sgd": [0.850, 0.852, 0.848], "adadelta": [0.880, 0.885, 0.890]}
+    trials = []
+    for i, (optimizer, values) in enumerate(tests.items()):
+        trial = _trial(f"t{i}", values)
+        trial["config"] = {**base, "optimizer": optimizer, "repeats": 3}
+        trials.append(trial)
+    record = {"lab": "mlp", "dataset": "fashion_mnist", "metric": "val_acc", "mode": "max", "repeats": 3,
+              "metrics": ["val_acc", "test_acc"], "fixed": base, "sweeps": {"optimizer": list(tests)},
+              "best": {"trial_id": "t0"}, "trials": trials}
+    add_seed_statistics(record)
+    rows = {row["setting"]: row for row in sweep_rows(record)}
+    assert rows["adam"]["lab's in ours 95% CI"] == "yes"
+    assert rows["sgd"]["lab's in ours 95% CI"] == "no, lab's above"
+    assert rows["adadelta"]["lab's in ours 95% CI"] == "no, lab's below"
+    assert rows["sgd"]["ours ± std"] == 0.2
+    record["subset"] = 5000  # not the lab's experiment: no published figure, so nothing to place
+    assert all("lab's in ours 95% CI" not in row for row in sweep_rows(record))
