@@ -43,7 +43,7 @@ def test_every_shipped_search_loads(lab):
 def test_mlp_ships_the_issue_searches():
     assert {"optimizer", "loss", "batch_size", "epochs", "model", "lr"} <= set(available_searches("mlp"))
     lr = load_search("lr", "mlp")
-    assert lr.algorithm == "optuna" and lr.num_samples >= 16 and lr.scheduler == "asha"
+    assert lr.algorithm == "optuna" and lr.num_samples >= 16 and lr.scheduler == "promotion"
     assert lr.params["lr"].distribution == "loguniform"
 
 
