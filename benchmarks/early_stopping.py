@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=os.environ.get("TUNE_LAB_DATA"), required=os.environ.get("TUNE_LAB_DATA") is None)
     p.add_argument("--schedulers", nargs="+", default=["promotion"], choices=["promotion", "asha", "fifo"])
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--first-round", type=int, default=1, help="number of the first round (even: tune-lab first)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON lines file (default: benchmarks/results/early-stopping-TIME.jsonl)")
     args = p.parse_args(argv)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         from mlflow.tracking import MlflowClient
 
         MlflowClient(tracking_uri=f"sqlite:///{storage}/mlflow.db").search_experiments()
-        for round_ in range(1, args.rounds + 1):
+        for round_ in range(args.first_round, args.first_round + args.rounds):
             sides = [("peer", None)] + [("tune-lab", s) for s in args.schedulers]
             if round_ % 2 == 0:
                 sides.reverse()
