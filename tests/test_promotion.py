@@ -114,10 +114,11 @@ scheduler: {promotion: {grace_period: 1, reduction_factor: 2}}
 """
 
 
-def test_a_paused_and_promoted_trial_reports_what_an_uninterrupted_trial_reports(ray_session, tiny_mnist, tmp_path):
+@pytest.mark.parametrize("repeats", ["1", "2"])  # 2: the scheduler decides on the seed-mean, both seeds pause and resume
+def test_a_paused_and_promoted_trial_reports_what_an_uninterrupted_trial_reports(ray_session, tiny_mnist, tmp_path, repeats):
     results = tmp_path / "results"
     summary = run_search("mlp", SEARCH, tiny_mnist, results, "promoted", "--seed", "3", "--max-concurrent", "1",
-                         search="promotion")
+                         "--repeats", repeats, search="promotion")
     good = next(t for t in summary["trials"] if t["setting"] == {"lr": 0.01})
     # It paused at rung 1 (nobody to compare with yet) and at rung 2, and was promoted from both.
     assert {"epoch": 1, "event": "paused"} in good["schedule"] and {"epoch": 1, "event": "promoted"} in good["schedule"]
@@ -129,13 +130,15 @@ def test_a_paused_and_promoted_trial_reports_what_an_uninterrupted_trial_reports
     assert summary["scheduler"] == "promotion" and summary["rungs"] == [1, 2]
 
     straight = run_search("mlp", SEARCH.replace("[0.01, 1.0e-7, 2.0e-7, 3.0e-7]", "[0.01]"), tiny_mnist, results,
-                          "straight", "--seed", "3", "--scheduler", "fifo", search="fifo")
+                          "straight", "--seed", "3", "--scheduler", "fifo", "--repeats", repeats, search="fifo")
     alone = straight["trials"][0]
     assert "schedule" not in alone and alone["epochs_run"] == 4
     # Exact: the same float every epoch (1 thread, the same ops; the checkpoint restores weights,
     # optimizer, shuffling generator and the global stream that draws the dropout masks).
     for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc"):
         assert good["history"][metric] == alone["history"][metric], metric
+    if repeats == "2":  # each seed on its own, not only their mean
+        assert good["seed_history"] and good["seed_history"] == alone["seed_history"]
     # Every epoch once in MLflow, though the trial ran in three pieces.
     from mlflow.tracking import MlflowClient
 
