@@ -28,7 +28,6 @@ as the lab does): that only makes it faster, so the ratio against it is conserva
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from typing import Any, Callable
 
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.timing import case_row, interleave, target
+from benchmarks.timing import epoch_rows, interleave, target
 from trainables.data import SPLIT_SEED, VAL_SIZE, ImageData, load_images, resolve_data_dir
 from trainables.hparams import MLPConfig
 from trainables.mlp import MLP, Trainer
@@ -167,11 +166,7 @@ def run(quick: bool, reps: int, threads: int, data_dir: str | None = None) -> di
                   f"{net}/lab_loop": lab.epoch, f"{net}/plain": plain.epoch}
     timings = interleave(cases, reps)
     n = len(data.y_train)
-    train_s = {name: statistics.median(r["train_s"] for r in timings.returned[name]) for name in cases}
-    rows = [case_row(name, secs, train_median_s=round(train_s[name], 4),
-                     eval_median_s=round(statistics.median(r["eval_s"] for r in timings.returned[name]), 4),
-                     train_images_per_s=round(n / train_s[name], 1))
-            for name, secs in timings.seconds.items()]
+    rows, train_s = epoch_rows(timings, n)
     ratios: dict[str, float] = {}
     targets = []
     for net in NETWORKS:

@@ -20,13 +20,12 @@ separate trials would each hold their own).
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from typing import Any, Callable
 
 import torch
 
-from benchmarks.timing import case_row, interleave, target
+from benchmarks.timing import epoch_rows, interleave, target
 from trainables.classify import ClassifierSeedBatch
 from trainables.data import ImageData, load_images
 from trainables.hparams import MLPConfig
@@ -91,12 +90,7 @@ def run(quick: bool, reps: int, threads: int, data_dir: str | None = None, devic
         cfg = MLPConfig(epochs=1000, faithful=net == "lab_net")
         cases |= {f"{net}/{name}": case for name, case in _cases(cfg, data, where).items()}
     timings = interleave(cases, reps)
-    n = len(data.y_train) * len(SEEDS)
-    train_s = {name: statistics.median(r["train_s"] for r in timings.returned[name]) for name in cases}
-    rows = [case_row(name, secs, train_median_s=round(train_s[name], 4),
-                     eval_median_s=round(statistics.median(r["eval_s"] for r in timings.returned[name]), 4),
-                     train_images_per_s=round(n / train_s[name], 1))
-            for name, secs in timings.seconds.items()]
+    rows, train_s = epoch_rows(timings, len(data.y_train) * len(SEEDS))
     ratios: dict[str, float] = {}
     targets = []
     for net in NETWORKS:

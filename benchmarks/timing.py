@@ -97,3 +97,14 @@ def target(what: str, value: float, op: str, limit: float) -> dict[str, Any]:
     """A target of issue 9, checked against a measured value (`op` is "<=" or ">=")."""
     met = value <= limit if op == "<=" else value >= limit
     return {"what": what, "value": round(value, 4), "op": op, "limit": limit, "met": bool(met)}
+
+
+def epoch_rows(timings: Timings, images: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Rows of epoch cases whose calls return {"train_s", "eval_s"}: whole, training and evaluation
+    medians and training images per second; and each case's median training seconds."""
+    train_s = {name: statistics.median(r["train_s"] for r in timings.returned[name]) for name in timings.seconds}
+    rows = [case_row(name, secs, train_median_s=round(train_s[name], 4),
+                     eval_median_s=round(statistics.median(r["eval_s"] for r in timings.returned[name]), 4),
+                     train_images_per_s=round(images / train_s[name], 1))
+            for name, secs in timings.seconds.items()]
+    return rows, train_s
