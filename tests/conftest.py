@@ -123,3 +123,18 @@ def tiny_vae_search(ray_session, tiny_mnist, tmp_path_factory) -> Path:
         env.setenv("TUNE_LAB_CACHE", str(root / "cache"))
         run_search("vae", TINY_VAE_SEARCH, tiny_mnist, root, "tiny-vae")
     return root
+
+
+def start_killable_search(space: Path, data_dir: Path, root: Path, experiment: str):
+    """`tune-lab mlp --search SPACE` in a process of its own, one trial at a time, to be killed.
+
+    Its own session, so that a SIGKILL to it is a kill of the driver alone, as a user's would be.
+    """
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "tune_lab", "mlp", "--search", str(space), "--data-dir", str(data_dir),
+         "--storage", str(root), "--experiment", experiment, "--max-concurrent", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )

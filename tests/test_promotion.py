@@ -7,7 +7,7 @@ import textwrap
 import pytest
 import torch
 
-from tests.conftest import run_search
+from tests.conftest import run_search, start_killable_search
 from trainables.data import load_images
 from trainables.hparams import MLPConfig
 from trainables.mlp import Trainer
@@ -213,19 +213,13 @@ def test_killed_while_trials_wait_at_rungs_resumes_with_the_same_decisions(ray_s
     and every epoch of every trial is in the summary and in MLflow once."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     space = tmp_path / "resumable.yaml"
     space.write_text(textwrap.dedent(RESUMABLE))
     folder = tmp_path / "results" / "killed"
     state = folder / "promotion-asha.state"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tune_lab", "mlp", "--search", str(space), "--data-dir", str(tiny_mnist),
-         "--storage", str(tmp_path / "results"), "--experiment", "killed", "--max-concurrent", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    driver = start_killable_search(space, tiny_mnist, tmp_path / "results", "killed")
     try:
         deadline = time.monotonic() + 240
         while len(_waiting(state)) < 2:

@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_killable_search
 from tune_lab.cli import main
 
 EPOCHS = 25
@@ -37,11 +36,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
     space = tmp_path / "long.yaml"
     space.write_text(textwrap.dedent(SEARCH))
     folder = tmp_path / "results" / "killed"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "tune_lab", "mlp", "--search", str(space), "--data-dir", str(tiny_mnist),
-         "--storage", str(tmp_path / "results"), "--experiment", "killed", "--max-concurrent", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    driver = start_killable_search(space, tiny_mnist, tmp_path / "results", "killed")
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # kill once one trial is done and the next is under way
