@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from reports import figures
-from reports.seeds import METHOD
-from reports.table import comparison_rows, format_best, format_table, lab_note, repeated
+from reports.seeds import METHOD, repeated
+from reports.table import comparison_rows, format_best, format_table, lab_note
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }

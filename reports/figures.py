@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from reports.seeds import repeated  # noqa: E402
 from reports.table import setting_label  # noqa: E402
 
 DPI = 120
@@ -169,7 +170,7 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
         ax.axvline(rung, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlabel("epoch" + (" (dotted: ASHA rungs)" if record.get("rungs") else ""))
     ax.set_ylabel(metric.replace("_acc", " accuracy %"))
-    each = f", each the mean of {record['repeats']} seeds" if (record.get("repeats") or 1) > 1 else ""
+    each = f", each the mean of {record['repeats']} seeds" if repeated(record) else ""
     ax.set_title(f"{metric} of every trial ({len(trials)} trials{each})")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -28,6 +28,11 @@ def on_test_split(metric: str, metrics: list[str]) -> str | None:
     return None
 
 
+def repeated(record: dict[str, Any]) -> bool:
+    """Whether the search trained several seeds per configuration (`--repeats`)."""
+    return (record.get("repeats") or 1) > 1
+
+
 def interval(values: list[float]) -> dict[str, Any]:
     """n, mean, std and the 95% t-interval of the values (no interval with fewer than two)."""
     from scipy import stats
@@ -36,6 +41,7 @@ def interval(values: list[float]) -> dict[str, Any]:
     mean = sum(values) / n
     if n < 2:
         return {"n": n, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
+    # by hand, not stats.t.interval: seeds that all agree (std 0) give [mean, mean], not NaN
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
@@ -60,7 +66,7 @@ def add_seed_statistics(record: dict[str, Any]) -> dict[str, Any]:
 
     A no-op for a one-seed search: its table stays as it always was.
     """
-    if (record.get("repeats") or 1) < 2:
+    if not repeated(record):
         return record
     metric = record["metric"]
     shown = [m for m in (metric, on_test_split(metric, record["metrics"])) if m]

@@ -6,7 +6,7 @@ from typing import Any
 from tabulate import tabulate
 
 from reports.published import published_for, published_note
-from reports.seeds import INTERVAL_METHOD, METHOD, verdict_text
+from reports.seeds import INTERVAL_METHOD, METHOD, repeated, verdict_text
 
 # The lab's published figure beside ours (shown only where the run is the lab's experiment; the
 # table's footnote, published_note, says what that means).
@@ -52,11 +52,6 @@ def _format(metric: str, value: Any) -> Any:
 
 def header(metric: str) -> str:
     return metric.replace("_acc", " acc %") if _is_accuracy(metric) else metric
-
-
-def repeated(record: dict[str, Any]) -> bool:
-    """Whether the search trained several seeds per configuration (`--repeats`)."""
-    return (record.get("repeats") or 1) > 1
 
 
 def _spread(metric: str, stats: dict[str, Any] | None) -> tuple[str, str]:
