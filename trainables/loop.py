@@ -53,9 +53,9 @@ class Trainer(ABC):
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
-        # The trainer's own generators (shuffling, a lab's augmentation or noise): a resumed trial
-        # draws the batch order the uninterrupted one would have drawn next.
-        state["rng"] = {name: g.get_state() for name, g in vars(self).items() if isinstance(g, torch.Generator)}
+        # The shuffling generator: a resumed trial draws the batch order the uninterrupted one
+        # would have drawn next.
+        state["rng"] = {"generator": self.generator.get_state()}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -63,9 +63,8 @@ class Trainer(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
-        for name, generator_state in state.get("rng", {}).items():  # absent in checkpoints saved before 2026-12
-            if isinstance(getattr(self, name, None), torch.Generator):
-                getattr(self, name).set_state(generator_state)
+        if "generator" in state.get("rng", {}):  # absent in checkpoints saved before 2026-12
+            self.generator.set_state(state["rng"]["generator"])
 
     @classmethod
     def seed_group(cls, cfg: Any, data: Any, device: torch.device, seeds: list[int]) -> SeedGroup:
