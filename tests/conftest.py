@@ -72,6 +72,23 @@ def tiny_mnist(tmp_path_factory) -> Path:
     return root
 
 
+SUBJECTS = [("je suis", "i am"), ("tu es", "you are"), ("il est", "he is"), ("elle est", "she is"),
+            ("nous sommes", "we are"), ("ils sont", "they are")]
+ADJECTIVES = [("grand", "tall"), ("fatigue", "tired"), ("content", "happy"), ("malade", "sick"),
+              ("pret", "ready"), ("riche", "rich"), ("occupe", "busy"), ("libre", "free")]
+
+
+@pytest.fixture
+def tiny_eng_fra(tmp_path) -> Path:
+    """A data root with a small eng-fra.txt: 6 subjects x 8 adjectives, twice (96 lines)."""
+    lines = [f"{en.capitalize()} {adj_en}.\t{fr.capitalize()} {adj_fr}."
+             for fr, en in SUBJECTS for adj_fr, adj_en in ADJECTIVES] * 2
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "eng-fra.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
 def real_data_root() -> Path | None:
     if REAL_DATA and (Path(REAL_DATA) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         return Path(REAL_DATA)

@@ -171,7 +171,6 @@ def test_tiny_wgan_search_reports_fid_every_epoch_and_samples(ray_session, tiny_
 def test_generative_data_is_what_the_loop_needs(tiny_mnist):
     data = load_generative_data("mnist", tiny_mnist)
     assert isinstance(data, GenerativeData)
-    from trainables.loop import describe_data
 
-    assert describe_data(data) == {"name": "mnist", "classes": data.classes, "shape": [1, 28, 28]}
+    assert data.checkpoint_info() == {"name": "mnist", "classes": data.classes, "shape": [1, 28, 28]}
     assert CGANConfig().width == 16 and CGANConfig().aux_weight == 10.0

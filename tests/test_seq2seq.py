@@ -142,11 +142,6 @@ def test_bleu_is_sacrebleu_corpus_bleu():
 
 
 # --------------------------------------------------------------------------- a tiny real search
-SUBJECTS = [("je suis", "i am"), ("tu es", "you are"), ("il est", "he is"), ("elle est", "she is"),
-            ("nous sommes", "we are"), ("ils sont", "they are")]
-ADJECTIVES = [("grand", "tall"), ("fatigue", "tired"), ("content", "happy"), ("malade", "sick"),
-              ("pret", "ready"), ("riche", "rich"), ("occupe", "busy"), ("libre", "free")]
-
 TINY_SEARCH = """
 description: tiny cell search
 lab: seq2seq
@@ -158,17 +153,6 @@ params:
 search: grid
 scheduler: fifo
 """
-
-
-@pytest.fixture
-def tiny_eng_fra(tmp_path) -> Path:
-    """A data root with a small eng-fra.txt: 6 subjects x 8 adjectives, twice (96 lines)."""
-    lines = [f"{en.capitalize()} {adj_en}.\t{fr.capitalize()} {adj_fr}."
-             for fr, en in SUBJECTS for adj_fr, adj_en in ADJECTIVES] * 2
-    root = tmp_path / "data"
-    root.mkdir()
-    (root / "eng-fra.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
 
 
 def test_tiny_search_then_translate(ray_session, tiny_eng_fra, tmp_path, capsys):

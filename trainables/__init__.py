@@ -1,5 +1,6 @@
 """Lab models wrapped as Ray Tune trainables.
 
-Nothing here imports `tune_lab` or `reports`; importing this package itself is torch-free
-(see `trainables.hparams` for why that matters).
+Importing this package registers every shipped lab (`trainables.hparams`, torch-free) and
+imports nothing of `tune_lab` or `reports`.
 """
+from trainables import hparams  # noqa: F401  (registers the labs; see trainables.registry)

@@ -248,3 +248,6 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     if gan_curves_figure(trial_dir, out_dir / "gan_curves.png", f"Best trial: {kind}"):
         figures.append(("D and G losses, and D's mean score on real and generated images, per epoch", "gan_curves.png"))
     return figures
+
+
+report_text = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out

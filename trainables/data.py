@@ -12,6 +12,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +51,14 @@ class ImageData:
 
     @property
     def split_sizes(self) -> dict[str, int]:
-        """Samples per split, for the driver's opening line (every lab's data has this)."""
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def trial_split(self, config: dict[str, Any]) -> str:
+        return " / ".join(f"{n} {split}" for split, n in self.split_sizes.items())  # every trial uses it all
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        return {"name": self.name, "classes": self.classes, "shape": list(self.shape), "mean": list(self.mean),
+                "std": list(self.std)}
 
 
 def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:

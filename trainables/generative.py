@@ -91,6 +91,12 @@ class GenerativeData:
     def split_sizes(self) -> dict[str, int]:
         return self.images.split_sizes
 
+    def trial_split(self, config: dict[str, Any]) -> str:
+        return self.images.trial_split(config)
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        return {"name": self.name, "classes": self.classes, "shape": list(self.shape)}  # generated images carry no normalisation
+
 
 def load_generative_data(name: str, data_dir: str | None = None, *, subset: int | None = None) -> GenerativeData:
     """The dataset and its reference classifier (trained once per dataset, then cached).

@@ -13,7 +13,8 @@ from typing import Literal
 from trainables.config import hp
 from trainables.registry import register_lab
 
-CLASSIFIER_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+CLASSIFIER_METRICS = {"train_loss": "min", "train_acc": "max", "val_loss": "min", "val_acc": "max",
+                      "test_loss": "min", "test_acc": "max"}
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrainConfig:
     fallback_dataset="digits",
     description="Lab 1: softmax regression and a 3-hidden-layer MLP on MNIST / Fashion-MNIST",
     metrics=CLASSIFIER_METRICS,
+    metric="val_acc",
     gpu_fraction=0.25,
 )
 @dataclass
@@ -61,6 +63,7 @@ class MLPConfig(TrainConfig):
     datasets=("cifar10", "mnist", "fashion_mnist"),
     description="Lab 2: LeNet-5 and ResNet18 on CIFAR-10 (also MNIST / Fashion-MNIST)",
     metrics=CLASSIFIER_METRICS,
+    metric="val_acc",
     gpu_fraction=0.5,
 )
 @dataclass
@@ -84,7 +87,8 @@ class ResNetConfig(TrainConfig):
     module="trainables.seq2seq",
     datasets=("eng_fra",),
     description="Lab 3: French -> English seq2seq (RNN / GRU / LSTM / hand-written GRU cells), scored by BLEU",
-    metrics=("train_loss", "val_loss", "val_bleu", "test_bleu"),
+    metrics={"train_loss": "min", "val_loss": "min", "val_bleu": "max", "test_bleu": "max"},
+    metric="val_bleu",
     gpu_fraction=0.25,
 )
 @dataclass
@@ -108,7 +112,8 @@ class Seq2SeqConfig(TrainConfig):
 
 
 # --------------------------------------------------------------------------- generative labs (GANs)
-GAN_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "fid", "readable")
+# d_real / d_fake (the discriminator's mean score on real / generated images) read from D's side.
+GAN_METRICS = {"d_loss": "min", "g_loss": "min", "d_real": "max", "d_fake": "min", "fid": "min", "readable": "max"}
 GENERATIVE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
@@ -134,6 +139,7 @@ class GANConfig(TrainConfig):
     datasets=GENERATIVE_DATASETS,
     description="Lab 4: Wasserstein GAN (weight clipping as in the lab, or gradient penalty), FID measured",
     metrics=GAN_METRICS,
+    metric="fid",
     gpu_fraction=0.5,
     sampler="unconditional",
 )
@@ -162,7 +168,8 @@ class WGANConfig(GANConfig):
     module="trainables.cgan",
     datasets=GENERATIVE_DATASETS,
     description="Lab 5: conditional GAN for digits; conditional accuracy and FID measured by a reference classifier",
-    metrics=GAN_METRICS + ("cond_acc",),
+    metrics={**GAN_METRICS, "cond_acc": "max"},
+    metric="cond_acc",
     gpu_fraction=0.5,
     sampler="conditional",
 )
@@ -205,7 +212,8 @@ class AutoencoderConfig(TrainConfig):
     module="trainables.autoencoders",
     datasets=GENERATIVE_DATASETS,
     description="Lab 4: convolutional autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
-    metrics=("train_loss", "val_loss", "val_mse", "test_mse"),
+    metrics={"train_loss": "min", "val_loss": "min", "val_mse": "min", "test_mse": "min"},
+    metric="val_mse",
     gpu_fraction=0.25,
 )
 @dataclass
@@ -220,7 +228,9 @@ class AEConfig(AutoencoderConfig):
     module="trainables.vae",
     datasets=GENERATIVE_DATASETS,
     description="Lab 4: convolutional variational autoencoder on MNIST / Fashion-MNIST / CIFAR-10 (28x28)",
-    metrics=("train_loss", "val_loss", "val_mse", "val_kl", "val_elbo", "val_fid", "readable", "test_mse", "test_elbo"),
+    metrics={"train_loss": "min", "val_loss": "min", "val_mse": "min", "val_kl": "min", "val_elbo": "max",
+             "val_fid": "min", "readable": "max", "test_mse": "min", "test_elbo": "max"},
+    metric="val_elbo",
     gpu_fraction=0.25,
     sampler="unconditional",
 )

@@ -222,7 +222,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     _match_threads_to_cpus()
     device = trial_device()
     where = placement(device)
-    group = spec.trainer().seed_group(cfg, data, device, seed_list(cfg.seed, repeats))
+    group = spec.load().Trainer.seed_group(cfg, data, device, seed_list(cfg.seed, repeats))
 
     first_epoch, best = 1, None
     checkpoint = tune.get_checkpoint()
@@ -267,7 +267,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
         best = metrics[metric] if improved else best
         states = group.state_dicts()
         saved = {"state": states[group.seeds[0]], "epoch": epoch, "metrics": metrics, "lab": spec.name,
-                 "config": asdict(cfg), "data": describe_data(data), "best": best}
+                 "config": asdict(cfg), "data": data.checkpoint_info(), "best": best}
         if repeats > 1:  # `state` (the first live seed) is what reports and `generate` load; all of them resume
             saved["seed_states"] = states
         with tempfile.TemporaryDirectory() as folder:
@@ -286,13 +286,3 @@ def load_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
         path = path / CHECKPOINT_FILE
     return torch.load(path, map_location="cpu", weights_only=True)
 
-
-def describe_data(data: Any) -> dict[str, Any]:
-    """What a checkpoint must remember about its data to be used on its own later.
-
-    A data object with a `checkpoint_info()` method (plain values only) says it itself.
-    """
-    if hasattr(data, "checkpoint_info"):
-        return data.checkpoint_info()
-    fields = ("name", "classes", "shape", "mean", "std")
-    return {f: (list(v) if isinstance(v, tuple) else v) for f in fields if (v := getattr(data, f, None)) is not None}

@@ -1,15 +1,53 @@
-"""The lab registry: a decorator on each lab's hyperparameter dataclass registers the lab.
+"""The lab contract and the registry that holds every lab.
 
-The CLI's lab choices, `tune-lab list` and search-file validation all come from here, so the
-registry must stay importable without torch.
+A lab is two pieces, apart on purpose. Its hyperparameter dataclass is registered with
+`@register_lab` in trainables/hparams.py, which imports no torch, so that `tune-lab --help`,
+`tune-lab list` and the check of a search file answer before torch is. Its module (`module=`)
+holds the models and the train/eval step, and provides what `LabModule` lists; its data object
+is a `LabData`. Registration flows one way: hparams imports this module, and the package's
+__init__ imports hparams, so importing anything of `trainables` registers every shipped lab.
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T", bound=type)
+Mode = Literal["min", "max"]
+SAMPLERS = (None, "unconditional", "conditional")
+
+
+@runtime_checkable
+class LabData(Protocol):
+    """The data a lab's `load_data` returns: loaded once on the driver, shared with every trial."""
+
+    name: str  # the dataset actually used (after any fallback)
+
+    @property
+    def split_sizes(self) -> dict[str, int]: ...
+
+    def trial_split(self, config: dict[str, Any]) -> str:
+        """The samples a trial of `config` uses per split, for the driver's opening line."""
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        """What a checkpoint must remember about the data to be used on its own (plain values)."""
+
+
+@runtime_checkable
+class LabModule(Protocol):
+    """What a lab's module provides. The three hooks are None where the lab has nothing to add."""
+
+    Trainer: type  # a trainables.loop.Trainer: one seed of one configuration, epoch by epoch
+
+    def load_data(self, dataset: str, data_dir: str | None = None, *, subset: int | None = None) -> LabData: ...
+
+    # The lab's own figures (caption, PNG path) and Markdown for the report, on the best checkpoint.
+    report_figures: Callable[[str, Any, Path], list[tuple[str, str]]] | None
+    report_text: Callable[[str, Any], str] | None
+    # `sample_images(checkpoint_dir, n, *, digit, seed)` for `tune-lab generate` (see LabSpec.sampler).
+    sample_images: Callable[..., Any] | None
 
 
 @dataclass(frozen=True)
@@ -18,28 +56,34 @@ class LabSpec:
     config: type
     module: str  # the module holding the lab's models and `Trainer` (imports torch)
     datasets: tuple[str, ...]
-    default_dataset: str
     description: str
-    metrics: tuple[str, ...]  # reported every epoch, besides epoch_time_s and samples_per_s
+    # Every metric the lab reports each epoch (besides epoch_time_s and samples_per_s), with the
+    # direction that is better; `metric` is what a search optimises unless its file says otherwise.
+    metrics: Mapping[str, Mode]
+    metric: str
     # Dataset used when the default one cannot be had and the user did not ask for a dataset.
     fallback_dataset: str | None = None
     # Share of one GPU a trial takes by default; small labs leave room for others.
     gpu_fraction: float = 1.0
-    # Whether `tune-lab generate` can draw images from the lab's best checkpoint: None (it
-    # cannot), "unconditional" (from noise) or "conditional" (of a requested class, --digit).
-    # The lab's module then has `sample_images(checkpoint_dir, n, *, digit, seed)`.
+    # What `tune-lab generate` draws from the best checkpoint: None (nothing), "unconditional"
+    # (from noise) or "conditional" (of a requested class, --digit) through `sample_images`.
     sampler: str | None = None
 
-    def trainer(self) -> Callable[..., Any]:
-        return importlib.import_module(self.module).Trainer
+    @property
+    def default_dataset(self) -> str:
+        return self.datasets[0]
 
-    def data_loader(self) -> Callable[..., Any]:
-        """`load_data(dataset, data_dir, subset=...)` of the lab's module, run once on the driver."""
-        return importlib.import_module(self.module).load_data
+    def load(self) -> LabModule:
+        """The lab's module (imports torch), checked against the contract."""
+        module = importlib.import_module(self.module)
+        if not isinstance(module, LabModule):
+            missing = [name for name in LAB_MODULE_MEMBERS if not hasattr(module, name)]
+            raise TypeError(f"lab {self.name!r}: module {self.module} lacks {', '.join(missing)} (see trainables.registry.LabModule)")
+        return module
 
 
+LAB_MODULE_MEMBERS = ("Trainer", "load_data", "report_figures", "report_text", "sample_images")
 LABS: dict[str, LabSpec] = {}
-SAMPLERS = (None, "unconditional", "conditional")
 
 
 def register_lab(
@@ -48,37 +92,30 @@ def register_lab(
     module: str,
     datasets: tuple[str, ...],
     description: str,
-    metrics: tuple[str, ...],
+    metrics: Mapping[str, Mode],
+    metric: str,
     fallback_dataset: str | None = None,
     gpu_fraction: float = 1.0,
     sampler: str | None = None,
 ) -> Callable[[T], T]:
+    """Register the decorated hyperparameter dataclass as lab `name`."""
     if sampler not in SAMPLERS:
         raise ValueError(f"lab {name!r}: sampler {sampler!r} is not one of {SAMPLERS}")
+    if metric not in metrics or any(mode not in ("min", "max") for mode in metrics.values()):
+        raise ValueError(f"lab {name!r}: metric {metric!r} must be one of its metrics, each min or max")
 
     def decorate(config_cls: T) -> T:
         if name in LABS:
             raise ValueError(f"lab {name!r} is registered twice")
-        LABS[name] = LabSpec(
-            name=name,
-            config=config_cls,
-            module=module,
-            datasets=datasets,
-            default_dataset=datasets[0],
-            description=description,
-            metrics=metrics,
-            fallback_dataset=fallback_dataset,
-            gpu_fraction=gpu_fraction,
-            sampler=sampler,
-        )
+        LABS[name] = LabSpec(name=name, config=config_cls, module=module, datasets=datasets, description=description,
+                             metrics=dict(metrics), metric=metric, fallback_dataset=fallback_dataset,
+                             gpu_fraction=gpu_fraction, sampler=sampler)
         return config_cls
 
     return decorate
 
 
 def get_lab(name: str) -> LabSpec:
-    import trainables.hparams  # noqa: F401  (registers every lab)
-
     try:
         return LABS[name]
     except KeyError:
@@ -86,6 +123,4 @@ def get_lab(name: str) -> LabSpec:
 
 
 def lab_names() -> list[str]:
-    import trainables.hparams  # noqa: F401
-
     return sorted(LABS)

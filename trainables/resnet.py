@@ -319,3 +319,6 @@ def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) 
     fig.savefig(out_dir / "per_class_accuracy.png", dpi=110)
     figures.append((f"Per-class test accuracy ({what})", "per_class_accuracy.png"))
     return figures
+
+
+report_text = sample_images = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out

@@ -13,18 +13,25 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from trainables.loop import Trainer
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+class OneSeed(Protocol):
+    """What `SeedSequence` needs of a lab's one-seed trainer (a trainables.loop.Trainer)."""
+
+    def train_epoch(self) -> dict[str, float]: ...
+    def evaluate(self) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class SeedGroup(Protocol):
@@ -93,9 +100,10 @@ class SeedSequence:
     independent runs, not N runs sharing one stream in an order that depends on N.
     """
 
-    def __init__(self, trainer_cls: type["Trainer"], cfg: Any, data: Any, device: torch.device, seeds: list[int]) -> None:
+    def __init__(self, trainer_cls: Callable[[Any, Any, torch.device], OneSeed], cfg: Any, data: Any,
+                 device: torch.device, seeds: list[int]) -> None:
         self.seeds = list(seeds)
-        self.trainers: dict[int, Trainer] = {}
+        self.trainers: dict[int, OneSeed] = {}
         self._random: dict[int, _RandomState] = {}
         for seed in self.seeds:
             seed_everything(seed)

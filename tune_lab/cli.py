@@ -289,7 +289,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {args.out}: expected a file name ending in .png")
-    import importlib
     import math
 
     from torchvision.utils import save_image
@@ -298,8 +297,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tune_lab.checkpoints import best_checkpoint
 
     best = best_checkpoint(args.lab, paths.results_root(args.storage), args.experiment)
-    sample = importlib.import_module(spec.module).sample_images
-    images = sample(str(best.folder), args.n, digit=args.digit, seed=args.seed)
+    images = spec.load().sample_images(str(best.folder), args.n, digit=args.digit, seed=args.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     every_digit = spec.sampler == "conditional" and args.digit is None  # n of each digit, one row per digit
     nrow = args.n if every_digit else math.ceil(math.sqrt(args.n))

@@ -1,7 +1,6 @@
 """Build a search's report: the standard tables and curves, plus the lab's own figures."""
 from __future__ import annotations
 
-import importlib
 import shutil
 import sys
 import tempfile
@@ -19,14 +18,13 @@ class ReportWouldLoseSections(RuntimeError):
 def lab_extras(record: dict[str, Any], out_dir: Path, data_dir: str | None) -> tuple[list[tuple[str, str]], str, list[str]]:
     """The lab's own figures and text on the best checkpoint: ([(caption, png)], Markdown, problems).
 
-    A lab module may define `report_figures(checkpoint_dir, data, out_dir)` and
-    `report_text(checkpoint_dir, data)`; the data is loaded once for both, and only if one
-    exists. Each is a bonus: if it fails, the report is still written, without it, and
-    `problems` says why.
+    From the lab's `report_figures` and `report_text` hooks (trainables.registry.LabModule); the
+    data is loaded once for both, and only if the lab has one. Each is a bonus: if it fails, the
+    report is still written, without it, and `problems` says why.
     """
     checkpoint = (record.get("best") or {}).get("checkpoint")
-    module = importlib.import_module(get_lab(record["lab"]).module)
-    draw, write = getattr(module, "report_figures", None), getattr(module, "report_text", None)
+    module = get_lab(record["lab"]).load()
+    draw, write = module.report_figures, module.report_text
     if (draw is None and write is None) or not checkpoint or not Path(checkpoint).is_dir():
         return [], "", []
     try:

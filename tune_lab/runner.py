@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainables.registry import LabData
 from tune_lab import paths
 from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space, scheduler, search_algorithm
 
@@ -50,7 +51,7 @@ def load_dataset(search: Search, opts: SearchOptions) -> Any:
     from trainables.data import DatasetUnavailable
 
     spec = search.spec
-    load = spec.data_loader()
+    load = spec.load().load_data
     asked = opts.dataset or search.dataset
     name = asked or spec.default_dataset
     try:
@@ -255,16 +256,10 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     return summary
 
 
-def split_line(data: Any, search: Search) -> str:
-    """The samples per split that the trials use, for the opening line.
-
-    A lab whose trials filter the data themselves (seq2seq's max_length) describes each distinct
-    filter setting of the search with `data.trial_split(config)`; the others use the data as loaded.
-    """
-    describe = getattr(data, "trial_split", None)
-    if describe is None:
-        return " / ".join(f"{n} {split}" for split, n in data.split_sizes.items())
-    return "; ".join(dict.fromkeys(describe(config) for config in search.trial_configs()))
+def split_line(data: LabData, search: Search) -> str:
+    """The samples per split that the trials use, for the opening line: one entry per distinct
+    data filter among the search's settings (seq2seq's max_length filters, the others do not)."""
+    return "; ".join(dict.fromkeys(data.trial_split(config) for config in search.trial_configs()))
 
 
 def unfinished_trials(folder: str) -> set[str]:

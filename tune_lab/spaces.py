@@ -228,11 +228,11 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         if key not in known_keys:
             raise SearchSpaceError(f"{path}: {where}: unknown parameter {key!r} for lab {lab}; allowed: {', '.join(known_keys)}")
 
-    metric = doc.get("metric", "val_acc")
+    metric = doc.get("metric", spec.metric)
     metrics = spec.metrics
     if metric not in metrics:
         raise SearchSpaceError(f"{path}: metric: unknown metric {metric!r} for lab {lab}; allowed: {', '.join(metrics)}")
-    mode = doc.get("mode", "min" if metric.endswith("loss") else "max")
+    mode = doc.get("mode", spec.metrics[metric])
     if mode not in ("min", "max"):
         raise SearchSpaceError(f"{path}: mode: {mode!r} is not allowed; expected min or max")
 

@@ -1,0 +1,64 @@
+"""Every registered lab keeps the contract of trainables.registry and trains one tiny epoch.
+
+Parametrised over the registry itself, so a new lab is checked the moment it registers:
+tests/example_lab.py (the lab docs/adding-a-lab.md walks through) is one of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import pytest
+import torch
+
+import tests.example_lab  # noqa: F401  (registers "linreg")
+from trainables.loop import Trainer
+from trainables.registry import LABS, LabData, LabModule, lab_names
+from tune_lab.spaces import SEARCH_DIR
+
+# Settings that keep one epoch to seconds on a CPU; every other value is the lab's default.
+SMALL = {
+    "resnet": {"model": "lenet"},
+    "seq2seq": {"hidden_size": 16},
+    "wgan": {"quality_samples": 10},
+    "cgan": {"quality_samples": 10, "width": 4},
+    "vae": {"quality_samples": 10, "prior_components": 2},
+}
+
+
+def lab_data(name: str, tiny_mnist, tiny_eng_fra) -> LabData:
+    spec = LABS[name]
+    dataset = "mnist" if "mnist" in spec.datasets else spec.default_dataset
+    data_dir = {"mnist": tiny_mnist, "eng_fra": tiny_eng_fra}.get(dataset)
+    return spec.load().load_data(dataset, str(data_dir) if data_dir else None, subset=200)
+
+
+@pytest.mark.parametrize("name", lab_names())
+def test_lab_keeps_the_contract(name):
+    spec = LABS[name]
+    module = spec.load()
+    assert isinstance(module, LabModule)
+    assert issubclass(module.Trainer, Trainer)
+    assert spec.metric in spec.metrics and set(spec.metrics.values()) <= {"min", "max"}
+    assert dataclasses.is_dataclass(spec.config) and spec.config().epochs >= 1  # every field has a default
+    if spec.sampler is not None:
+        assert module.sample_images is not None, f"lab {name} says it samples ({spec.sampler}) but has no sample_images"
+    if spec.module.startswith("trainables."):
+        assert sorted((SEARCH_DIR / name).glob("*.yaml")), f"search_spaces/{name}/ has no search"
+        assert "torch" not in sys.modules[spec.config.__module__].__dict__  # registrations stay torch-free
+
+
+@pytest.mark.parametrize("name", lab_names())
+def test_one_tiny_epoch_reports_every_declared_metric(name, tiny_mnist, tiny_eng_fra):
+    spec = LABS[name]
+    data = lab_data(name, tiny_mnist, tiny_eng_fra)
+    assert isinstance(data, LabData)
+    assert all(n > 0 for n in data.split_sizes.values()) and data.trial_split(dataclasses.asdict(spec.config()))
+    cfg = spec.config(**{"epochs": 1, **SMALL.get(name, {})})
+    trainer = spec.load().Trainer(cfg, data, torch.device("cpu"))
+    metrics = {**trainer.train_epoch(), **trainer.evaluate()}
+    missing = set(spec.metrics) - set(metrics)
+    assert not missing, f"lab {name} declares metrics it does not report: {sorted(missing)}"
+    assert all(math.isfinite(metrics[m]) for m in spec.metrics)
+    assert metrics["samples"] > 0
