@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import yaml
 
 from trainables.registry import LABS, lab_names
+from tune_lab.options import SearchOptions, positive_int
 
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
 EXIT_USAGE = 2  # bad input: nothing was run
@@ -39,59 +40,26 @@ def parse_set(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
-
-
 def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> None:
     p.add_argument("--search", required=True, metavar="NAME|FILE.yaml",
                    help="a search in search_spaces/LAB/ (see `tune-lab list`) or your own YAML file")
-    p.add_argument("--dataset", choices=datasets, help=f"default: {datasets[0]}")
-    p.add_argument("--data-dir", help="dataset root (default: $TUNE_LAB_DATA, else ~/.cache/tune-lab/data)")
     # Several pairs after one --set, as users type them (and nanoGPT-style tools accept); --set may
     # also be repeated. The lab options have no positional argument a pair could be mistaken for.
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", type=parse_set, default=[],
                    metavar="KEY=VALUE",
                    help="override fixed values of the search, e.g. --set epochs=2 lr=0.01 (repeatable)")
-    p.add_argument("--subset", type=positive_int, metavar="N", help="use only N training samples (smoke runs)")
-    p.add_argument("--num-samples", type=positive_int, help="repeats of the grid, or trials of random/optuna")
-    p.add_argument("--max-concurrent", type=positive_int, help="trials at once (default: as many as resources allow)")
-    p.add_argument("--cpus-per-trial", type=non_negative_float, help="default 1")
-    p.add_argument("--gpus-per-trial", type=non_negative_float,
-                   help="fractions share a GPU (default: the lab's share when GPUs exist, else 0)")
-    p.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT")
-    p.add_argument("--storage", help="results root, local path or URI (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in the results root)")
-    p.add_argument("--experiment", help="name of this search's results folder and MLflow run (default: LAB-SEARCH-TIME)")
-    p.add_argument("--seed", type=int, help="seed of every trial and of the search algorithm")
     p.add_argument("--repeats", metavar="N",
                    help="seeds per configuration (--seed, --seed+1, ...), trained in one trial; ASHA and Optuna "
                         "decide on their mean and the table adds mean +- std, a 95%% interval and a verdict "
                         "against the best (default: the search file's repeats, else 1)")
-    p.add_argument("--scheduler", choices=["asha", "promotion", "fifo"],
-                   help="override the search file's scheduler (asha: Ray's stopping ASHA; promotion: trials wait at rungs)")
-    p.add_argument("--max-failures", type=int, default=0, metavar="N", help="retries of a failed trial from its checkpoint")
+    SearchOptions.add_flags(p, datasets)
 
 
-def add_store_options(p: argparse.ArgumentParser) -> None:
+def add_store_options(p: argparse.ArgumentParser, tracking: bool = True) -> None:
+    """Where finished searches are found: the results root, and (where it matters) the MLflow store."""
     p.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in the results root)")
+    if tracking:
+        p.add_argument("--tracking-uri", help=SearchOptions.tracking_uri_help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--data-dir", help="dataset root, for the lab's own figures")
     resume = sub.add_parser("resume", help="continue an interrupted search where it stopped")
     resume.add_argument("target", metavar="EXPERIMENT_OR_DIR", help="an experiment name under the results root, or its folder")
-    resume.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    add_store_options(resume, tracking=False)
     resume.add_argument("--address", help="Ray cluster to join (default: the one the search used)")
     ui = sub.add_parser("ui", help="the MLflow UI on the local store, bound to 127.0.0.1")
     add_store_options(ui)
@@ -117,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     translate = sub.add_parser("translate", help="translate French sentences with the best checkpoint of a seq2seq search")
     translate.add_argument("sentences", nargs="+", metavar="SENTENCE", help='French text, e.g. "je suis tres fatigue ."')
     translate.add_argument("--experiment", help="the search to use (default: the newest seq2seq search)")
-    translate.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    add_store_options(translate, tracking=False)
     generate = sub.add_parser("generate", help="images from the best checkpoint of a generative lab, as a PNG grid")
     generate.add_argument("lab", metavar="LAB", choices=lab_names(),
                           help="a lab that can generate: " + ", ".join(n for n in lab_names() if LABS[n].sampler))
@@ -125,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", required=True, metavar="FILE.png", help="the PNG grid to write")
     generate.add_argument("--digit", type=int, metavar="D", help="the class to draw, 0-9 (conditional labs only)")
     generate.add_argument("--experiment", help="the search to take the best checkpoint of (default: the latest of LAB)")
-    generate.add_argument("--storage", help="results root (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    add_store_options(generate, tracking=False)
     generate.add_argument("--seed", type=int, default=0, help="seed of the noise the images are drawn from")
     for name in lab_names():
         spec = LABS[name]
@@ -311,7 +279,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from tune_lab.runner import SearchOptions, run_search  # Ray itself is imported only by run_search
+    from tune_lab.runner import run_search  # Ray itself is imported only by run_search
     from tune_lab.spaces import MAX_NUM_SAMPLES, REPEATS_ALLOWED, load_search, overridden_again, valid_repeats
 
     repeats = None
@@ -330,13 +298,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         search = dataclasses.replace(search, repeats=repeats)
     if args.num_samples is not None and args.num_samples > MAX_NUM_SAMPLES:
         raise UsageError(f"--num-samples {args.num_samples}: at most {MAX_NUM_SAMPLES}")
-    opts = SearchOptions(
-        dataset=args.dataset, data_dir=args.data_dir, subset=args.subset, num_samples=args.num_samples,
-        max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        address=args.address, storage=args.storage, tracking_uri=args.tracking_uri, experiment=args.experiment,
-        seed=args.seed, scheduler=args.scheduler, max_failures=args.max_failures,
-    )
-    return _exit_code(run_search(search, opts))
+    return _exit_code(run_search(search, SearchOptions.from_args(args)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,38 +8,18 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainables.registry import LabData
 from tune_lab import paths
+from tune_lab.options import SearchOptions
 from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space, scheduler, search_algorithm
 
 # The classic trial table (refreshed every 15 s) rather than a result box per trial, and no
 # warning each time Ray snapshots an experiment whose best checkpoint just improved.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-
-@dataclass
-class SearchOptions:
-    """Everything the command line can say about one search."""
-
-    dataset: str | None = None
-    data_dir: str | None = None
-    subset: int | None = None
-    num_samples: int | None = None
-    max_concurrent: int | None = None
-    cpus_per_trial: float | None = None
-    gpus_per_trial: float | None = None
-    address: str | None = None
-    storage: str | None = None
-    tracking_uri: str | None = None
-    experiment: str | None = None
-    seed: int | None = None
-    scheduler: str | None = None
-    max_failures: int = 0
 
 
 def banner(message: str) -> None:

@@ -1,0 +1,66 @@
+"""The options of one search, declared once: the command line's flags are made from these fields,
+and the runner reads the same dataclass (also what `tune-lab resume` reads back from a search's folder)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def flag(default: Any = None, help: str = "", **argparse_args: Any) -> Any:
+    """A field that is also the command-line flag --NAME (underscores as dashes)."""
+    return dataclasses.field(default=default, metadata={"help": help, **argparse_args})
+
+
+@dataclass
+class SearchOptions:
+    """Everything the command line can say about how one search runs (what it searches is its file)."""
+
+    dataset: str | None = flag()  # choices and help: the lab's datasets (add_flags)
+    data_dir: str | None = flag(help="dataset root (default: $TUNE_LAB_DATA, else ~/.cache/tune-lab/data)")
+    subset: int | None = flag(type=positive_int, metavar="N", help="use only N training samples (smoke runs)")
+    num_samples: int | None = flag(type=positive_int, help="repeats of the grid, or trials of random/optuna")
+    max_concurrent: int | None = flag(type=positive_int, help="trials at once (default: as many as resources allow)")
+    cpus_per_trial: float | None = flag(type=non_negative_float, help="default 1")
+    gpus_per_trial: float | None = flag(type=non_negative_float,
+                                        help="fractions share a GPU (default: the lab's share when GPUs exist, else 0)")
+    address: str | None = flag(help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT")
+    storage: str | None = flag(help="results root, local path or URI (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
+    tracking_uri_help = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in the results root)"
+    tracking_uri: str | None = flag(help=tracking_uri_help)
+    experiment: str | None = flag(help="name of this search's results folder and MLflow run (default: LAB-SEARCH-TIME)")
+    seed: int | None = flag(type=int, help="seed of every trial and of the search algorithm")
+    scheduler: str | None = flag(choices=["asha", "promotion", "fifo"], help="override the search file's scheduler "
+                                 "(asha: Ray's stopping ASHA; promotion: trials wait at rungs)")
+    max_failures: int = flag(0, type=int, metavar="N", help="retries of a failed trial from its checkpoint")
+
+    @classmethod
+    def add_flags(cls, parser: argparse.ArgumentParser, datasets: Sequence[str]) -> None:
+        for field in dataclasses.fields(cls):
+            extra = {"choices": list(datasets), "help": f"default: {datasets[0]}"} if field.name == "dataset" else {}
+            parser.add_argument("--" + field.name.replace("_", "-"), default=field.default, **{**field.metadata, **extra})
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "SearchOptions":
+        return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
