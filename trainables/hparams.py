@@ -48,10 +48,8 @@ class MLPConfig(TrainConfig):
     # true: the lab's network as written (ReLU and softmax on the output layer); false: logits.
     faithful: bool = False
     loss: Literal["cross_entropy", "nll", "mse"] = "cross_entropy"
-    # Corrected defaults against the lab's late-epoch overfitting: dropout after each hidden
-    # layer (ignored by the faithful network), a cosine decay and a little weight decay.
-    # (Adam, lr 0.005, 20 epochs on Fashion-MNIST: test 90.1% with dropout 0.1, 89.8% with 0.2,
-    # 89.4% without; 0.1 also keeps two-epoch MNIST runs above 97% validation accuracy.)
+    # Against the lab's late-epoch overfitting: dropout (not in the faithful network), cosine decay,
+    # a little weight decay (docs/results.md, "Lab 1").
     dropout: float = hp(0.1, min=0.0, max=0.9)
     lr_schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
     weight_decay: float = hp(1e-4, min=0.0, max=1.0)
@@ -146,13 +144,11 @@ class GANConfig(TrainConfig):
 @dataclass
 class WGANConfig(GANConfig):
     epochs: int = hp(10, min=1, max=10_000)
-    # Corrected default: WGAN-GP (Gulrajani et al.: gradient penalty 10, Adam betas (0.5, 0.9))
-    # with a layer-normalised critic at lr 1e-3. On 12,800 MNIST images, 2 epochs, FID after
-    # epoch 2: layer norm lr 1e-3 169, layer norm 2e-4 310, no norm 1e-3 480, the lab's WGAN 485.
+    # Corrected default: WGAN-GP (Gulrajani et al.: penalty 10, Adam betas (0.5, 0.9)) with a
+    # layer-normalised critic at lr 1e-3, the lowest FID we measured (docs/results.md, "Lab 4").
     lr: float = hp(1e-3, min=0.0, max=100.0)
     beta2: float = hp(0.9, min=0.0, max=1.0, help="Adam only")
-    # true: the lab's generator (830,785 parameters) and BatchNorm critic (134,721) with weight
-    # clipping, whatever `critic` says; false: the same generator, a critic normalised per image
+    # true: the lab's generator and BatchNorm critic with weight clipping, whatever `critic` says; false: the same generator, a critic normalised per image
     # (`critic_norm`; a per-sample gradient penalty is meaningless through batch statistics) and `critic`.
     faithful: bool = False
     critic: Literal["gp", "clip"] = "gp"
@@ -183,11 +179,9 @@ class CGANConfig(GANConfig):
     faithful: bool = False
     n_critic: int = hp(1, min=1, max=100, help="discriminator steps per generator step")
     # Weight of the corrected discriminator's auxiliary digit classifier (AC-GAN) in D's and G's
-    # losses; 0 leaves the projection alone. Real MNIST, width 16, 3 epochs (aux_weight search):
-    # conditional accuracy 69.3% (0), 83.9% (1), 93.2% (3), 96.4% (10, every digit >= 90%).
+    # losses; 0 leaves the projection alone; 10 drew the most readable digits (docs/results.md, "Lab 5").
     aux_weight: float = hp(10.0, min=0.0, max=100.0)
-    # 16 trains an epoch in ~2-4 min on a shared 2-core CPU and reached the figures above; 32 or
-    # the usual DCGAN 64 where a GPU is at hand (width 32, aux_weight 1: 93.9% after 3 epochs).
+    # 16 keeps a CPU epoch to minutes; 32 or the usual DCGAN 64 where a GPU is at hand.
     width: int = hp(16, min=4, max=1024, help="channels of the corrected networks' widest layer")
 
 
@@ -218,8 +212,7 @@ class AutoencoderConfig(TrainConfig):
 )
 @dataclass
 class AEConfig(AutoencoderConfig):
-    # The lab's settings: Adam at lr 5e-3 (best of 3e-4 ... 0.02 in `ae --search lr`), 20 epochs
-    # (TrainConfig's), a 64-d code (210,947 parameters on the lab's 3-channel input).
+    # The lab's settings (Adam, 20 epochs, a 64-d code); lr 5e-3 was the best of `ae --search lr`.
     lr: float = hp(0.005, min=0.0, max=100.0)
 
 
@@ -244,7 +237,7 @@ class VAEConfig(AutoencoderConfig):
     # Reconstruction term: summed over pixels per image, so it and the KL (summed over latent
     # dimensions per image) weigh one image each. bce is the Bernoulli likelihood of [0, 1] pixels.
     # The faithful model keeps the lab's loss: the mean squared error per pixel plus the KL
-    # summed over 128 dimensions, which outweighs it ~2,000x.
+    # summed over 128 dimensions, which outweighs it by three orders of magnitude.
     recon_loss: Literal["bce", "mse"] = "bce"
     # Weight of the KL term (1: the ELBO; <1 favours reconstructions, >1 the prior).
     kl_weight: float = hp(1.0, min=0.0, max=1000.0)
@@ -256,7 +249,6 @@ class VAEConfig(AutoencoderConfig):
     # mixture of `prior_components` full-covariance components is fitted to the posterior means of
     # (up to 10,000) training images, and z is drawn from it ("ex-post density estimation",
     # Ghosh et al. 2020). Why: N(0, I) puts mass where no training image's code lies, and those
-    # codes decode to blends of digits (40 epochs on MNIST, the same weights: readable 0.46 and
-    # val_fid 157 from N(0, I), 0.87 and 30 from a 20-component mixture). The faithful model keeps N(0, I).
+    # codes decode to blends of digits (docs/results.md, "Lab 4"). The faithful model keeps N(0, I).
     prior: Literal["normal", "mixture"] = "mixture"
     prior_components: int = hp(20, min=1, max=1000)
