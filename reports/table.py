@@ -183,18 +183,28 @@ def lab_note(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     return published_note(record["lab"]) if shown else ""
 
 
-def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
-    if record.get("sweeps"):
-        rows = sweep_rows(record)
-        table = tabulate(rows, headers="keys", tablefmt=tablefmt)
-        notes = [sweep_verdict(record), lab_note(record, rows), INTERVAL_METHOD if repeated(record) else ""]
-        return "\n".join([table, *(n for n in notes if n)])
-    rows = comparison_rows(record)
+def report_tables(record: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+    """(heading, rows, notes beneath) of each table a report shows: "Comparison", a row per trial or,
+    in a sweep search, the lab's row per swept setting; a sweep search's trials follow under "Trials"."""
+    trial_rows = comparison_rows(record)
+    trials = ("Trials", trial_rows, [n for n in (lab_note(record, trial_rows), METHOD if repeated(record) else "") if n])
+    if not record.get("sweeps"):
+        return [("Comparison", *trials[1:])]
+    rows = sweep_rows(record)
+    notes = [*sweep_verdict(record).splitlines(), lab_note(record, rows), INTERVAL_METHOD if repeated(record) else ""]
+    return [("Comparison", rows, [n for n in notes if n]), trials]
+
+
+def text_table(rows: list[dict[str, Any]], notes: list[str], tablefmt: str = "github") -> str:
     if not rows:
         return "(no trials)"
-    table = tabulate(rows, headers="keys", tablefmt=tablefmt)
-    notes = [lab_note(record, rows), METHOD if repeated(record) else ""]
-    return "\n".join([table, *(n for n in notes if n)])
+    return "\n".join([tabulate(rows, headers="keys", tablefmt=tablefmt), *notes])
+
+
+def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
+    """The comparison as the terminal prints it, the first of the report's tables."""
+    _, rows, notes = report_tables(record)[0]
+    return text_table(rows, notes, tablefmt)
 
 
 def format_best(record: dict[str, Any]) -> str:
