@@ -1,25 +1,24 @@
-"""Write a search's report folder: report.md, a self-contained report.html, table.csv, PNGs."""
+"""Write a search's report folder: report.md, a self-contained report.html, table.csv, PNGs.
+
+Both reports are rendered from templates/ with the same facts, tables and figures."""
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 
 from reports import figures
 from reports.seeds import METHOD, repeated
-from reports.table import comparison_rows, format_best, format_table, lab_note
+from reports.table import comparison_rows, format_best, report_tables, text_table
 
-STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th { background: #f0f0f0; } td:first-child { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; } code { background: #f5f5f5; padding: 1px 4px; }
-figure { margin: 1.5em 0; } pre { white-space: pre-wrap; } figcaption { color: #555; font-size: 14px; }
-"""
+TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
+                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+TEMPLATES.filters["text_table"] = text_table
+# a cell as report.md's table (tabulate) prints it: floats in its default format, "g"
+TEMPLATES.filters["cell"] = lambda value: "" if value is None else format(value, "g") if isinstance(value, float) else str(value)
 
 
 def _title(record: dict[str, Any]) -> str:
@@ -47,26 +46,23 @@ def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, s
     return made
 
 
-def _markdown_html(text: str) -> str:
-    """The little Markdown a lab's text uses: '## ' headings, ``` blocks, paragraphs."""
-    parts, block = [], None
+def _markdown_blocks(text: str) -> list[tuple[str, str]]:
+    """The little Markdown a lab's text uses, as (tag, text): '## ' headings, ``` blocks (pre), paragraphs (p)."""
+    blocks, code = [], None
     for line in text.splitlines():
         if line.startswith("```"):
-            if block is None:
-                block = []
-            else:
-                parts.append("<pre>" + html.escape("\n".join(block)) + "</pre>")
-                block = None
-        elif block is not None:
-            block.append(line)
+            if code is not None:
+                blocks.append(("pre", "\n".join(code)))
+            code = [] if code is None else None
+        elif code is not None:
+            code.append(line)
         elif line.startswith("#"):
-            level = min(6, len(line) - len(line.lstrip("#")))
-            parts.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+            blocks.append((f"h{min(6, len(line) - len(line.lstrip('#')))}", line.lstrip("#").strip()))
         elif line.strip():
-            parts.append(f"<p>{html.escape(line)}</p>")
-    if block is not None:
-        parts.append("<pre>" + html.escape("\n".join(block)) + "</pre>")
-    return "\n".join(parts)
+            blocks.append(("p", line))
+    if code is not None:
+        blocks.append(("pre", "\n".join(code)))
+    return blocks
 
 
 def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tuple[str, str]] = (),
@@ -87,28 +83,11 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
         *([("Seeds", f"{record['repeats']} per configuration (--seed, --seed+1, ...); {METHOD}")] if repeated(record) else []),
         ("Read from", record.get("source", "the finished search")),
     ]
-    md = [f"# {_title(record)}", ""]
-    md += [f"- **{k}**: {v}" for k, v in facts]
-    md += ["", "## Comparison", "", format_table(record), "", "```", format_best(record), "```", ""]
-    if extra_text:
-        md += [extra_text, ""]
-    for caption, name in shown:
-        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
-    (out_dir / "report.md").write_text("\n".join(md))
-
-    rows = comparison_rows(record)
-    note = lab_note(record, rows)  # what the lab's column means, beneath the table as in report.md
-    table_html = pd.DataFrame(rows).to_html(index=False, na_rep="", border=0) + (f"<p>{html.escape(note)}</p>" if note else "")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(_title(record))}</title>",
-             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(_title(record))}</h1><ul>"]
-    parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts]
-    parts += ["</ul><h2>Comparison</h2>", table_html, f"<pre>{html.escape(format_best(record))}</pre>"]
-    if extra_text:
-        parts.append(_markdown_html(extra_text))
-    for caption, name in shown:
-        data = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
-        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("</body></html>")
-    (out_dir / "report.html").write_text("\n".join(parts))
+    context = {
+        "title": _title(record), "facts": facts, "tables": report_tables(record), "best": format_best(record),
+        "lab_text": extra_text, "lab_blocks": _markdown_blocks(extra_text),
+        "figures": [(caption, name, base64.b64encode((out_dir / name).read_bytes()).decode("ascii")) for caption, name in shown],
+    }
+    for name in ("report.md", "report.html"):
+        (out_dir / name).write_text(TEMPLATES.get_template(f"{name}.j2").render(context))
     return out_dir
