@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from html.parser import HTMLParser
 
 import pytest
 
@@ -251,6 +252,11 @@ def test_sweep_table_puts_the_labs_figures_beside_each_variant(ray_session, tiny
     labels = {setting_label(t, summary) for t in summary["trials"]}
     assert {"faithful: base (epochs=2, loss=cross_entropy)", "corrected: epochs=1", "corrected: loss=mse"} <= labels
     assert "lab's test" not in out and "published" not in out
+    report = tmp_path / "sw" / "report"
+    md_tables = md_table_cells((report / "report.md").read_text())
+    assert md_tables == html_table_cells((report / "report.html").read_text())
+    assert [row[:2] for row in md_tables[0][1:]] == [[r["sweep"], r["setting"]] for r in rows]  # the sweep table first
+    assert len(md_tables[1]) == 1 + 6  # then every trial
 
 
 def test_a_resumed_trials_rerun_epochs_replace_their_first_reports():
@@ -310,3 +316,87 @@ def test_lab_figures_in_a_sweep_table_follow_each_rows_setting():
     assert "lab 1 published" in format_table(record)
     record["dataset"] = "mnist"
     assert all("lab's test %" not in r for r in sweep_rows(record)) and "lab 1 published" not in format_table(record)
+
+
+def md_table_cells(md: str) -> list[list[list[str]]]:
+    """Each '|' table of a report.md as rows of cell texts, the header first (without the |---| line)."""
+    tables, rows = [], []
+    for line in [*md.splitlines(), ""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-: "):
+                rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif rows:
+            tables, rows = [*tables, rows], []
+    return tables
+
+
+def html_table_cells(page: str) -> list[list[list[str]]]:
+    """Each <table> of a report.html as rows of the text a browser shows in each cell, the header first."""
+    tables: list[list[list[str]]] = []
+
+    class Cells(HTMLParser):
+        cell: list[str] | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                tables.append([])
+            elif tag == "tr":
+                tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                tables[-1][-1].append("".join(self.cell).strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    Cells().feed(page)
+    return tables
+
+
+def _sweep_record(**changes) -> dict:
+    """Lab 1's epochs and loss sweeps, one variant; the epochs rows are the lab's experiment."""
+    trials = [_trial(f"e{n}", {"epochs": n, "loss": "cross_entropy"}) for n in (10, 20, 40)]
+    trials += [_trial("mse", {"epochs": 20, "loss": "mse"})]
+    trials[1]["best"]["test_acc"] = 0.8912  # a value whose table cell is 89.12
+    best = {"trial_id": "e10", "epoch": 1, "metrics": trials[0]["best"], "config": trials[0]["config"]}
+    return {"lab": "mlp", "search": "table2", "dataset": "fashion_mnist", "metric": "val_acc", "mode": "max",
+            "metrics": ["val_acc", "test_acc"], "best": best, "fixed": dict(LAB1), "subset": None,
+            "sweeps": {"epochs": [10, 20, 40], "loss": ["cross_entropy", "mse"]}, "trials": trials, **changes}
+
+
+def test_report_md_and_html_show_the_same_tables_of_a_sweep_search(tmp_path):
+    """A sweep search's lab table (with its notes) and then its table of trials, the same cells in both reports."""
+    from reports.build import build_report
+    from reports.table import report_tables
+
+    build_report(_sweep_record(), tmp_path)
+    md, page = (tmp_path / "report.md").read_text(), (tmp_path / "report.html").read_text()
+    (comparison, sweep_rows, notes), (trials, trial_rows, _) = report_tables(_sweep_record())
+    assert (comparison, trials) == ("Comparison", "Trials") and f"## {trials}" in md and f"<h2>{trials}</h2>" in page
+    tables = md_table_cells(md)
+    assert tables == html_table_cells(page)
+    assert [len(t) for t in tables] == [1 + len(sweep_rows), 1 + len(trial_rows)] == [1 + 5, 1 + 4]
+    assert tables[0][1] == ["epochs", "10", "87.96", "89"] and tables[0][2][-1] == "89.12"
+    assert notes and all(note in md and f"<p>{note}</p>".replace("'", "&#39;") in page for note in notes)
+
+
+def test_report_html_escapes_what_it_shows(tmp_path):
+    """A search's description, a trial's error and the lab's text appear as text, never as markup."""
+    from reports.build import build_report
+
+    record = _sweep_record(description="<b>& 'the lab's' table")
+    record["trials"][3].update(status="errored", error="ValueError: lr < 0 & <script>alert(1)</script>")
+    build_report(record, tmp_path, extra_text="## Samples <i>\n\n```\nx < y && z\n```\nsee <a href=x>here</a>")
+    page = (tmp_path / "report.html").read_text()
+    for raw in ("<b>&", "<script>", "<i>", "<a href", "x < y"):
+        assert raw not in page, raw
+    assert "<b>Question</b>: &lt;b&gt;&amp; " in page
+    assert "failed: ValueError: lr &lt; 0 &amp; &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<h2>Samples &lt;i&gt;</h2>" in page and "<pre>x &lt; y &amp;&amp; z</pre>" in page
+    assert "<p>see &lt;a href=x&gt;here&lt;/a&gt;</p>" in page
+    assert "- **Question**: <b>& 'the lab's' table" in (tmp_path / "report.md").read_text()  # Markdown is not HTML-escaped
