@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_options(ui)
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     ui.add_argument("--port", type=int, default=5000, help="port to listen on (default 5000)")
+    tensorboard = sub.add_parser("tensorboard", help="the trials of a search in TensorBoard, bound to 127.0.0.1")
+    tensorboard.add_argument("target", metavar="EXPERIMENT_OR_DIR", help="an experiment name under the results root, or its folder")
+    add_store_options(tensorboard, tracking=False)
+    tensorboard.add_argument("--port", type=int, default=6006, help="port to listen on (default 6006)")
     translate = sub.add_parser("translate", help="translate French sentences with the best checkpoint of a seq2seq search")
     translate.add_argument("sentences", nargs="+", metavar="SENTENCE", help='French text, e.g. "je suis tres fatigue ."')
     translate.add_argument("--experiment", help="the search to use (default: the newest seq2seq search)")
@@ -221,6 +225,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, env)  # become the UI: signals reach it directly; no shell
 
 
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from tune_lab.tensorboard import serve
+
+    serve(args.target, args.storage, args.port)  # becomes TensorBoard: returns only by raising
+    return 0
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     from trainables.translation_data import normalize
 
@@ -308,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tune_lab.spaces import SearchSpaceError
 
     try:
+        if args.command == "tensorboard":
+            return cmd_tensorboard(args)
         if args.command == "list":
             return cmd_list()
         if args.command == "report":

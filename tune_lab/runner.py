@@ -151,6 +151,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     from tune_lab.report import log_to_mlflow, write_report
     from tune_lab.results import summarise, write_json
     from tune_lab.schedulers import add_events
+    from tune_lab.tensorboard import EventFiles
     from tune_lab.tracking import SearchRun
 
     spec = search.spec
@@ -183,6 +184,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
                                "scheduler": header["scheduler"], "repeats": search.repeats, **search.fixed})
         tracking = {"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
         callbacks = [parent.trial_callback(), PlacementCallback()]
+        callbacks.append(EventFiles(folder, header))  # one TensorBoard run per trial (`tune-lab tensorboard`)
         if "://" not in folder:  # an object store writes whole objects: only local files can be cut off
             callbacks.append(DriverStateKeeper(folder))
 
