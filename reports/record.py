@@ -48,7 +48,7 @@ def trial_row(
         "config": {k: clean(v) for k, v in config.items()},
         "epochs_planned": config.get("epochs"),
         "epochs_run": 0,
-        "status": "errored" if failed else "completed",
+        "status": end_status(failed, 0, None),
         "error": error,
     }
     if history is None or history.empty or metric not in history or history[metric].isna().all():
@@ -59,8 +59,7 @@ def trial_row(
     # model went on from, replaces the first report (as MLflow's latest value per step does).
     history = history.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
     row["epochs_run"] = int(history["training_iteration"].max())
-    if not failed and row["epochs_planned"] and row["epochs_run"] < row["epochs_planned"]:
-        row["status"] = "stopped early"
+    row["status"] = end_status(failed, row["epochs_run"], row["epochs_planned"])
     best = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
     row["best_epoch"] = int(best["training_iteration"])
     row["best"] = {m: clean(best[m]) for m in (*metrics, *TRIAL_EXTRAS) if m in best}
@@ -81,6 +80,11 @@ def trial_row(
             for m in metrics
         }
     return row
+
+
+def end_status(failed: bool, epochs_run: int, epochs_planned: Any) -> str:
+    """errored, stopped early (by the scheduler, before its planned epochs) or completed: decided here only."""
+    return "errored" if failed else "stopped early" if epochs_planned and epochs_run < epochs_planned else "completed"
 
 
 def seeds_in(columns: Any) -> list[int]:

@@ -166,9 +166,6 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     header = search_header(search, opts, experiment, data.name, folder)
 
     started_ray = start_ray(opts.address)
-    # Ray's MLflow callback calls mlflow.set_tracking_uri, which also sets $MLFLOW_TRACKING_URI
-    # for the rest of the process: a second search from the same process would log there.
-    tracking_env = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         resources = trial_resources(search, opts)
         if resume:
@@ -183,7 +180,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
                                "scheduler": header["scheduler"], "repeats": search.repeats, **search.fixed})
         tracking = {"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
-        callbacks = [parent.trial_callback(), PlacementCallback()]
+        placement = PlacementCallback()
+        callbacks = [parent.trial_callback(), placement]
         callbacks.append(EventFiles(folder, header))  # one TensorBoard run per trial (`tune-lab tensorboard`)
         if "://" not in folder:  # an object store writes whole objects: only local files can be cut off
             callbacks.append(DriverStateKeeper(folder))
@@ -205,7 +203,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         unfinished = unfinished_trials(folder)
         interrupted = bool(unfinished)
         summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished)
-        add_placement(summary, callbacks[1].records())
+        add_placement(summary, placement.records())
         add_events(summary, folder, parent.client)  # promotion ASHA: where each trial was paused, promoted or stopped
         write_json(summary, folder, "summary.json")
         if not interrupted:
@@ -217,10 +215,6 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             summary["complete"] = True  # every trial run, report and MLflow done: nothing left to resume
             write_json(summary, folder, "summary.json")
     finally:
-        if tracking_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = tracking_env
         if started_ray:
             import ray
 

@@ -1,7 +1,6 @@
 """MLflow: one experiment per lab, one parent run per search, one child run per trial.
 
-Trials are logged from the driver by Ray's MLflowLoggerCallback (the parent-run tag nests
-them); this module adds what the callback does not know: how each trial ended.
+Trials are logged from the driver by `TrialRuns`, a Tune callback; the parent-run tag nests them.
 """
 from __future__ import annotations
 
@@ -12,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune import Callback
 
+from reports.record import end_status
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
 from trainables.config import effective_config
 
@@ -58,66 +58,76 @@ def experiment_id_for(client: Any, name: str, artifact_root: str | None) -> str:
         return client.get_experiment_by_name(name).experiment_id  # another search created it first
 
 
-def trial_status(trial: Any, failed: bool) -> str:
-    if failed:
-        return "errored"
-    ran = (trial.last_result or {}).get("training_iteration", 0)
-    planned = effective_config(trial.config).get("epochs", ran)  # a sweep case may set its own epochs
-    return "stopped early" if ran < planned else "completed"
+class TrialRuns(Callback):
+    """One MLflow child run per trial under the search's parent run, logged from the driver.
 
-
-class TrialRunCallback(MLflowLoggerCallback):
-    """Ray's MLflow logger, plus each trial's final status and error as tags.
-
-    Each epoch's metrics go to MLflow in one batch: the stock callback makes one call per
-    metric, ~0.6 s per result on an SQLite store, which stalls Tune's event loop.
+    Through an MlflowClient on the search's tracking URI: nothing process-wide (mlflow's global
+    tracking URI) to set and restore. Each epoch's metrics go in one batch: one call per metric,
+    as Ray's MLflowLoggerCallback makes, took ~0.6 s per result on SQLite and stalled Tune.
     """
 
-    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        from mlflow.entities import Metric
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        self.runs: dict[str, str] = {}  # trial id -> its run
 
-        step = result.get("training_iteration", iteration)
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(value), now, step)
-            for key, value in result.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        ]
-        self._client().log_batch(self._trial_runs[trial], metrics=metrics)
-
-    def log_trial_start(self, trial: Any) -> None:
-        """A resumed trial keeps its run: found by its trial id among the parent's children."""
-        if trial not in self._trial_runs:
-            client = self._client()
-            found = client.search_runs(
-                [self.mlflow_util.experiment_id],
-                f"tags.mlflow.parentRunId = '{self.tags['mlflow.parentRunId']}' and tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'",
-                max_results=1,
-            )
-            if found:
-                self._trial_runs[trial] = found[0].info.run_id
-                client.update_run(found[0].info.run_id, status="RUNNING")
-        super().log_trial_start(trial)
-        self._client().set_tag(self._trial_runs[trial], TRIAL_ID_TAG, trial.trial_id)
-
-    def _client(self):
+    def client(self) -> Any:
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=self.tracking_uri)
+        return MlflowClient(tracking_uri=self.uri)
 
-    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-        if trial not in self._trial_runs:
-            # Its actor never started (e.g. the node it was placed on died first): no run to
-            # close, and Ray's own log_trial_end would raise KeyError and end the whole search.
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A new run, or a resumed trial's own: found by its trial id among the parent's children."""
+        from mlflow.entities import Param
+
+        client = self.client()
+        if trial.trial_id not in self.runs:
+            found = client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
+                                       f"and tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'", max_results=1)
+            if found:
+                client.update_run(found[0].info.run_id, status="RUNNING")
+            tags = {"mlflow.parentRunId": self.parent_run_id, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id}
+            run = found[0] if found else client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
+            self.runs[trial.trial_id] = run.info.run_id
+        params = [Param(key, str(value)) for key, value in flat_params(trial.config).items()]
+        client.log_batch(self.runs[trial.trial_id], params=params)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        from mlflow.entities import Metric
+
+        step, now = result.get("training_iteration", iteration), int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, step) for key, value in result.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        self.client().log_batch(self.runs[trial.trial_id], metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.end(trial, failed=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.end(trial, failed=True)
+
+    def end(self, trial: Any, failed: bool) -> None:
+        """How the trial ended, as tags the reports read, and the run closed."""
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:  # its actor never started (e.g. its node died first): no run to close
             return
-        run_id = self._trial_runs[trial]
-        client = self._client()
-        client.set_tag(run_id, STATUS_TAG, trial_status(trial, failed))
+        client = self.client()
+        ran = (trial.last_result or {}).get("training_iteration", 0)
+        client.set_tag(run_id, STATUS_TAG, end_status(failed, ran, effective_config(trial.config).get("epochs")))
         if failed and trial.error_file:
             error = Path(trial.error_file).read_text(errors="replace").strip().splitlines()
             client.set_tag(run_id, ERROR_TAG, (error[-1] if error else "unknown error")[:5000])
-        super().log_trial_end(trial, failed)
+        client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
+
+def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Ray's nested parameters under flat names ('case/epochs'), as MLflow and Optuna name them."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out.update(flat_params(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 class SearchRun:
@@ -132,7 +142,6 @@ class SearchRun:
         self.uri, self.client, self.run_id = uri, MlflowClient(tracking_uri=uri), run_id
         run = self.client.get_run(run_id)
         self.experiment_id = run.info.experiment_id
-        self.experiment_name = self.client.get_experiment(self.experiment_id).name
         self.client.update_run(run_id, status="RUNNING")
         return self
 
@@ -146,7 +155,7 @@ class SearchRun:
     def __init__(self, uri: str, lab: str, run_name: str, artifact_root: str | None, tags: dict[str, str]) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.uri, self.experiment_name = uri, lab
+        self.uri = uri
         with store_lock(uri):
             self.client = MlflowClient(tracking_uri=uri)
             self.experiment_id = experiment_id_for(self.client, lab, artifact_root)
@@ -154,18 +163,12 @@ class SearchRun:
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
 
-    def trial_callback(self) -> TrialRunCallback:
-        return TrialRunCallback(
-            tracking_uri=self.uri, experiment_name=self.experiment_name,
-            tags={"mlflow.parentRunId": self.run_id},
-        )
+    def trial_callback(self) -> TrialRuns:
+        return TrialRuns(self.uri, self.experiment_id, self.run_id)
 
     def log_params(self, params: dict[str, Any]) -> None:
         for key, value in params.items():
             self.client.log_param(self.run_id, key, value)
-
-    def log_artifacts(self, folder: str, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, folder, artifact_path)
 
     def mark_best(self, child_run_id: str | None) -> None:
         self.client.set_tag(self.run_id, "tune_lab.best_run_id", child_run_id or "")
