@@ -20,11 +20,9 @@ from typing import Any
 
 from ray.tune import Callback
 
+from tune_lab.ray_internals import STATE_FILES, driver_staging_folder
 from tune_lab.results import replace_atomically
 
-# the files Ray's TuneController, searchers, variant generator and callbacks save
-RAY_STATE_FILES = ("experiment_state-*.json", "basic-variant-state-*.json", "search_gen_state-*.json",
-                   "searcher-state-*.pkl", "callback-states-*.pkl")
 SNAPSHOT = "driver-state.zip"
 
 
@@ -33,7 +31,7 @@ class StateCutOff(RuntimeError):
 
 
 def state_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if any(fnmatch(p.name, pattern) for pattern in RAY_STATE_FILES))
+    return sorted(p for p in folder.iterdir() if any(fnmatch(p.name, pattern) for pattern in STATE_FILES))
 
 
 def is_whole(data: bytes) -> bool:
@@ -86,7 +84,7 @@ class DriverStateKeeper(Callback):
 
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         if trials:
-            self.keep(trials[0].storage.experiment_driver_staging_path)
+            self.keep(driver_staging_folder(trials[0]))
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self.on_step_end(0, trials)

@@ -20,17 +20,13 @@ from typing import Any
 
 from ray.tune import Callback
 
+from tune_lab.ray_internals import gpu_share
+
 GPU_FALLBACK_WARNING = (
     "tune-lab: WARNING: Ray gave a trial GPU {gpus} on node {node}, but torch there cannot use a GPU "
     "(CPU-only torch build, or GPUs declared with `ray start --num-gpus` that do not exist); those trials run on "
     "the CPU (this warning is shown once per search). Pass --gpus-per-trial 0 to stop reserving GPUs."
 )
-
-
-def _gpu_share(trial: Any) -> float:
-    """The GPU (or fraction) Ray reserves for the trial: what it holds on each of its gpu_ids."""
-    factory = getattr(trial, "placement_group_factory", None)
-    return float(factory.required_resources.get("GPU", 0.0)) if factory is not None else 0.0
 
 
 class PlacementCallback(Callback):
@@ -44,7 +40,7 @@ class PlacementCallback(Callback):
     def _open(self, trial: Any) -> dict[str, Any]:
         spans = self._spans.setdefault(trial.trial_id, [])
         if not spans or spans[-1]["end"] is not None:
-            spans.append({"node_id": None, "gpu_ids": [], "gpu_share": _gpu_share(trial), "device": None,
+            spans.append({"node_id": None, "gpu_ids": [], "gpu_share": gpu_share(trial), "device": None,
                           "start": time.time(), "end": None})
         return spans[-1]
 

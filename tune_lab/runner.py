@@ -141,6 +141,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     as they were and continues unfinished ones from their checkpoints, and the trials keep
     their MLflow runs under the same parent run.
     """
+    from tune_lab.ray_internals import require_tested_ray, set_callbacks
+
+    require_tested_ray()  # before Ray is imported: one line on a Ray tune-lab was not tested with
     from ray import tune
 
     from reports.source import SPEC_TAG
@@ -195,7 +198,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             # Ray restores the search space, scheduler, searcher and trial states from the
             # experiment folder; the callbacks are replaced by fresh ones of this driver.
             tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True, resume_errored=False)
-            tuner._local_tuner.get_run_config().callbacks = callbacks
+            set_callbacks(tuner, callbacks)
         else:
             tuner = _new_tuner(search, opts, trainable, resources, callbacks, root, experiment)
             save_state(search, opts, folder, tracking)

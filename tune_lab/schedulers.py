@@ -25,19 +25,10 @@ paused and promoted therefore continues from the epoch after the rung exactly as
 stopped (tests/test_promotion.py). A rung result without a checkpoint (someone else's trainable)
 is decided at once instead, as stopping ASHA would: kept if in the top 1/rf so far, else stopped.
 
-Ray API used beyond the public `TrialScheduler` interface, and why:
-- `tune_controller.stop_trial(trial)` on a PAUSED trial and `tune_controller.search_alg`:
-  both are on the list Ray itself whitelists for schedulers (`TuneController._wrapped`) and
-  Ray's own `HyperBandScheduler` / `HyperBandForBOHB` stop paused trials the same way.
-- `trial.set_status(Trial.PAUSED)` in `on_trial_add`, only when a search is resumed: Ray does
-  not restore a scheduler's state and re-adds every unfinished trial as PENDING, which would
-  run a trial that was waiting at a rung on without a decision. The rung table is kept in a
-  JSON file beside the experiment (`state_file`) and a waiting trial goes back to waiting.
-- `Searcher.on_pause / on_unpause`: the hooks Ray's BOHB uses; Ray's `ConcurrencyLimiter`
-  forwards them but does not act on them. `PauseAwareLimiter` frees a paused trial's place,
-  since Ray's limiter counts paused trials as running and a search whose slots all wait at
-  rungs would never be given a new trial. `PauseAwareVariantGenerator` does the same for grid
-  and random searches with --max-concurrent, through the generator's private `_live_trials`.
+Beyond Ray's `TrialScheduler` interface it uses the controller's `search_alg` and `stop_trial`,
+sets a resumed trial back to PAUSED, and frees a paused trial's place in the searcher's
+concurrency count (`Searcher.on_pause / on_unpause`, the hooks Ray's BOHB uses, which Ray's
+`ConcurrencyLimiter` forwards but ignores): all through tune_lab/ray_internals.py, which says why.
 """
 from __future__ import annotations
 
@@ -51,6 +42,9 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
+
+from tune_lab import ray_internals
+from tune_lab.tracking import flat_params
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +159,9 @@ class PromotionASHA(FIFOScheduler):
             return
         # A resumed search (see the module docstring): Ray re-adds every unfinished trial as PENDING.
         if trial.trial_id in self.waiting and trial.checkpoint is not None:
-            trial.set_status(Trial.PAUSED)  # it waits at its rung again
+            ray_internals.set_trial_status(trial, Trial.PAUSED)  # it waits at its rung again
         elif _last_event(self.events, trial.trial_id) == "stopped":
-            trial.set_status(Trial.TERMINATED)  # stopped at its rung; Ray's state file still said PAUSED
+            ray_internals.set_trial_status(trial, Trial.TERMINATED)  # stopped at its rung; Ray's state file still said PAUSED
         else:
             return
         # The searcher's saved state may predate the pause: it must not count the trial as running.
@@ -224,7 +218,7 @@ class PromotionASHA(FIFOScheduler):
                         return self._promote(tune_controller, paused[trial_id], rung)
         if pending:
             return pending[0]
-        search_alg = getattr(tune_controller, "search_alg", None)
+        search_alg = ray_internals.search_algorithm(tune_controller)
         if search_alg is None or not search_alg.is_finished() or not paused:
             return None
         # No new trial will come and a slot would idle: a rung that has promoted nobody promotes its best
@@ -248,7 +242,7 @@ class PromotionASHA(FIFOScheduler):
                         return self._promote(tune_controller, paused[trial_id], rung)
         if not running:
             for trial in paused.values():  # nothing runs and nothing can be promoted: the search is over
-                tune_controller.stop_trial(trial)
+                ray_internals.stop_trial(tune_controller, trial)
         return None
 
     def _promote(self, tune_controller: Any, trial: Trial, rung: int) -> Trial:
@@ -260,7 +254,7 @@ class PromotionASHA(FIFOScheduler):
 
     @staticmethod
     def _searcher_hook(tune_controller: Any, name: str, trial_id: str) -> None:
-        search_alg = getattr(tune_controller, "search_alg", None)
+        search_alg = ray_internals.search_algorithm(tune_controller)
         for target in (search_alg, getattr(search_alg, "searcher", None)):
             if getattr(target, "pause_aware", False):
                 getattr(target, name)(trial_id)
@@ -306,20 +300,16 @@ def add_events(summary: dict[str, Any], folder: str, client: Any = None) -> None
 
 
 class PauseAwareVariantGenerator(BasicVariantGenerator):
-    """Ray's grid / random generator, whose `max_concurrent` (--max-concurrent) does not count paused trials.
-
-    Private API: it discards the trial from `BasicVariantGenerator._live_trials`, the set its
-    limit counts; Ray has no hook for a paused trial here. Without it `--max-concurrent 1` with
-    promotion ASHA stalls as soon as the first trial waits at a rung.
-    """
+    """Ray's grid / random generator, whose `max_concurrent` (--max-concurrent) does not count paused trials:
+    without that `--max-concurrent 1` with promotion ASHA stalls as soon as the first trial waits at a rung."""
 
     pause_aware = True
 
     def on_pause(self, trial_id: str) -> None:
-        self._live_trials.discard(trial_id)
+        ray_internals.hold_place(self, trial_id, False)
 
     def on_unpause(self, trial_id: str) -> None:
-        self._live_trials.add(trial_id)
+        ray_internals.hold_place(self, trial_id, True)
 
 
 class PauseAwareLimiter(ConcurrencyLimiter):
@@ -336,9 +326,7 @@ class PauseAwareLimiter(ConcurrencyLimiter):
         self.paused: set[str] = set()
 
     def on_pause(self, trial_id: str) -> None:
-        if trial_id in self.live_trials:
-            self.live_trials.remove(trial_id)
-            self.num_unfinished_live_trials -= 1
+        if ray_internals.hold_place(self, trial_id, False):
             self.paused.add(trial_id)
         if getattr(self.searcher, "pause_aware", False):
             self.searcher.on_pause(trial_id)
@@ -346,8 +334,7 @@ class PauseAwareLimiter(ConcurrencyLimiter):
     def on_unpause(self, trial_id: str) -> None:
         if trial_id in self.paused:
             self.paused.discard(trial_id)
-            self.live_trials.add(trial_id)
-            self.num_unfinished_live_trials += 1
+            ray_internals.hold_place(self, trial_id, True)
         if getattr(self.searcher, "pause_aware", False):
             self.searcher.on_unpause(trial_id)
 
@@ -406,7 +393,7 @@ class RungOptunaSearch(OptunaSearch):
             result.get(TIME_ATTR, 0)) >= self._planned(result)
         if trial_id in self._told_on_pause:
             if finished and trial_id in self._params:
-                self.add_evaluated_point(_flatten(self._params[trial_id]), value)
+                self.add_evaluated_point(flat_params(self._params[trial_id]), value)
             return
         if result is not None and value is not None and not error and not finished:
             super().on_trial_result(trial_id, result)  # the epoch it was stopped at, which Ray did not pass on
@@ -422,14 +409,3 @@ class RungOptunaSearch(OptunaSearch):
                 except (TypeError, ValueError):
                     break
         return default
-
-
-def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Ray's nested parameters as Optuna's flat names ('a/b'), as OptunaSearch flattens its space."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

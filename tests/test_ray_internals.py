@@ -1,0 +1,28 @@
+"""tune-lab runs only on the Ray it was tested with, and says so in one line on any other."""
+import re
+from pathlib import Path
+
+import pytest
+
+from tune_lab.ray_internals import TESTED_RAY, ray_version_problem, require_tested_ray
+
+
+@pytest.mark.parametrize("found", ["2.60.0", "2.60.3", "2.60.1rc1"])
+def test_a_tested_ray_passes(found):
+    assert ray_version_problem(found) is None
+
+
+@pytest.mark.parametrize("found", ["2.59.9", "2.61.0", "3.0.0", "2.6.0", None])
+def test_another_ray_gets_one_line_that_says_what_to_install(found):
+    problem = ray_version_problem(found)
+    assert problem == (f"tune-lab needs Ray >=2.60,<2.61 (tested); found {found or 'none'}: "
+                       "pip install 'ray[tune]==2.60.0'")
+
+
+def test_the_installed_ray_is_the_tested_one():
+    require_tested_ray()  # would exit 2
+
+
+def test_pyproject_pins_the_tested_range():
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'"ray\[tune\]([^"]*)"', pyproject).group(1) == TESTED_RAY

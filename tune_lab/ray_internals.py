@@ -1,0 +1,95 @@
+"""Every use of a Ray internal in tune-lab, in one place: what to read again before a Ray upgrade.
+
+Any of these may change in a minor Ray release, so tune-lab runs only on the Ray it was tested with
+(TESTED_RAY, pinned in pyproject.toml too; `require_tested_ray` refuses another at start-up).
+For each: what it is, why tune-lab needs it, and the public API that would replace it.
+
+- `set_callbacks`: `Tuner._local_tuner.get_run_config().callbacks`. `Tuner.restore` brings back the
+  callbacks the interrupted driver pickled, with their state; a resumed search needs fresh ones.
+  Public: a `callbacks` (or `run_config`) argument of `Tuner.restore`.
+- `STATE_FILES`, `driver_staging_folder`: the files in which Ray's controller, searchers and
+  callbacks save the experiment state, and `trial.storage.experiment_driver_staging_path`, where the
+  driver saves them before a thread copies them, truncating first, into the results folder
+  (tune_lab/driver_state.py keeps a whole copy). Public: none; Ray saving atomically would do.
+- `gpu_share`: `Trial.placement_group_factory.required_resources`, the GPU (or fraction) Ray holds
+  for a trial (tune_lab/placement.py). Public: the trial reporting
+  `ray.get_runtime_context().get_assigned_resources()` with its results.
+- `set_trial_status`: `Trial.set_status`, by promotion ASHA on a resumed search: Ray re-adds every
+  unfinished trial as PENDING and does not restore a scheduler, so a trial that waited at a rung
+  goes back to PAUSED (or TERMINATED if stopped there). Public: Tune saving and restoring a
+  scheduler's state with the experiment (`TrialScheduler.save` / `restore` exist, unused on resume).
+- `search_algorithm`, `stop_trial`: the controller's `search_alg` and `stop_trial` as promotion ASHA
+  sees them; Ray lets schedulers use both (`TuneController._wrapped`) and its HyperBand stops
+  paused trials so, but `TrialScheduler` documents neither. Public: a documented controller API.
+- `hold_place`: `BasicVariantGenerator._live_trials` and ConcurrencyLimiter's `live_trials` /
+  `num_unfinished_live_trials`, what their `max_concurrent` counts: a trial waiting at a rung must
+  not hold a place, or the search stalls. Public: the `Searcher.on_pause` / `on_unpause` hooks
+  exist (Ray's BOHB uses them), but neither the generator nor the limiter acts on them.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+TESTED_RAY = ">=2.60,<2.61"
+STATE_FILES = ("experiment_state-*.json", "basic-variant-state-*.json", "search_gen_state-*.json",
+               "searcher-state-*.pkl", "callback-states-*.pkl")
+
+
+def ray_version_problem(found: str | None) -> str | None:
+    """The one line that refuses Ray `found` (None: not installed), or None for a tested Ray."""
+    from packaging.specifiers import SpecifierSet
+
+    if found is None or not SpecifierSet(TESTED_RAY).contains(found, prereleases=True):
+        return f"tune-lab needs Ray {TESTED_RAY} (tested); found {found or 'none'}: pip install 'ray[tune]==2.60.0'"
+    return None
+
+
+def require_tested_ray() -> None:
+    """Before Ray is imported (its version read from the installed package): exit 2 on another Ray."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        problem = ray_version_problem(version("ray"))
+    except PackageNotFoundError:
+        problem = ray_version_problem(None)
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
+
+
+def set_callbacks(tuner: Any, callbacks: list[Any]) -> None:
+    tuner._local_tuner.get_run_config().callbacks = callbacks
+
+
+def driver_staging_folder(trial: Any) -> str:
+    return trial.storage.experiment_driver_staging_path
+
+
+def gpu_share(trial: Any) -> float:
+    factory = getattr(trial, "placement_group_factory", None)
+    return float(factory.required_resources.get("GPU", 0.0)) if factory is not None else 0.0
+
+
+def set_trial_status(trial: Any, status: str) -> None:
+    trial.set_status(status)
+
+
+def search_algorithm(tune_controller: Any) -> Any:
+    return getattr(tune_controller, "search_alg", None)
+
+
+def stop_trial(tune_controller: Any, trial: Any) -> None:
+    tune_controller.stop_trial(trial)
+
+
+def hold_place(searcher: Any, trial_id: str, hold: bool) -> bool:
+    """Count `trial_id` in a generator's or limiter's `max_concurrent`, or not; whether that changed."""
+    limiter = hasattr(searcher, "num_unfinished_live_trials")
+    live = searcher.live_trials if limiter else searcher._live_trials
+    if (trial_id in live) == hold:
+        return False
+    (live.add if hold else live.remove)(trial_id)
+    if limiter:
+        searcher.num_unfinished_live_trials += 1 if hold else -1
+    return True
