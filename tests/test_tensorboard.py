@@ -67,7 +67,9 @@ def test_hparams_hold_the_searched_parameter_and_the_metrics(finished):
         assert dict(start.hparams)["optimizer"].string_value == name.split("=")[1]
         experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
         assert [h.name for h in experiment.hparam_infos] == ["optimizer"]
-        assert {m.name.tag for m in experiment.metric_infos} == EPOCH_METRICS - {"epoch_time_s"}
+        # the searched metric first, then the table's (the HParams view ticks the first five)
+        assert [m.name.tag for m in experiment.metric_infos] == ["val_acc", "train_acc", "test_acc", "train_loss",
+                                                                 "val_loss", "test_loss"]
         end = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG])
         assert end.status == 1  # STATUS_SUCCESS
 
@@ -99,8 +101,11 @@ def test_tensorboard_serves_one_run_per_trial_on_localhost(finished):
         assert [step for _, step, _ in points] == [1, 2]
     finally:
         out = stop_server(server)
-    assert out.splitlines()[0] == (f"TensorBoard for tb-optimizer (2 trials): http://127.0.0.1:{port}  "
-                                   f"(Ctrl-C stops it)")
+    assert out.splitlines()[:3] == [
+        f"TensorBoard for tb-optimizer (2 trials): {base}  (Ctrl-C stops it)",
+        f"  val_acc per epoch, unsmoothed: {base}/#scalars&tagFilter=val_acc&_smoothingWeight=0",
+        f"  parameters and metrics of every trial: {base}/#hparams",
+    ]
 
 
 def test_a_search_without_event_files_is_refused_in_one_line(tmp_path, capsys):
@@ -127,17 +132,19 @@ def test_a_busy_port_is_refused_before_tensorboard_starts(finished, capsys):
     assert len(err) == 1 and f"--port {port}: 127.0.0.1:{port} is already in use" in err[0]
 
 
+HEADER = {"varied": ["lr"], "fixed": {}, "sweeps": None, "metric": "val_acc", "metrics": ["val_acc"]}
+
+
 def test_a_resumed_trial_appends_to_its_run_and_its_rerun_epochs_replace_the_first(tmp_path):
     """A driver killed after epoch 3, whose trial goes on from its epoch-1 checkpoint."""
-    header = {"varied": ["lr"], "fixed": {}, "sweeps": None, "metrics": ["val_acc"]}
     trial = SimpleNamespace(trial_id="abc_00000", config={"lr": 0.1, "epochs": 4})
-    first = EventFiles(str(tmp_path), header)
+    first = EventFiles(str(tmp_path), HEADER)
     first.on_trial_start(0, [], trial)
     for epoch in (1, 2, 3):
         first.on_trial_result(0, [], trial, {"training_iteration": epoch, "val_acc": epoch / 10})
     first.on_experiment_end([])  # the kill: no end of session
     time.sleep(1.1)  # the second driver's event file sorts after the first (names carry the second)
-    second = EventFiles(str(tmp_path), header)
+    second = EventFiles(str(tmp_path), HEADER)
     second.on_trial_start(0, [], trial)
     for epoch in (2, 3, 4):
         second.on_trial_result(0, [], trial, {"training_iteration": epoch, "val_acc": epoch / 10 + 0.5})
@@ -149,8 +156,7 @@ def test_a_resumed_trial_appends_to_its_run_and_its_rerun_epochs_replace_the_fir
 
 
 def test_trials_of_one_setting_get_numbered_runs(tmp_path):
-    header = {"varied": ["lr"], "fixed": {}, "sweeps": None, "metrics": ["val_acc"]}
-    callback = EventFiles(str(tmp_path), header)
+    callback = EventFiles(str(tmp_path), HEADER)
     for trial_id in ("t_00000", "t_00001"):
         trial = SimpleNamespace(trial_id=trial_id, config={"lr": 0.1})
         callback.on_trial_start(0, [], trial)

@@ -4,8 +4,9 @@
 `<experiment folder>/tensorboard/<setting>/`: the run is named by the trial's setting as the
 report's table names it ("optimizer=adam"), its scalars are the metrics the trial reported,
 one point per epoch (step = Ray's training_iteration, as in MLflow), and the HParams plugin
-gets the searched parameters with the lab's metrics (their last values). Ray's own TensorBoard
-logger names its runs by trial directory and has no HParams; these are served instead.
+gets the searched parameters with the lab's metrics (their last values), the searched metric
+first, then those the report's table shows. Ray's own TensorBoard logger names its runs by
+trial directory and has no HParams; these are served instead.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
-from reports.table import setting_label
+from reports.table import setting_label, shown_metrics
 from trainables.config import effective_config
 
 FOLDER = "tensorboard"  # beside summary.json in the experiment folder
@@ -89,7 +90,7 @@ class EventFiles(Callback):
         label = setting_label({"setting": setting, "trial_id": trial.trial_id}, self.header)
         writer = SummaryWriter(str(run_folder(self.logdir, trial.trial_id, label)), flush_secs=30)
         experiment, start, _ = hparams({k: hparam_value(v) for k, v in setting.items()},
-                                       dict.fromkeys(self.header["metrics"], 0.0))
+                                       dict.fromkeys(hparams_metrics(self.header), 0.0))
         for summary in (experiment, start):
             writer.file_writer.add_summary(summary)
         self.writers[trial.trial_id] = writer
@@ -136,6 +137,24 @@ class EventFiles(Callback):
         self.writers.clear()
 
 
+def hparams_metrics(header: dict[str, Any]) -> list[str]:
+    """The HParams table's metrics in the order it shows them (it ticks the first five): the
+    searched one, those the report's table shows, then the others."""
+    return list(dict.fromkeys([header["metric"], *shown_metrics(header), *header["metrics"]]))
+
+
+def searched_metric(folder: Path) -> str | None:
+    """The metric the search in `folder` optimised, from the state it wrote before its first trial."""
+    import json
+
+    from tune_lab.runner import STATE_FILE
+
+    try:
+        return json.loads((folder / STATE_FILE).read_text())["search"]["metric"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def has_event_files(logdir: Path) -> bool:
     return any(logdir.glob("*/events.out.tfevents.*"))
 
@@ -163,7 +182,11 @@ def serve(target: str, storage: str | None, port: int, host: str = "127.0.0.1") 
         raise UsageError("tensorboard is not installed in this environment: pip install tensorboard")
     check_port_free(host, port)
     runs = sum(1 for _ in logdir.glob(f"*/{TRIAL_FILE}"))
-    print(f"TensorBoard for {folder.name} ({runs} trials): http://{host}:{port}  (Ctrl-C stops it)", flush=True)
+    url, metric = f"http://{host}:{port}", searched_metric(folder)
+    print(f"TensorBoard for {folder.name} ({runs} trials): {url}  (Ctrl-C stops it)")
+    if metric:  # its scalars group sorts anywhere among the others; smoothing (default 0.6) blurs a few epochs
+        print(f"  {metric} per epoch, unsmoothed: {url}/#scalars&tagFilter={metric}&_smoothingWeight=0")
+    print(f"  parameters and metrics of every trial: {url}/#hparams", flush=True)
     # The pure-Python loader (not the Rust data server, a second process): it drops the points
     # of an epoch a resumed trial reported again.
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host,
