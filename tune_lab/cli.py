@@ -62,6 +62,25 @@ def add_store_options(p: argparse.ArgumentParser, tracking: bool = True) -> None
         p.add_argument("--tracking-uri", help=SearchOptions.tracking_uri_help)
 
 
+def add_job_commands(sub: Any) -> None:
+    """submit, jobs, logs, stop: searches as Ray Jobs on a cluster (tune_lab.jobs)."""
+    where = "the cluster's dashboard, e.g. http://127.0.0.1:8265 (default: $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS)"
+    submit = sub.add_parser("submit", help="submit a search to a Ray cluster as a Ray Job, and return at once")
+    submit.add_argument("--address", help=where)
+    submit.add_argument("--wait", action="store_true", help="follow the job's log to its end; exit with the search's exit code")
+    submit.add_argument("lab", metavar="LAB", choices=lab_names(), help="the lab, then --search and any search option")
+    submit.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    jobs = sub.add_parser("jobs", help="tune-lab's jobs on a Ray cluster")
+    jobs.add_argument("--address", help=where)
+    logs = sub.add_parser("logs", help="the log of a submitted search")
+    logs.add_argument("job", metavar="JOB")
+    logs.add_argument("--follow", action="store_true", help="keep printing until the job ends")
+    logs.add_argument("--address", help=where)
+    stop = sub.add_parser("stop", help="stop a submitted search")
+    stop.add_argument("job", metavar="JOB")
+    stop.add_argument("--address", help=where)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tune-lab",
@@ -99,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--experiment", help="the search to take the best checkpoint of (default: the latest of LAB)")
     add_store_options(generate, tracking=False)
     generate.add_argument("--seed", type=int, default=0, help="seed of the noise the images are drawn from")
+    add_job_commands(sub)
     for name in lab_names():
         spec = LABS[name]
         add_search_options(sub.add_parser(name, help=f"run a search of lab {name}: {spec.description}"), spec.datasets)
@@ -312,29 +332,87 @@ def cmd_search(args: argparse.Namespace) -> int:
     return _exit_code(run_search(search, SearchOptions.from_args(args)))
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from tune_lab import jobs
+    from tune_lab.spaces import load_search
+
+    search_args = build_parser().parse_args([args.lab, *args.options])  # refused here, not on the cluster
+    if search_args.address:
+        raise UsageError("submit: --address after LAB: a submitted search joins the cluster it is sent to; "
+                         "give the dashboard's address before LAB")
+    load_search(search_args.search, args.lab, dict(search_args.overrides))
+    options = _without_search(list(args.options))
+    client, job_id = jobs.submit(args.address, args.lab, search_args.search, options)
+    at = f" --address {args.address}" if args.address else ""
+    print(f"submitted {job_id}\n  follow: tune-lab logs {job_id} --follow{at}\n  list:   tune-lab jobs{at}\n"
+          f"  stop:   tune-lab stop {job_id}{at}", flush=True)
+    if not args.wait:
+        return 0
+    for chunk in jobs.follow(client, job_id):
+        print(chunk, end="", flush=True)
+    return jobs.exit_code(jobs.job_info(client, job_id))
+
+
+def _without_search(options: list[str]) -> list[str]:
+    """The search options but --search (the job gets the staged file's name instead)."""
+    out, skip = [], False
+    for word in options:
+        if skip or word.startswith("--search="):
+            skip = False
+            continue
+        skip = word == "--search"
+        if not skip:
+            out.append(word)
+    return out
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tabulate import tabulate
+
+    from tune_lab import jobs
+
+    rows = [dataclasses.astuple(row) for row in jobs.tune_lab_jobs(jobs.connect(args.address))]
+    print(tabulate(rows, headers=["job", "lab", "search", "status", "start", "duration"]) if rows else "no tune-lab jobs")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from tune_lab import jobs
+
+    client = jobs.connect(args.address)
+    jobs.job_info(client, args.job)
+    for chunk in jobs.follow(client, args.job) if args.follow else [client.get_job_logs(args.job)]:
+        print(chunk, end="", flush=True)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from tune_lab import jobs
+
+    client = jobs.connect(args.address)
+    status = str(jobs.job_info(client, args.job).status.value)
+    if client.stop_job(args.job):
+        print(f"stopping {args.job}")
+    else:
+        print(f"{args.job} had already ended ({status})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from reports.source import SearchNotFound
     from trainables.errors import DatasetUnavailable
+    from tune_lab.jobs import JobsError
     from tune_lab.spaces import SearchSpaceError
 
     try:
-        if args.command == "tensorboard":
-            return cmd_tensorboard(args)
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "ui":
-            return cmd_ui(args)
-        if args.command == "resume":
-            return cmd_resume(args)
-        if args.command == "translate":
-            return cmd_translate(args)
-        if args.command == "generate":
-            return cmd_generate(args)
-        return cmd_search(args)
-    except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
+        commands = {"list": lambda _: cmd_list(), "report": cmd_report, "ui": cmd_ui, "resume": cmd_resume,
+                    "translate": cmd_translate, "generate": cmd_generate, "tensorboard": cmd_tensorboard,
+                    "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop}
+        return commands.get(args.command, cmd_search)(args)  # any other command is a lab's search
+    except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound, JobsError) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,0 +1,159 @@
+"""Searches as Ray Jobs: a real head (`ray start --head --block`, token authentication on, its
+dashboard on 127.0.0.1), `tune-lab submit --wait`, `jobs`, `logs`, `stop`, and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tune_lab.cli import main
+
+SEARCH = """
+description: two learning rates, submitted
+lab: mlp
+fixed: {{epochs: {epochs}, batch_size: 64}}
+params:
+  lr: {{grid: [0.001, 0.01]}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head() -> Iterator[str]:
+    """A one-node cluster of our own, token authentication on; its dashboard's URL."""
+    temp = Path(tempfile.mkdtemp(prefix="tlj-", dir="/tmp"))  # short: Ray's sockets live under it
+    token = secrets.token_hex(32)
+    dashboard = free_port()
+    env = {**os.environ, "RAY_TMPDIR": str(temp), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))}
+    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus", "2",
+               "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+               "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+               "--disable-usage-stats"]
+    log = (temp / "head.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/version", timeout=2)
+                break
+            except urllib.error.HTTPError:  # it answers (401 without the token)
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"the head did not start: {(temp / 'head.log').read_text()[-2000:]}")
+                time.sleep(1)
+        os.environ["RAY_AUTH_TOKEN"] = token  # the laptop's side: tune-lab sends it
+        yield url
+    finally:
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        process.terminate()  # --block: the head stops the processes it started
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def job_status(url: str, capsys, job: str) -> str:
+    capsys.readouterr()
+    assert main(["jobs", "--address", url]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(job)]
+    assert len(rows) == 1, rows
+    return rows[0][3]
+
+
+def submitted_id(out: str) -> str:
+    return next(line.split()[1] for line in out.splitlines() if line.startswith("submitted "))
+
+
+def test_submit_wait_list_logs_and_stop(head, tiny_mnist, tmp_path, capsys):
+    space = tmp_path / "my_lrs.yaml"  # the user's own file: it travels with the job
+    space.write_text(textwrap.dedent(SEARCH.format(epochs=2)))
+    root = tmp_path / "results"
+    common = ["--search", str(space), "--data-dir", str(tiny_mnist), "--storage", str(root)]
+    assert main(["submit", "--address", head, "--wait", "mlp", *common, "--experiment", "job1"]) == 0
+    out = capsys.readouterr().out
+    job = submitted_id(out)
+    assert job.startswith("tune-lab-mlp-my_lrs-") and "Report:" in out  # --wait printed the search's log
+    summary = json.loads((root / "job1" / "summary.json").read_text())
+    assert summary["complete"] and {t["status"] for t in summary["trials"]} == {"completed"}
+    assert (root / "mlflow.db").is_file()
+    assert job_status(head, capsys, job) == "SUCCEEDED"
+    assert main(["logs", job, "--address", head]) == 0 and "Best trial" in capsys.readouterr().out
+
+    space.write_text(textwrap.dedent(SEARCH.format(epochs=500)))
+    assert main(["submit", "--address", head, "mlp", *common, "--experiment", "job2"]) == 0
+    second = submitted_id(capsys.readouterr().out)
+    deadline = time.time() + 120
+    while job_status(head, capsys, second) == "PENDING" and time.time() < deadline:
+        time.sleep(1)
+    assert main(["stop", second, "--address", head]) == 0
+    while job_status(head, capsys, second) not in ("STOPPED", "FAILED") and time.time() < deadline:
+        time.sleep(1)
+    assert job_status(head, capsys, second) == "STOPPED"
+
+
+def test_bad_input_is_one_line_and_exit_2(head, capsys, monkeypatch, tmp_path):
+    capsys.readouterr()
+    assert main(["stop", "tune-lab-no-such-job", "--address", head]) == 2
+    assert "no job 'tune-lab-no-such-job'" in capsys.readouterr().err
+    assert main(["jobs", "--address", f"http://127.0.0.1:{free_port()}"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing answers at" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
+    assert main(["jobs", "--address", head]) == 2
+    assert "wants Ray's token" in capsys.readouterr().err
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    assert main(["logs", "x"]) == 2 and "no cluster given" in capsys.readouterr().err
+
+
+def test_the_kuberay_rayjob_runs_tune_lab_as_tune_lab_expects():
+    import shlex
+
+    import ray
+    import yaml
+
+    from tune_lab.cli import build_parser
+    from tune_lab.spaces import load_search
+
+    job = yaml.safe_load((Path(__file__).parent.parent / "k8s" / "rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    spec, cluster = job["spec"], job["spec"]["rayClusterSpec"]
+    words = shlex.split(spec["entrypoint"])
+    assert words[:3] == ["python", "-m", "tune_lab"] and words[-2:] == ["--address", "auto"]
+    args = build_parser().parse_args(words[3:])  # a search tune-lab accepts, of a search that exists
+    load_search(args.search, args.command, {})
+    assert cluster["rayVersion"] == ray.__version__  # the Ray tune-lab pins and is tested with
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["num-gpus"] == "0" and "serviceType" not in head  # no public dashboard
+    head_env = {e["name"]: e for e in head["template"]["spec"]["containers"][0]["env"]}
+    assert {"MLFLOW_TRACKING_URI", "TUNE_LAB_HOME"} <= set(head_env)
+    workers = cluster["workerGroupSpecs"]
+    assert any("nvidia.com/gpu" in w["template"]["spec"]["containers"][0]["resources"]["limits"] for w in workers)
+    pods = [head["template"], *(w["template"] for w in workers), spec["submitterPodTemplate"]]
+    for pod in pods:  # token authentication on every node and for the submitter, from one Secret
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token" and "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]

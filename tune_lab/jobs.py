@@ -1,0 +1,165 @@
+"""Searches submitted to a Ray cluster as Ray Jobs, from a laptop: submit, list, follow, stop.
+
+The job's entrypoint is tune-lab itself, run on the head with `--address auto`; the code it runs
+travels in the job's runtime environment (a `working_dir` staged from this installation: the four
+packages and, when the search is the user's own file, that file). Everything goes through Ray's
+public `JobSubmissionClient`, over the dashboard's HTTP port, which tune-lab never asks anyone to
+open to the world: the README reaches it through an SSH tunnel (`ray dashboard cluster.yaml`).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+PACKAGES = ("tune_lab", "trainables", "reports", "search_spaces")
+STAGED_SEARCHES = "submitted"  # where a user's own search file goes in the staged working_dir
+# Where a submitted search's results go when --storage is not given: the head's own default,
+# not the job's working_dir (Ray deletes that).
+CLUSTER_STORAGE = "${TUNE_LAB_HOME:-$HOME/tune-lab-results}"
+TOKEN_FILE = Path("~/.ray/auth_token")
+EXIT_STOPPED = 130
+
+
+class JobsError(Exception):
+    """Bad input or an unreachable cluster: one line, exit 2."""
+
+
+def dashboard_address(explicit: str | None) -> str:
+    """--address, else $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS (as `ray job` reads them)."""
+    address = explicit or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise JobsError("no cluster given: pass --address http://HEAD:8265 (or set RAY_ADDRESS); "
+                        "for a remote cluster, `ray dashboard cluster.yaml` tunnels it to http://127.0.0.1:8265")
+    return address if "://" in address else f"http://{address}"
+
+
+def ray_token() -> str | None:
+    """Ray's token, from where Ray's own tools look: $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"].strip()
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE).expanduser()
+    return path.read_text().strip() if path.is_file() else None
+
+
+def connect(address: str | None) -> Any:
+    """A JobSubmissionClient on the cluster's dashboard, sending Ray's token where there is one."""
+    from ray.exceptions import AuthenticationError
+    from ray.job_submission import JobSubmissionClient
+
+    logging.getLogger("ray").setLevel(logging.WARNING)  # not a line per packaged file or closed socket
+    url = dashboard_address(address)
+    token = ray_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        return JobSubmissionClient(url, headers=headers)
+    except AuthenticationError:
+        raise JobsError(f"{url} wants Ray's token: copy the head's ~/.ray/auth_token to this machine's "
+                        f"(or set RAY_AUTH_TOKEN)") from None
+    except (ConnectionError, OSError) as exc:
+        raise JobsError(f"nothing answers at {url} ({type(exc).__name__}); is the cluster up, and its dashboard "
+                        f"tunnelled here (`ray dashboard cluster.yaml`)?") from None
+
+
+def stage(search_arg: str, lab: str, folder: Path) -> str:
+    """Copy the code (and a user's own search file) into `folder`; the --search value the job uses."""
+    from tune_lab.spaces import SEARCH_DIR, search_path
+
+    for package in PACKAGES:
+        source = Path(importlib.import_module(package).__file__).parent
+        shutil.copytree(source, folder / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    path = search_path(lab, search_arg)
+    if path.parent.parent == SEARCH_DIR:
+        return search_arg  # a shipped search travels with the code
+    (folder / STAGED_SEARCHES).mkdir()
+    shutil.copy2(path, folder / STAGED_SEARCHES / path.name)
+    return f"{STAGED_SEARCHES}/{path.name}"
+
+
+def entrypoint(lab: str, search_arg: str, options: list[str]) -> str:
+    """The command the head runs: tune-lab, joined to the cluster it runs on."""
+    import shlex
+
+    has_storage = any(o == "--storage" or o.startswith("--storage=") for o in options)
+    storage = [] if has_storage else ["--storage", CLUSTER_STORAGE]
+    words = ["python", "-m", "tune_lab", lab, "--search", search_arg, *options]
+    return " ".join(shlex.quote(w) for w in words) + " " + " ".join(storage + ["--address", "auto"])
+
+
+def submit(address: str | None, lab: str, search_arg: str, options: list[str]) -> tuple[Any, str]:
+    """Submit the search; (client, job id). The job id names the lab and the search."""
+    client = connect(address)
+    name = Path(search_arg).stem
+    job_id = f"tune-lab-{lab}-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    with tempfile.TemporaryDirectory(prefix="tune-lab-job-") as folder:
+        staged = stage(search_arg, lab, Path(folder))
+        client.submit_job(entrypoint=entrypoint(lab, staged, options), submission_id=job_id,
+                          runtime_env={"working_dir": folder},
+                          metadata={"tune_lab": "1", "lab": lab, "search": name})
+    return client, job_id
+
+
+@dataclass
+class JobRow:
+    id: str
+    lab: str
+    search: str
+    status: str
+    start: str
+    duration: str
+
+
+def tune_lab_jobs(client: Any) -> list[JobRow]:
+    """tune-lab's jobs on the cluster, oldest first."""
+    rows = []
+    now_ms = time.time() * 1000
+    for job in sorted(client.list_jobs(), key=lambda j: j.start_time or 0):
+        meta = job.metadata or {}
+        if meta.get("tune_lab") != "1":
+            continue
+        start = datetime.datetime.fromtimestamp(job.start_time / 1000) if job.start_time else None
+        seconds = ((job.end_time or now_ms) - job.start_time) / 1000 if job.start_time else 0
+        rows.append(JobRow(job.submission_id, meta.get("lab", ""), meta.get("search", ""), str(job.status.value),
+                           f"{start:%Y-%m-%d %H:%M:%S}" if start else "", f"{seconds:.0f} s"))
+    return rows
+
+
+def job_info(client: Any, job_id: str) -> Any:
+    try:
+        return client.get_job_info(job_id)
+    except RuntimeError as exc:
+        if "does not exist" in str(exc) or "404" in str(exc):
+            raise JobsError(f"no job {job_id!r} on this cluster; `tune-lab jobs` lists them") from None
+        raise
+
+
+def follow(client: Any, job_id: str) -> Iterator[str]:
+    """The job's log as it grows, until the job ends."""
+    stream = client.tail_job_logs(job_id).__aiter__()
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(stream.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.close()
+
+
+def exit_code(info: Any) -> int:
+    """What `--wait` exits with: the search's own exit code where the job ran it to the end."""
+    status = str(info.status.value)
+    if status == "SUCCEEDED":
+        return 0
+    if status == "STOPPED":
+        return EXIT_STOPPED
+    return info.driver_exit_code if info.driver_exit_code not in (None, 0) else 1
