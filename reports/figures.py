@@ -1,6 +1,7 @@
 """The report's PNGs, drawn with matplotlib from a search record (see reports.record)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,8 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
             labels.append(label)
         ax.legend(handles, labels, fontsize=8)
     seeds = f", mean of {len(trial['seed_history'])} seeds" if trial.get("seed_history") else ""
-    fig.suptitle(f"Best trial: {setting_label(trial, record)} ({record['dataset']}{seeds})")
+    title = f"Best trial: {setting_label(trial, record)} ({record['dataset']}{seeds})"
+    fig.suptitle(textwrap.fill(title, width=int(9 * 5.2 * columns)))  # ~9 characters an inch: a long setting wraps
     return _save(fig, path)
 
 
