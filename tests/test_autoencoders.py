@@ -11,13 +11,17 @@ import torch
 from PIL import Image
 import torch.nn.functional as F
 
-from trainables.autoencoders import (
-    VAE, Autoencoder, Trainer, bce_per_image, build_network, draw_latents, fit_mixture, input_channels, kl_per_image,
-    load_checkpoint_model, parameter_count, uses_mixture, vae_objective,
-)
+from tests.test_quality import TINY_RECIPE
+from trainables import autoencoders, quality, vae
+from trainables.autoencoders import Autoencoder, input_channels, load_model
 from trainables.data import load_images
 from trainables.hparams import AEConfig, VAEConfig
+from trainables.vae import VAE, bce_per_image, draw_latents, fit_mixture, kl_per_image, uses_mixture, vae_objective
 from tune_lab.cli import main
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def test_the_labs_autoencoder_has_its_210947_parameters_and_shapes():
@@ -42,7 +46,7 @@ def test_ae_model_search_compares_what_it_says_the_input_channels():
     assert setting_label({"setting": {"channels": "lab"}, "trial_id": "t"}) == "channels=lab"
     ours, faithful = AEConfig(**lab), AEConfig(**{**search.fixed, "faithful": True})
     assert input_channels(ours) == input_channels(faithful) == "lab"
-    a, b = build_network(ours, 3), build_network(faithful, 3)
+    a, b = autoencoders.Trainer.network(ours, 3), autoencoders.Trainer.network(faithful, 3)
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()] and parameter_count(a) == 210_947
 
 
@@ -52,18 +56,18 @@ def test_the_labs_vae_parameters_and_shapes():
     assert parameter_count(VAE(3, 128)) == 445_187
     model = VAE(1, 16).eval()
     x = torch.rand(6, 1, 28, 28)
-    mu, logvar = model.encode(x)
-    assert mu.shape == logvar.shape == (6, 16)
-    assert model.decode(mu).shape == x.shape and model(x).shape == x.shape
+    mu, logvar = model.posterior(x)
+    assert mu.shape == logvar.shape == (6, 16) and torch.equal(model.encode(x), mu)  # its code: the posterior mean
+    assert model.decode(mu).shape == x.shape and torch.equal(model(x), model.decode(mu))
     assert torch.allclose(model.decode(mu), torch.sigmoid(model.decode_logits(mu)))
 
 
 def test_faithful_means_the_labs_networks_whatever_the_settings():
-    assert parameter_count(build_network(AEConfig(faithful=True, latent_dim=8), 3)) == 210_947
-    assert build_network(VAEConfig(faithful=True, latent_dim=4), 3).latent == 128
+    assert parameter_count(autoencoders.Trainer.network(AEConfig(faithful=True, latent_dim=8), 3)) == 210_947
+    assert vae.Trainer.network(VAEConfig(faithful=True, latent_dim=4), 3).latent == 128
     assert uses_mixture(VAEConfig()) and not uses_mixture(VAEConfig(faithful=True))  # the lab samples N(0, I)
-    assert not uses_mixture(VAEConfig(prior="normal")) and not uses_mixture(AEConfig())
-    assert build_network(VAEConfig(latent_dim=4), 1).latent == 4
+    assert not uses_mixture(VAEConfig(prior="normal"))
+    assert vae.Trainer.network(VAEConfig(latent_dim=4), 1).latent == 4
 
 
 def test_kl_and_bce_on_known_inputs():
@@ -105,27 +109,30 @@ def test_the_mixture_prior_draws_where_the_codes_are_not_between_them():
     assert (torch.cdist(torch.randn(2000, 4), torch.tensor([[-5.0, 0, 0, 0], [5.0, 0, 0, 0]])).min(1).values > 1).all()
 
 
-def test_both_trainers_learn_the_tiny_task_without_ray(tiny_mnist):
-    data = load_images("mnist", tiny_mnist, subset=320)
-    for cfg in (AEConfig(epochs=2, batch_size=32, latent_dim=16, lr=0.005),
-                VAEConfig(epochs=2, batch_size=32, latent_dim=8, lr=0.003)):
-        trainer = Trainer(cfg, data, torch.device("cpu"))
+def test_both_trainers_learn_the_tiny_task_without_ray(tiny_mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_LAB_CACHE", str(tmp_path / "cache"))  # the vae's reference classifier, tiny
+    monkeypatch.setattr(quality, "DEFAULT_RECIPE", TINY_RECIPE)
+    for lab, cfg in ((autoencoders, AEConfig(epochs=2, batch_size=32, latent_dim=16, lr=0.005)),
+                     (vae, VAEConfig(epochs=2, batch_size=32, latent_dim=8, lr=0.003, quality_samples=100))):
+        data = lab.load_data("mnist", tiny_mnist, subset=320)
+        trainer = lab.Trainer(cfg, data, torch.device("cpu"))
         before = trainer.evaluate()
         for _ in range(2):
             train = trainer.train_epoch()
         after = trainer.evaluate()
-        assert train["samples"] == len(data.y_train) and trainer.epoch == 2
+        assert train["samples"] == 320 and trainer.epoch == 2
         assert after["val_mse"] < before["val_mse"]
         if isinstance(cfg, VAEConfig):  # the default prior: a 20-component mixture of the 8-d codes
             assert trainer.mixture["scale_tril"].shape == (20, 8, 8)
             assert trainer.mixture["weights"].sum().item() == pytest.approx(1.0)
             assert after["val_elbo"] > before["val_elbo"] and after["val_kl"] > 0
             assert after["val_loss"] == pytest.approx(-after["val_elbo"])  # kl_weight 1, bce: the ELBO itself
+            assert after["val_fid"] > 0 and 0 <= after["readable"] <= 1
 
 
 def test_faithful_trainer_feeds_three_channels(tiny_mnist):
     data = load_images("mnist", tiny_mnist, subset=64)
-    trainer = Trainer(AEConfig(faithful=True, epochs=1), data, torch.device("cpu"))
+    trainer = autoencoders.Trainer(AEConfig(faithful=True, epochs=1), data, torch.device("cpu"))
     assert trainer.splits["train"].shape[1:] == (3, 28, 28)
     assert parameter_count(trainer.model) == 210_947
 
@@ -184,6 +191,6 @@ def test_tiny_vae_search_reports_elbo_and_draws_samples(tiny_vae_search, tiny_mn
     report = folder / "report"
     for name in ("reconstructions.png", "samples.png", "latent_space.png", "progress.png"):
         _looks_like_a_png(report / name)
-    model, cfg, saved = load_checkpoint_model(trial["checkpoint"])
+    model, cfg, saved = load_model(trial["checkpoint"])
     assert isinstance(model, VAE) and cfg.latent_dim == 8 and saved["lab"] == "vae"
     assert saved["state"]["mixture"]["means"].shape == (20, 8)  # what `tune-lab generate vae` draws from
