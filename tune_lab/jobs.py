@@ -26,6 +26,9 @@ STAGED_SEARCHES = "submitted"  # where a user's own search file goes in the stag
 # not the job's working_dir (Ray deletes that).
 CLUSTER_STORAGE = "${TUNE_LAB_HOME:-$HOME/tune-lab-results}"
 TOKEN_FILE = Path("~/.ray/auth_token")
+# A search queues one trial at a time for resources: with Tune's default queue, the first search
+# submitted took every CPU that came free until its last trial had started, and the second waited.
+SHARED_CLUSTER_ENV = {"TUNE_MAX_PENDING_TRIALS_PG": "1"}
 EXIT_STOPPED = 130
 
 
@@ -102,7 +105,7 @@ def submit(address: str | None, lab: str, search_arg: str, options: list[str]) -
     with tempfile.TemporaryDirectory(prefix="tune-lab-job-") as folder:
         staged = stage(search_arg, lab, Path(folder))
         client.submit_job(entrypoint=entrypoint(lab, staged, options), submission_id=job_id,
-                          runtime_env={"working_dir": folder},
+                          runtime_env={"working_dir": folder, "env_vars": SHARED_CLUSTER_ENV},
                           metadata={"tune_lab": "1", "lab": lab, "search": name})
     return client, job_id
 
