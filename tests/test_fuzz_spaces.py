@@ -17,9 +17,8 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=
                       max_leaves=8)
 PARAM = st.dictionaries(st.sampled_from([*DISTRIBUTIONS, "normal"]), VALUES, min_size=0, max_size=2)
 DOCUMENTS = st.fixed_dictionaries(
-    {},
+    {"lab": st.one_of(st.just("mlp"), st.sampled_from(["resnet", "nope", 3]))},  # a user's file names its lab
     optional={
-        "lab": st.sampled_from(["mlp", "resnet", "nope", 3]),
         "metric": st.sampled_from(["val_acc", "val_loss", "bleu", 1]),
         "mode": st.sampled_from(["min", "max", "sideways"]),
         "fixed": st.one_of(st.dictionaries(KEYS, SCALARS, max_size=4), VALUES),

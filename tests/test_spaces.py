@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trainables.registry import LABS, lab_names
-from tune_lab.spaces import SearchSpaceError, available_searches, load_search, param_space, scheduler
+from tune_lab.spaces import SEARCH_DIR, SearchSpaceError, available_searches, load_search, param_space, scheduler
 
 GOOD = """
 lab: mlp
@@ -40,6 +40,46 @@ def test_every_shipped_search_loads(lab):
         assert search.metric in search.spec.metrics
 
 
+def test_shipped_searches_leave_lab_metric_and_mode_to_the_lab():
+    """The folder names the lab, the lab its default metric and each metric's mode: a shipped file
+    says metric or mode only where it differs (vae/model.yaml selects on val_mse, not val_elbo)."""
+    import yaml
+
+    for lab in SHIPPED_LABS:
+        spec = LABS[lab]
+        for path in sorted((SEARCH_DIR / lab).glob("*.yaml")):
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            assert "lab" not in doc, path
+            assert doc.get("metric") != spec.metric, f"{path}: metric {spec.metric} is the lab's default"
+            assert "mode" not in doc or doc["mode"] != spec.metrics[doc.get("metric", spec.metric)], path
+    assert load_search("model", "vae").metric == "val_mse" and load_search("model", "vae").mode == "min"
+    assert (load_search("lr", "vae").metric, load_search("lr", "vae").mode) == ("val_elbo", "max")
+
+
+def test_a_file_outside_search_spaces_names_its_lab(tmp_path):
+    shipped = SEARCH_DIR / "mlp" / "optimizer.yaml"
+    assert "lab:" not in shipped.read_text()
+    copy = write(tmp_path, shipped.read_text(), "optimizer.yaml")
+    with pytest.raises(SearchSpaceError) as info:
+        load_search(str(copy), "mlp")
+    assert str(info.value) == f"{copy}: lab: missing; a search file outside search_spaces/ names its lab, e.g. lab: mlp"
+    copy.write_text("lab: mlp\n" + shipped.read_text())
+    assert load_search(str(copy), "mlp").fixed == load_search("optimizer", "mlp").fixed
+    with pytest.raises(SearchSpaceError, match="the file is for lab 'mlp', but the command runs lab 'resnet'"):
+        load_search(str(shipped), "resnet")  # a shipped file's folder names its lab
+
+
+def test_metric_and_mode_default_to_the_lab(tmp_path):
+    """`metric: fid` without a mode minimises (the wgan lab declares fid "min"); a non-default metric
+    gets the lab's mode for it; a mode against the lab's is the user's choice and is kept."""
+    fid = load_search(str(write(tmp_path, "lab: wgan\nmetric: fid\n")), "wgan")
+    assert (fid.metric, fid.mode) == ("fid", "min")
+    assert load_search(str(write(tmp_path, "lab: mlp\nmetric: val_loss\n")), "mlp").mode == "min"
+    default = load_search(str(write(tmp_path, "lab: mlp\n")), "mlp")
+    assert (default.metric, default.mode) == ("val_acc", "max")
+    assert load_search(str(write(tmp_path, "lab: mlp\nmode: min\n")), "mlp").mode == "min"
+
+
 def test_mlp_ships_the_issue_searches():
     assert {"optimizer", "loss", "batch_size", "epochs", "model", "lr"} <= set(available_searches("mlp"))
     lr = load_search("lr", "mlp")
@@ -51,7 +91,7 @@ def test_mlp_ships_the_issue_searches():
     "change, key, allowed",
     [
         ("lab: mlp", "lab: mlpp", "lab"),
-        ("optimizer: {grid: [sgd, adam]}", "optimiser: {grid: [sgd, adam]}", "params.optimiser"),
+        ("optimizer: {grid: [sgd, adam]}", "optimiser: {grid: [sgd, adam]}", "params: unknown parameter 'optimiser'"),
         ("optimizer: {grid: [sgd, adam]}", "optimizer: {gird: [sgd, adam]}", "params.optimizer"),
         ("optimizer: {grid: [sgd, adam]}", "optimizer: {grid: [sgd, adamw]}", "params.optimizer.grid[1]"),
         ("fixed: {epochs: 4, batch_size: 64}", "fixed: {epochs: four, batch_size: 64}", "fixed.epochs"),
@@ -92,7 +132,7 @@ def test_unknown_parameter_lists_what_is_allowed(tmp_path):
 
 def test_wrong_value_type_says_what_is_expected(tmp_path):
     path = write(tmp_path, GOOD.replace("epochs: 4", "epochs: 2.5"))
-    with pytest.raises(SearchSpaceError, match=r"fixed\.epochs: epochs: 2\.5 is not allowed; expected an integer"):
+    with pytest.raises(SearchSpaceError, match=r"fixed\.epochs: 2\.5 is not allowed; expected an integer in \[1, 10000\]"):
         load_search(str(path), "mlp")
 
 

@@ -8,11 +8,9 @@ typo costs a second, not a Ray start-up.
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 import typing
-from typing import Any, Literal
-
-_MISSING = object()
+from typing import Annotated, Any, Literal
 
 
 def hp(default: Any, *, min: float | None = None, max: float | None = None, help: str = "") -> Any:
@@ -20,6 +18,7 @@ def hp(default: Any, *, min: float | None = None, max: float | None = None, help
     return dataclasses.field(default=default, metadata={"min": min, "max": max, "help": help})
 
 
+@functools.cache
 def field_types(config_cls: type) -> dict[str, Any]:
     return typing.get_type_hints(config_cls)
 
@@ -27,7 +26,7 @@ def field_types(config_cls: type) -> dict[str, Any]:
 def describe_allowed(config_cls: type, key: str) -> str:
     """A short phrase saying what `key` accepts, for error messages and `tune-lab list`."""
     kind = field_types(config_cls)[key]
-    meta = {f.name: f.metadata for f in dataclasses.fields(config_cls)}[key]
+    meta = config_cls.__dataclass_fields__[key].metadata
     if typing.get_origin(kind) is Literal:
         return "one of " + ", ".join(str(a) for a in typing.get_args(kind))
     text = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
@@ -47,38 +46,32 @@ def coerce(config_cls: type, key: str, value: Any) -> Any:
     Integers are accepted where floats are wanted (1 -> 1.0); nothing else is converted, so
     `epochs: "20"` or `lr: true` is an error rather than a silent guess.
     """
-    types = field_types(config_cls)
-    if key not in types:
+    from pydantic import ValidationError
+
+    if key not in field_types(config_cls):
         raise KeyError(key)
-    kind = types[key]
-    meta = {f.name: f.metadata for f in dataclasses.fields(config_cls)}[key]
+    try:
+        return getattr(hp_model(config_cls).model_validate({key: value}), key)
+    except ValidationError:
+        raise ValueError(f"{key}: {value!r} is not allowed; expected {describe_allowed(config_cls, key)}") from None
 
-    def bad() -> ValueError:
-        return ValueError(f"{key}: {value!r} is not allowed; expected {describe_allowed(config_cls, key)}")
 
-    if typing.get_origin(kind) is Literal:
-        if value not in typing.get_args(kind) or isinstance(value, bool):
-            raise bad()
-        return value
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad()
-    elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad()
-        value = float(value)
-    elif kind is str:
-        if not isinstance(value, str):
-            raise bad()
-        return value
-    lo, hi = meta.get("min"), meta.get("max")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise bad()
-    return value
+@functools.cache
+def hp_model(config_cls: type, shape: str = "value") -> Any:
+    """The hyperparameters as a pydantic model, each optional, typed by its hint and `hp` bounds, strict
+    (nothing converted but int -> float), finite, no unknown key; a field's description says what it
+    allows. `shape`: a value per parameter, a "list" of them (a sweep), or "dist" ({distribution: [values]})."""
+    from pydantic import ConfigDict, Field, create_model
+
+    def field(f: dataclasses.Field) -> tuple[Any, Any]:
+        kind = field_types(config_cls)[f.name]
+        if kind in (int, float):
+            kind = Annotated[kind, Field(ge=f.metadata.get("min"), le=f.metadata.get("max"))]
+        kind = {"value": kind, "list": list[kind], "dist": dict[str, list[kind]]}[shape]
+        return kind, Field(None, description=describe_allowed(config_cls, f.name))
+
+    strict = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, title="parameter")
+    return create_model(config_cls.__name__, __config__=strict, **{f.name: field(f) for f in dataclasses.fields(config_cls)})
 
 
 def effective_config(config: dict[str, Any]) -> dict[str, Any]:

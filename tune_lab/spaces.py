@@ -6,13 +6,16 @@ second and the message names the file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 
-from trainables.config import MAX_REPEATS, coerce, describe_allowed, field_types
+from trainables.config import MAX_REPEATS, coerce, describe_allowed, field_types, hp_model
 from trainables.registry import LabSpec, get_lab
 
 import search_spaces
@@ -165,132 +168,151 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _check_value(path: Path, where: str, config_cls: type, key: str, value: Any) -> Any:
+REPEATS_ALLOWED = f"expected an integer from 1 to {MAX_REPEATS} (seeds per configuration)"
+
+
+def valid_repeats(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_REPEATS
+
+
+@functools.cache
+def _models() -> SimpleNamespace:
+    """A search file's shape as pydantic models, built on first use (`--help` never imports pydantic); strict:
+    nothing is converted. A field's description, else its model's docstring, is what a refusal says is allowed."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    strict = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    values = Annotated[list, Field(min_length=1)]
+    one = Annotated[dict[Literal[DISTRIBUTIONS], values], Field(min_length=1, max_length=1)]
+
+    class File(BaseModel):
+        model_config = strict
+        description: Any = ""
+        lab: Any = None  # checked against the registry (_file_lab), as are metric and dataset
+        metric: Any = None
+        mode: Optional[Literal["min", "max"]] = Field(None, description="min or max")
+        fixed: Optional[dict] = Field(None, description="a mapping of parameter: value")
+        params: Optional[dict[Any, one]] = Field(None, title="distribution", description=(
+            "one {distribution: [arguments]} per parameter, e.g. lr: {grid: [0.1, 0.01]}; distributions: "
+            + ", ".join(DISTRIBUTIONS)))
+        search: Literal[SEARCH_ALGORITHMS] = Field("grid", description="one of " + ", ".join(SEARCH_ALGORITHMS))
+        num_samples: int = Field(1, ge=1, le=MAX_NUM_SAMPLES, description=f"an integer from 1 to {MAX_NUM_SAMPLES}")
+        scheduler: Any = "fifo"  # a name, or {name: Rungs}: _check_scheduler
+        dataset: Any = None
+        sweeps: Optional[dict[Any, values]] = Field(None, description="parameter: [values], a non-empty list each, e.g. epochs: [10, 20]")
+        variants: Optional[dict[Any, dict]] = Field(None, description="a mapping of name: {parameter: value}")
+        repeats: int = Field(1, ge=1, le=MAX_REPEATS, description=REPEATS_ALLOWED.removeprefix("expected "))
+
+    class Rungs(BaseModel):
+        """a mapping of grace_period, reduction_factor (an integer >= 1, a number > 1)"""
+        model_config = strict
+        grace_period: int = Field(ASHA_DEFAULTS["grace_period"], ge=1, description="an integer >= 1")
+        reduction_factor: float = Field(ASHA_DEFAULTS["reduction_factor"], gt=1, description="a number > 1")
+
+    return SimpleNamespace(File=File, Rungs=Rungs)
+
+
+def _validated(path: Path, where: str, model: Any, value: Any) -> Any:
+    """`value` checked by `model`, or a one-line refusal naming the file, the key path and what is allowed."""
+    from pydantic import ValidationError
+
+    def unknown(e: dict) -> bool:  # an unknown field, or a dict key outside its Literal: (..., key, "[key]")
+        return e["type"] in ("extra_forbidden", "invalid_key") or e["loc"][-1:] == ("[key]",)
+
+    def dotted(keys: tuple) -> str:
+        return (where + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys)).lstrip(".")
+
     try:
-        return coerce(config_cls, key, value)
-    except ValueError as exc:
-        raise SearchSpaceError(f"{path}: {where}: {exc}") from None
+        return model.model_validate(value)
+    except ValidationError as exc:
+        error = min(exc.errors(), key=lambda e: not unknown(e))  # the first unknown key, else the first error
+    loc = tuple(k for k in error["loc"] if k != "[key]")
+    field = model.model_fields.get(loc[0]) if loc else None
+    if unknown(error):  # a key of a dict (its field's title names it) or of a model (its title does)
+        allowed = error["ctx"]["expected"].replace("'", "") if error.get("ctx") else ", ".join(model.model_fields)
+        noun = (field.title if error.get("ctx") else None) or model.model_config.get("title") or "key"
+        parent = dotted(loc[:-1])
+        raise SearchSpaceError(f"{path}: {parent + ': ' if parent else ''}unknown {noun} {loc[-1]!r}; allowed: {allowed}")
+    expected = field.description if field is not None and field.description else model.__doc__
+    raise SearchSpaceError(f"{path}: {dotted(loc)}: {error['input']!r} is not allowed; expected {expected}")
 
 
-def _check_param(path: Path, config_cls: type, name: str, body: Any) -> Param:
-    where = f"params.{name}"
-    if not isinstance(body, dict) or len(body) != 1:
-        raise SearchSpaceError(f"{path}: {where}: expected one distribution, e.g. {{grid: [a, b]}}; allowed: {', '.join(DISTRIBUTIONS)}")
-    (dist, args), = body.items()
-    if dist not in DISTRIBUTIONS:
-        raise SearchSpaceError(f"{path}: {where}: unknown distribution {dist!r}; allowed: {', '.join(DISTRIBUTIONS)}")
-    kind = field_types(config_cls)[name]
-    if dist in ("grid", "choice"):
-        if not isinstance(args, list) or not args:
-            raise SearchSpaceError(f"{path}: {where}.{dist}: expected a non-empty list of values")
-        return Param(name, dist, [_check_value(path, f"{where}.{dist}[{i}]", config_cls, name, v) for i, v in enumerate(args)])
-    wanted = {"uniform": 2, "loguniform": 2, "randint": 2, "quniform": 3}[dist]
-    if not isinstance(args, list) or len(args) != wanted:
-        shape = "[low, high, q]" if wanted == 3 else "[low, high]"
-        raise SearchSpaceError(f"{path}: {where}.{dist}: expected {shape}")
-    numeric = int if dist == "randint" else float
-    if kind is not numeric and not (numeric is float and kind is int and dist == "quniform"):
-        raise SearchSpaceError(
-            f"{path}: {where}: {dist} draws {'integers' if numeric is int else 'numbers'}, but {name} must be {describe_allowed(config_cls, name)}"
-        )
-    low, high = (_check_value(path, f"{where}.{dist}", config_cls, name, v) for v in args[:2])
-    if low >= high:
-        raise SearchSpaceError(f"{path}: {where}.{dist}: lower bound {low} must be below upper bound {high}")
-    if dist == "loguniform" and low <= 0:
-        raise SearchSpaceError(f"{path}: {where}.loguniform: bounds must be above 0, got {low}")
-    rest = args[2:]
-    if dist == "quniform" and (isinstance(rest[0], bool) or not isinstance(rest[0], (int, float)) or rest[0] <= 0):
-        raise SearchSpaceError(f"{path}: {where}.quniform: step q must be a number above 0, got {rest[0]!r}")
-    return Param(name, dist, [low, high, *rest])
+def _file_lab(path: Path, named: str | None, lab: str) -> LabSpec:
+    """The lab a file is for: its `lab:`, else the folder of a shipped file (search_spaces/LAB/)."""
+    if named is None and path.resolve().parent.parent != SEARCH_DIR.resolve():
+        raise SearchSpaceError(f"{path}: lab: missing; a search file outside search_spaces/ names its lab, e.g. lab: {lab}")
+    try:
+        spec = get_lab(path.parent.name if named is None else str(named))
+    except KeyError as exc:
+        raise SearchSpaceError(f"{path}: lab: {exc.args[0]}") from None
+    if spec.name != lab:
+        raise SearchSpaceError(f"{path}: lab: the file is for lab {spec.name!r}, but the command runs lab {lab!r}")
+    return spec
 
 
 def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = None) -> Search:
-    """Read and check a search; `overrides` (from --set) replace fixed values or searched ones."""
+    """Read and check a search; `overrides` (from --set) replace fixed values or searched ones.
+
+    The file's shape is checked by `_models`, its parameters and values by the lab's `hp_model`."""
     path = search_path(lab, name_or_path)
     if not path.exists() and path.parent.parent == SEARCH_DIR:
         known = ", ".join(available_searches(lab)) or "none"
         raise SearchSpaceError(f"unknown search {name_or_path!r} for lab {lab}; known searches: {known} (or give a .yaml path)")
-    doc = _read_yaml(path)
-    unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
-    if unknown:
-        raise SearchSpaceError(f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(TOP_LEVEL_KEYS)}")
-    file_lab = doc.get("lab", lab)
-    try:
-        spec = get_lab(file_lab)
-    except KeyError as exc:
-        raise SearchSpaceError(f"{path}: lab: {exc.args[0]}") from None
-    if file_lab != lab:
-        raise SearchSpaceError(f"{path}: lab: the file is for lab {file_lab!r}, but the command runs lab {lab!r}")
+    doc = _validated(path, "", _models().File, _read_yaml(path))
+    spec = _file_lab(path, doc.lab, lab)
     config_cls = spec.config
-    known_keys = list(field_types(config_cls))
+    metric = spec.metric if doc.metric is None else doc.metric
+    if not isinstance(metric, str) or metric not in spec.metrics:
+        raise SearchSpaceError(f"{path}: metric: unknown metric {metric!r} for lab {lab}; allowed: {', '.join(spec.metrics)}")
 
-    def check_key(where: str, key: Any) -> None:
-        if key not in known_keys:
-            raise SearchSpaceError(f"{path}: {where}: unknown parameter {key!r} for lab {lab}; allowed: {', '.join(known_keys)}")
+    def parameters(where: str, given: dict, shape: str = "value") -> dict[str, Any]:  # checked, in the file's order
+        checked = _validated(path, where, hp_model(config_cls, shape), given)
+        return {key: getattr(checked, key) for key in given}
 
-    metric = doc.get("metric", spec.metric)
-    metrics = spec.metrics
-    if metric not in metrics:
-        raise SearchSpaceError(f"{path}: metric: unknown metric {metric!r} for lab {lab}; allowed: {', '.join(metrics)}")
-    mode = doc.get("mode", spec.metrics[metric])
-    if mode not in ("min", "max"):
-        raise SearchSpaceError(f"{path}: mode: {mode!r} is not allowed; expected min or max")
-
-    fixed_doc = doc.get("fixed") or {}
-    if not isinstance(fixed_doc, dict):
-        raise SearchSpaceError(f"{path}: fixed: expected a mapping of parameter: value")
-    fixed = {}
-    for key, value in fixed_doc.items():
-        check_key(f"fixed.{key}", key)
-        fixed[key] = _check_value(path, f"fixed.{key}", config_cls, key, value)
-
-    params_doc = doc.get("params") or {}
-    if not isinstance(params_doc, dict):
-        raise SearchSpaceError(f"{path}: params: expected a mapping of parameter: {{distribution: arguments}}")
+    fixed = parameters("fixed", doc.fixed or {})
+    # a grid's or choice's values, a range's bounds (the step q of quniform is no value of the parameter)
+    drawn = parameters("params", {key: {d: a if d in ("grid", "choice") else a[:2] for d, a in body.items()}
+                                  for key, body in (doc.params or {}).items()}, "dist")
     params = {}
-    for key, body in params_doc.items():
-        check_key(f"params.{key}", key)
+    for key, body in (doc.params or {}).items():
         if key in fixed:
             raise SearchSpaceError(f"{path}: params.{key}: is also in fixed; a parameter is either fixed or searched")
-        params[key] = _check_param(path, config_cls, key, body)
-
+        params[key] = _check_param(path, config_cls, key, body, drawn[key])
     for key, value in (overrides or {}).items():
-        if key not in known_keys:
-            raise SearchSpaceError(f"--set {key}: unknown parameter for lab {lab}; allowed: {', '.join(known_keys)}")
         try:
             fixed[key] = coerce(config_cls, key, value)
+        except KeyError:
+            raise SearchSpaceError(f"--set {key}: unknown parameter for lab {lab}; allowed: {', '.join(field_types(config_cls))}") from None
         except ValueError as exc:
             raise SearchSpaceError(f"--set {exc}") from None
         params.pop(key, None)
-
-    algorithm = doc.get("search", "grid")
-    if algorithm not in SEARCH_ALGORITHMS:
-        raise SearchSpaceError(f"{path}: search: {algorithm!r} is not allowed; expected one of {', '.join(SEARCH_ALGORITHMS)}")
     for p in params.values():
-        if algorithm == "grid" and p.distribution != "grid":
+        if doc.search == "grid" and p.distribution != "grid":
             raise SearchSpaceError(f"{path}: params.{p.name}: search: grid takes only grid distributions; use search: random or optuna for {p.distribution}")
-        if algorithm == "optuna" and p.distribution == "grid":
+        if doc.search == "optuna" and p.distribution == "grid":
             raise SearchSpaceError(f"{path}: params.{p.name}: Optuna does not take grid; use choice")
 
-    repeats = doc.get("repeats", 1)
-    if not valid_repeats(repeats):
-        raise SearchSpaceError(f"{path}: repeats: {repeats!r} is not allowed; {REPEATS_ALLOWED}")
+    sweeps = parameters("sweeps", doc.sweeps or {}, "list")
+    for key in sweeps:
+        if key in params:
+            raise SearchSpaceError(f"{path}: sweeps.{key}: is also in params; a parameter is either swept or searched")
+        if key not in fixed:
+            raise SearchSpaceError(f"{path}: sweeps.{key}: needs a base value in fixed (the setting the other sweeps use)")
+    if doc.variants and not sweeps:
+        raise SearchSpaceError(f"{path}: variants: only used with sweeps")
+    variants = {str(name): parameters(f"variants.{name}", values) for name, values in (doc.variants or {}).items()}
+    for name, values in variants.items():
+        for key in set(values) & set(sweeps):
+            raise SearchSpaceError(f"{path}: variants.{name}.{key}: is swept; a variant may not change it")
 
-    num_samples = doc.get("num_samples", 1)
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_NUM_SAMPLES:
-        raise SearchSpaceError(f"{path}: num_samples: {num_samples!r} is not allowed; expected an integer from 1 to {MAX_NUM_SAMPLES}")
-
-    scheduler, scheduler_args = _check_scheduler(path, doc.get("scheduler", "fifo"))
-    sweeps, variants = _check_sweeps(path, config_cls, doc, fixed, params, known_keys)
-    dataset = doc.get("dataset")
-    if dataset is not None and dataset not in spec.datasets:
-        raise SearchSpaceError(f"{path}: dataset: {dataset!r} is not allowed for lab {lab}; expected one of {', '.join(spec.datasets)}")
-
+    scheduler, scheduler_args = _check_scheduler(path, doc.scheduler)
+    if doc.dataset is not None and doc.dataset not in spec.datasets:
+        raise SearchSpaceError(f"{path}: dataset: {doc.dataset!r} is not allowed for lab {lab}; expected one of {', '.join(spec.datasets)}")
     return Search(
-        path=path, name=path.stem, lab=lab, description=str(doc.get("description", "")).strip(),
-        metric=metric, mode=mode, fixed=fixed, params=params, algorithm=algorithm,
-        num_samples=num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=dataset,
-        sweeps=sweeps, variants=variants, repeats=repeats,
+        path=path, name=path.stem, lab=lab, description=str(doc.description).strip(),
+        metric=metric, mode=doc.mode or spec.metrics[metric], fixed=fixed, params=params, algorithm=doc.search,
+        num_samples=doc.num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=doc.dataset,
+        sweeps=sweeps, variants=variants, repeats=doc.repeats,
     )
 
 
@@ -317,64 +339,42 @@ def _plain(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-REPEATS_ALLOWED = f"expected an integer from 1 to {MAX_REPEATS} (seeds per configuration)"
-
-
-def valid_repeats(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_REPEATS
-
-
-def _check_sweeps(path: Path, config_cls: type, doc: dict[str, Any], fixed: dict[str, Any],
-                  params: dict[str, Param], known_keys: list[str]) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
-    sweeps_doc, variants_doc = doc.get("sweeps") or {}, doc.get("variants") or {}
-    if not isinstance(sweeps_doc, dict):
-        raise SearchSpaceError(f"{path}: sweeps: expected a mapping of parameter: [values]")
-    if not isinstance(variants_doc, dict):
-        raise SearchSpaceError(f"{path}: variants: expected a mapping of name: {{parameter: value}}")
-    if variants_doc and not sweeps_doc:
-        raise SearchSpaceError(f"{path}: variants: only used with sweeps")
-    sweeps = {}
-    for key, values in sweeps_doc.items():
-        if key not in known_keys:
-            raise SearchSpaceError(f"{path}: sweeps.{key}: unknown parameter {key!r}; allowed: {', '.join(known_keys)}")
-        if key in params:
-            raise SearchSpaceError(f"{path}: sweeps.{key}: is also in params; a parameter is either swept or searched")
-        if not isinstance(values, list) or not values:
-            raise SearchSpaceError(f"{path}: sweeps.{key}: expected a non-empty list of values")
-        if key not in fixed:
-            raise SearchSpaceError(f"{path}: sweeps.{key}: needs a base value in fixed (the setting the other sweeps use)")
-        sweeps[key] = [_check_value(path, f"sweeps.{key}[{i}]", config_cls, key, v) for i, v in enumerate(values)]
-    variants = {}
-    for name, values in variants_doc.items():
-        if not isinstance(values, dict):
-            raise SearchSpaceError(f"{path}: variants.{name}: expected a mapping of parameter: value")
-        for key, value in values.items():
-            if key not in known_keys:
-                raise SearchSpaceError(f"{path}: variants.{name}.{key}: unknown parameter {key!r}; allowed: {', '.join(known_keys)}")
-            if key in sweeps:
-                raise SearchSpaceError(f"{path}: variants.{name}.{key}: is swept; a variant may not change it")
-        variants[str(name)] = {k: _check_value(path, f"variants.{name}.{k}", config_cls, k, v) for k, v in values.items()}
-    return sweeps, variants
+def _check_param(path: Path, config_cls: type, name: str, body: dict, drawn: dict[str, list]) -> Param:
+    """`body`, one distribution, whose values or bounds (`drawn`) are checked already."""
+    (dist, args), = body.items()
+    (_, values), = drawn.items()
+    where = f"params.{name}.{dist}"
+    if dist in ("grid", "choice"):
+        return Param(name, dist, values)
+    shape = "[low, high, q]" if dist == "quniform" else "[low, high]"
+    if len(args) != shape.count(",") + 1:
+        raise SearchSpaceError(f"{path}: {where}: {args!r} is not allowed; expected {shape}")
+    kind, numeric = field_types(config_cls)[name], int if dist == "randint" else float
+    if kind is not numeric and not (numeric is float and kind is int and dist == "quniform"):
+        raise SearchSpaceError(f"{path}: params.{name}: {dist} draws {'integers' if numeric is int else 'numbers'}, "
+                               f"but {name} must be {describe_allowed(config_cls, name)}")
+    low, high = values
+    if low >= high:
+        raise SearchSpaceError(f"{path}: {where}: lower bound {low} must be below upper bound {high}")
+    if dist == "loguniform" and low <= 0:
+        raise SearchSpaceError(f"{path}: {where}: bounds must be above 0, got {low}")
+    q = args[2:] and args[2]
+    if dist == "quniform" and (isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < math.inf):
+        raise SearchSpaceError(f"{path}: {where}[2]: step q must be a number above 0, got {q!r}")
+    return Param(name, dist, [low, high, *args[2:]])
 
 
 def _check_scheduler(path: Path, value: Any) -> tuple[str, dict[str, Any]]:
+    """`scheduler: NAME` or `{NAME: {grace_period: G, reduction_factor: R}}` -> (name, its rungs)."""
     if isinstance(value, str) and value in SCHEDULERS:
-        return value, dict(ASHA_DEFAULTS) if value != "fifo" else {}
+        value = {value: None}
     if isinstance(value, dict) and len(value) == 1:
         (kind, args), = value.items()
         if kind == "fifo" and not args:
             return "fifo", {}
         if kind in ("asha", "promotion"):
-            args = args or {}
-            if not isinstance(args, dict) or set(args) - set(ASHA_DEFAULTS):
-                raise SearchSpaceError(f"{path}: scheduler.{kind}: allowed keys: {', '.join(ASHA_DEFAULTS)}")
-            merged = {**ASHA_DEFAULTS, **args}
-            g, rf = merged["grace_period"], merged["reduction_factor"]
-            if isinstance(g, bool) or not isinstance(g, int) or g < 1:
-                raise SearchSpaceError(f"{path}: scheduler.{kind}.grace_period: {g!r} is not allowed; expected an integer >= 1")
-            if isinstance(rf, bool) or not isinstance(rf, (int, float)) or rf <= 1:
-                raise SearchSpaceError(f"{path}: scheduler.{kind}.reduction_factor: {rf!r} is not allowed; expected a number > 1")
-            return kind, merged
+            _validated(path, f"scheduler.{kind}", _models().Rungs, args or {})
+            return kind, {**ASHA_DEFAULTS, **(args or {})}
     raise SearchSpaceError(f"{path}: scheduler: {value!r} is not allowed; expected fifo, asha, promotion or "
                            f"{{asha|promotion: {{grace_period: 2, reduction_factor: 3}}}}")
 
