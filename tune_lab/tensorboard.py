@@ -19,12 +19,12 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from reports.record import clean
 from reports.table import setting_label, shown_metrics
 from trainables.config import effective_config
 
 FOLDER = "tensorboard"  # beside summary.json in the experiment folder
 TRIAL_FILE = "trial_id"  # in each run's folder: which trial the run is (a resumed driver finds it again)
-DEFAULT_PORT = 6006  # TensorBoard's own
 MAX_NAME = 120  # characters of a run's folder name (a setting of many parameters is cut, then numbered)
 
 
@@ -45,7 +45,8 @@ def run_folder(logdir: Path, trial_id: str, label: str) -> Path:
 
 
 def hparam_value(value: Any) -> Any:
-    """A value the HParams plugin can show: a number, a bool or a string."""
+    """A value the HParams plugin can show: a number (numpy's made plain), a bool or a string."""
+    value = clean(value)
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
@@ -110,7 +111,8 @@ class EventFiles(Callback):
             from tensorboardX.proto.event_pb2 import Event, SessionLog
 
             self.starting.discard(trial.trial_id)
-            writer.file_writer.add_event(Event(step=step, wall_time=time.time(), session_log=SessionLog(status=SessionLog.START)))
+            restart = SessionLog(status=SessionLog.START)
+            writer.file_writer.add_event(Event(step=step, wall_time=time.time(), session_log=restart))
         for key, value in result.items():
             if key not in AUTO_RESULT_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 writer.add_scalar(key, value, step)
