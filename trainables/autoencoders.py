@@ -1,8 +1,8 @@
 """Lab "ae": the lab's convolutional autoencoder, its trainer and report, which trainables/vae.py extends.
 
-Images are 28x28 in [0, 1] (CIFAR-10 resized), with the dataset's own channels or, as the lab
-fed them, 3 (`channels: lab`); `faithful: true` is the lab's network as written, on that input
-with a 64-d code. `val_mse` / `test_mse`: reconstruction MSE per pixel, in [0, 1] units.
+Images are 28x28 in [0, 1] (CIFAR-10 resized), with the dataset's own channels or, as the lab fed them,
+3 (`channels: lab`); `faithful: true` is the lab's network as written, on that input with a 64-d code.
+val_mse / test_mse (what the ae's searches select on): the reconstruction's MSE per pixel, in [0, 1] units.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from trainables.registry import get_lab
 
 EVAL_BATCH = 1000
 PROGRESS_IMAGES = 16  # validation images in each progress grid: 2 rows of 8, each above its outputs
+report_text = sample_images = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out
 
 
 class Autoencoder(nn.Module):
@@ -200,8 +201,7 @@ class Report:
         return f"Reconstructions of validation images, each input above its output ({self.what})", "reconstructions.png"
 
     def latent_space(self) -> tuple[str, str]:
-        """The codes of 2,000 validation images in 2-D, coloured by class: PCA (linear; distances kept)
-        beside t-SNE (neighbourhoods kept)."""
+        """Validation images' codes in 2-D by class: PCA (linear; distances kept) beside t-SNE (neighbourhoods kept)."""
         from matplotlib.figure import Figure
         from sklearn.decomposition import PCA
         from sklearn.manifold import TSNE
@@ -241,6 +241,3 @@ class Report:
 
 def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) -> list[tuple[str, str]]:
     return Report(checkpoint_dir, data, out_dir).figures()
-
-
-report_text = sample_images = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out

@@ -23,6 +23,7 @@ from trainables.quality import classifier_from_state, features, fid, readable_sh
 LAB_HIDDEN = 128  # the lab's VAE: a 128-d hidden vector, and fc_mu / fc_logvar 128 -> 128
 EVAL_SEED = 1234  # the same validation noise every epoch, so val_elbo moves only with the model
 PRIOR_FIT_CODES = 10_000  # training images whose codes the mixture prior is fitted to (~6 s for 20 components)
+report_text = None  # the part of the lab contract (trainables.registry.LabModule) this lab leaves out
 
 
 class VAE(autoencoders.Autoencoder):
@@ -230,6 +231,3 @@ def sample_images(checkpoint_dir: str, n: int, *, digit: int | None = None, seed
         raise ValueError("the vae is unconditional: it cannot draw a chosen digit")
     model, _, saved = autoencoders.load_model(checkpoint_dir)
     return model.sample(n, seed, saved["state"].get("mixture"))
-
-
-report_text = None  # the part of the lab contract (trainables.registry.LabModule) this lab leaves out
