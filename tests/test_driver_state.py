@@ -97,7 +97,7 @@ def test_a_cut_off_state_without_a_snapshot_is_a_clear_error(folders):
 
 def test_resume_of_a_cut_off_search_without_a_snapshot_stops_with_that_error(folders, capsys):
     from tune_lab.cli import EXIT_USAGE, main
-    from tune_lab.runner import STATE_FILE
+    from tune_lab.paths import STATE_FILE
 
     staging, folder = folders
     save_state(staging, finished=1)

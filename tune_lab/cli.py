@@ -11,15 +11,12 @@ import yaml
 
 from trainables.registry import LABS, lab_names
 from tune_lab.options import SearchOptions, positive_int
+from tune_lab.usage import UsageError, check_port_free
 
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
 EXIT_USAGE = 2  # bad input: nothing was run
 EXIT_INTERRUPTED = 130  # Ctrl-C: what ran is kept; `tune-lab resume` continues
 MAX_GENERATED = 4096  # images in one `tune-lab generate` grid
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit code 2, nothing written."""
 
 
 def parse_set(text: str) -> tuple[str, Any]:
@@ -160,7 +157,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from tune_lab import paths
-    from tune_lab.runner import STATE_FILE, load_state, run_search
+    from tune_lab.paths import STATE_FILE
+    from tune_lab.runner import load_state, run_search
 
     root = paths.results_root(args.storage)
     folder = next((f for f in (Path(args.target), Path(root) / args.target) if (f / STATE_FILE).is_file()), None)
@@ -206,29 +204,6 @@ def _exit_code(summary: dict[str, Any]) -> int:
         print(f"tune-lab: {len(failed)} of {len(summary['trials'])} trials failed (exit code {EXIT_TRIALS_FAILED})", file=sys.stderr)
         return EXIT_TRIALS_FAILED
     return 0
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Refuse a port another server holds before printing a URL that would lead to it.
-
-    MLflow's server only says "Address already in use" after our URL line, and exits 0.
-    SO_REUSEADDR, as the server sets it: a port left in TIME_WAIT is free, one with a listener is not.
-    """
-    import errno
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise UsageError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            problem = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
-            raise UsageError(f"--port {port}: {host}:{port} {problem}; choose another port, e.g. --port {port + 1}") from None
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -404,7 +379,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from reports.source import SearchNotFound
     from trainables.errors import DatasetUnavailable
-    from tune_lab.jobs import JobsError
     from tune_lab.spaces import SearchSpaceError
 
     try:
@@ -412,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "translate": cmd_translate, "generate": cmd_generate, "tensorboard": cmd_tensorboard,
                     "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop}
         return commands.get(args.command, cmd_search)(args)  # any other command is a lab's search
-    except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound, JobsError) as exc:
+    except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

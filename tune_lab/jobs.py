@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from tune_lab.usage import UsageError
+
 PACKAGES = ("tune_lab", "trainables", "reports", "search_spaces")
 STAGED_SEARCHES = "submitted"  # where a user's own search file goes in the staged working_dir
 # Where a submitted search's results go when --storage is not given: the head's own default,
@@ -32,15 +34,11 @@ SHARED_CLUSTER_ENV = {"TUNE_MAX_PENDING_TRIALS_PG": "1"}
 EXIT_STOPPED = 130
 
 
-class JobsError(Exception):
-    """Bad input or an unreachable cluster: one line, exit 2."""
-
-
 def dashboard_address(explicit: str | None) -> str:
     """--address, else $RAY_API_SERVER_ADDRESS, else $RAY_ADDRESS (as `ray job` reads them)."""
     address = explicit or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if not address:
-        raise JobsError("no cluster given: pass --address http://HEAD:8265 (or set RAY_ADDRESS); "
+        raise UsageError("no cluster given: pass --address http://HEAD:8265 (or set RAY_ADDRESS); "
                         "for a remote cluster, `ray dashboard cluster.yaml` tunnels it to http://127.0.0.1:8265")
     return address if "://" in address else f"http://{address}"
 
@@ -65,10 +63,10 @@ def connect(address: str | None) -> Any:
     try:
         return JobSubmissionClient(url, headers=headers)
     except AuthenticationError:
-        raise JobsError(f"{url} wants Ray's token: copy the head's ~/.ray/auth_token to this machine's "
+        raise UsageError(f"{url} wants Ray's token: copy the head's ~/.ray/auth_token to this machine's "
                         f"(or set RAY_AUTH_TOKEN)") from None
     except (ConnectionError, OSError) as exc:
-        raise JobsError(f"nothing answers at {url} ({type(exc).__name__}); is the cluster up, and its dashboard "
+        raise UsageError(f"nothing answers at {url} ({type(exc).__name__}); is the cluster up, and its dashboard "
                         f"tunnelled here (`ray dashboard cluster.yaml`)?") from None
 
 
@@ -140,7 +138,7 @@ def job_info(client: Any, job_id: str) -> Any:
         return client.get_job_info(job_id)
     except RuntimeError as exc:
         if "does not exist" in str(exc) or "404" in str(exc):
-            raise JobsError(f"no job {job_id!r} on this cluster; `tune-lab jobs` lists them") from None
+            raise UsageError(f"no job {job_id!r} on this cluster; `tune-lab jobs` lists them") from None
         raise
 
 

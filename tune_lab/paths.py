@@ -5,6 +5,12 @@ import os
 from pathlib import Path
 
 DEFAULT_RESULTS = "tune-lab-results"
+# In a search's folder:
+STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the first trial starts
+# Promotion ASHA's rung table and its paused / promoted / stopped events (JSON). Not named *.json:
+# on resume Ray copies every *.json / *.pkl of the folder into its staging folder and from then on
+# copies them back after each step, which would put the copy from before the kill back over it.
+SCHEDULER_STATE = "promotion-asha.state"
 
 
 def results_root(explicit: str | None = None) -> str:

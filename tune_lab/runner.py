@@ -13,6 +13,7 @@ from typing import Any
 
 from trainables.registry import LabData
 from tune_lab import paths
+from tune_lab.paths import SCHEDULER_STATE, STATE_FILE
 from tune_lab.options import SearchOptions
 from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space, scheduler, search_algorithm
 
@@ -113,13 +114,6 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
         "scheduler_args": args, "rungs": rungs, "storage": folder, "repeats": search.repeats,
         "subset": opts.subset,  # training samples kept (--subset): a lab's published figure needs them all
     }
-
-
-STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the first trial starts
-# Promotion ASHA's rung table and its paused / promoted / stopped events (JSON). Not named *.json:
-# on resume Ray copies every *.json / *.pkl of the folder into its staging folder and from then on
-# copies them back after each step, which would put the copy from before the kill back over it.
-SCHEDULER_STATE = "promotion-asha.state"
 
 
 def save_state(search: Search, opts: SearchOptions, folder: str, tracking: dict[str, Any]) -> None:

@@ -44,6 +44,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from tune_lab import ray_internals
+from tune_lab.paths import SCHEDULER_STATE
 from tune_lab.tracking import flat_params
 
 logger = logging.getLogger(__name__)
@@ -270,8 +271,6 @@ def _last_event(events: list[dict[str, Any]], trial_id: str) -> str | None:
 
 def read_events(folder: str) -> list[dict[str, Any]]:
     """The paused / promoted / stopped events of a promotion-ASHA search (none for other searches)."""
-    from tune_lab.runner import SCHEDULER_STATE
-
     path = Path(folder) / SCHEDULER_STATE
     if "://" in folder or not path.is_file():
         return []

@@ -149,7 +149,7 @@ def searched_metric(folder: Path) -> str | None:
     """The metric the search in `folder` optimised, from the state it wrote before its first trial."""
     import json
 
-    from tune_lab.runner import STATE_FILE
+    from tune_lab.paths import STATE_FILE
 
     try:
         return json.loads((folder / STATE_FILE).read_text())["search"]["metric"]
@@ -164,12 +164,12 @@ def has_event_files(logdir: Path) -> bool:
 def serve(target: str, storage: str | None, port: int, host: str = "127.0.0.1") -> None:
     """Become a TensorBoard on `host`:`port` showing the search `target` (a name or a folder).
 
-    Bad input (no such search, no event files, a port in use) raises the CLI's UsageError.
+    Bad input (no such search, no event files, a port in use) raises a UsageError.
     """
     import importlib.util
 
     from tune_lab import paths
-    from tune_lab.cli import UsageError, check_port_free
+    from tune_lab.usage import UsageError, check_port_free
 
     root = paths.results_root(storage)
     candidates = [Path(target), Path(root) / target]
