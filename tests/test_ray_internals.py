@@ -16,7 +16,7 @@ def test_a_tested_ray_passes(found):
 def test_another_ray_gets_one_line_that_says_what_to_install(found):
     problem = ray_version_problem(found)
     assert problem == (f"tune-lab needs Ray >=2.60,<2.61 (tested); found {found or 'none'}: "
-                       "pip install 'ray[tune]==2.60.0'")
+                       "pip install 'ray[default,tune]==2.60.0'")
 
 
 def test_the_installed_ray_is_the_tested_one():

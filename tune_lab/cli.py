@@ -169,6 +169,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"tune-lab: {folder}: the search is already complete ({len(done['trials'])} trials); nothing to resume. "
               f"Report: {folder / 'report' / 'report.html'} (rebuild it with `tune-lab report {folder}`)")
         return 0
+    from tune_lab.ray_internals import require_tested_ray
+
+    require_tested_ray()  # before driver_state imports Ray
     from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
 
     try:

@@ -53,6 +53,9 @@ def ray_token() -> str | None:
 
 def connect(address: str | None) -> Any:
     """A JobSubmissionClient on the cluster's dashboard, sending Ray's token where there is one."""
+    from tune_lab.ray_internals import require_tested_ray
+
+    require_tested_ray()
     from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 

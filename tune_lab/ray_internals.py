@@ -25,6 +25,9 @@ For each: what it is, why tune-lab needs it, and the public API that would repla
   `num_unfinished_live_trials`, what their `max_concurrent` counts: a trial waiting at a rung must
   not hold a place, or the search stalls. Public: the `Searcher.on_pause` / `on_unpause` hooks
   exist (Ray's BOHB uses them), but neither the generator nor the limiter acts on them.
+- `bookkeeping_keys`: `ray.tune.result.AUTO_RESULT_KEYS`, the keys Tune adds to every result (pid,
+  timestamp, time_total_s ...), which the TensorBoard files leave out (tune_lab/tensorboard.py).
+  Public: none; a documented list of them would do.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def ray_version_problem(found: str | None) -> str | None:
     from packaging.specifiers import SpecifierSet
 
     if found is None or not SpecifierSet(TESTED_RAY).contains(found, prereleases=True):
-        return f"tune-lab needs Ray {TESTED_RAY} (tested); found {found or 'none'}: pip install 'ray[tune]==2.60.0'"
+        return f"tune-lab needs Ray {TESTED_RAY} (tested); found {found or 'none'}: pip install 'ray[default,tune]==2.60.0'"
     return None
 
 
@@ -93,3 +96,9 @@ def hold_place(searcher: Any, trial_id: str, hold: bool) -> bool:
     if limiter:
         searcher.num_unfinished_live_trials += 1 if hold else -1
     return True
+
+
+def bookkeeping_keys() -> frozenset[str]:
+    from ray.tune.result import AUTO_RESULT_KEYS
+
+    return frozenset(AUTO_RESULT_KEYS)

@@ -416,7 +416,7 @@ def search_algorithm(search: Search, seed: int | None):
     runs with the same --seed would try different settings, e.g. FIFO and ASHA in a comparison.
     """
     if search.algorithm == "random" and seed is not None:
-        from ray.tune.search.basic_variant import BasicVariantGenerator
+        from ray.tune.search import BasicVariantGenerator
 
         return BasicVariantGenerator(random_state=seed)
     if search.algorithm != "optuna":

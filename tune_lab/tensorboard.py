@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
-from ray.tune.result import AUTO_RESULT_KEYS
 
 from reports.record import clean
 from reports.table import setting_label, shown_metrics
 from trainables.config import effective_config
+from tune_lab import ray_internals
 
 FOLDER = "tensorboard"  # beside summary.json in the experiment folder
 TRIAL_FILE = "trial_id"  # in each run's folder: which trial the run is (a resumed driver finds it again)
 MAX_NAME = 120  # characters of a run's folder name (a setting of many parameters is cut, then numbered)
+RAY_KEYS = ray_internals.bookkeeping_keys()  # not metrics: pid, timestamp, time_total_s ...
 
 
 def run_folder(logdir: Path, trial_id: str, label: str) -> Path:
@@ -114,7 +115,7 @@ class EventFiles(Callback):
             restart = SessionLog(status=SessionLog.START)
             writer.file_writer.add_event(Event(step=step, wall_time=time.time(), session_log=restart))
         for key, value in result.items():
-            if key not in AUTO_RESULT_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if key not in RAY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
                 writer.add_scalar(key, value, step)
         writer.flush()  # a TensorBoard already open shows the epoch at its next reload
 
