@@ -99,7 +99,13 @@ def test_submit_wait_list_logs_and_stop(head, tiny_mnist, tmp_path, capsys):
     assert job.startswith("tune-lab-mlp-my_lrs-") and "Report:" in out  # --wait printed the search's log
     summary = json.loads((root / "job1" / "summary.json").read_text())
     assert summary["complete"] and {t["status"] for t in summary["trials"]} == {"completed"}
-    assert (root / "mlflow.db").is_file()
+    from mlflow.tracking import MlflowClient
+
+    mlflow = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])  # the store in the results root
+    assert summary["mlflow"]["tracking_uri"] == f"sqlite:///{root / 'mlflow.db'}"
+    parent = summary["mlflow"]["parent_run_id"]
+    runs = mlflow.search_runs([summary["mlflow"]["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
+    assert {r.info.run_id for r in runs} == {t["mlflow_run_id"] for t in summary["trials"]}  # one per trial
     assert job_status(head, capsys, job) == "SUCCEEDED"
     assert main(["logs", job, "--address", head]) == 0 and "Best trial" in capsys.readouterr().out
 
