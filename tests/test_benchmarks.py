@@ -23,10 +23,11 @@ def test_quick_cli_benchmark_writes_json_and_markdown(tmp_path):
         assert key in report["machine"]
     (section,) = report["sections"]
     assert section["name"] == "cli" and "error" not in section
-    assert {row["case"] for row in section["cases"]} == {"help", "list"}
+    assert {row["case"] for row in section["cases"]} == {"help", "list", "bad_file"}
     for row in section["cases"]:
         assert row["median_s"] > 0 and len(row["reps_s"]) == report["reps"]
-    assert {t["what"] for t in section["targets"]} == {"`tune-lab --help` seconds", "`tune-lab list` seconds"}
+    assert {t["what"] for t in section["targets"]} == {
+        "`tune-lab --help` seconds", "`tune-lab list` seconds", "`tune-lab mlp --search BAD_FILE` seconds"}
     assert all(isinstance(t["met"], bool) for t in section["targets"])
     assert "gpu" in report["not_benchmarked"]
     markdown = (tmp_path / "quick.md").read_text()
