@@ -28,6 +28,19 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def keep_checkpoints_value(text: str) -> str | int:
+    """--keep-checkpoints: `all`, `best`, or N (the best N trials by the searched metric)."""
+    if text in ("all", "best"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give all, best or a number of trials (1 or more)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: keep the checkpoints of at least 1 trial (or give all / best)")
+    return value
+
+
 def flag(default: Any = None, help: str = "", **argparse_args: Any) -> Any:
     """A field that is also the command-line flag --NAME (underscores as dashes)."""
     return dataclasses.field(default=default, metadata={"help": help, **argparse_args})
@@ -54,6 +67,9 @@ class SearchOptions:
     scheduler: str | None = flag(choices=["asha", "promotion", "fifo"], help="override the search file's scheduler "
                                  "(asha: Ray's stopping ASHA; promotion: trials wait at rungs)")
     max_failures: int = flag(0, type=int, metavar="N", help="retries of a failed trial from its checkpoint")
+    keep_checkpoints: str | int = flag("best", type=keep_checkpoints_value, metavar="all|best|N",
+                                       help="once the search has finished, keep the checkpoints of all trials, "
+                                       "of the best one (default), or of the best N by the searched metric")
 
     @classmethod
     def add_flags(cls, parser: argparse.ArgumentParser, datasets: Sequence[str]) -> None:

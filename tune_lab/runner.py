@@ -210,7 +210,11 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             failed = any(t["status"] == "errored" for t in summary["trials"])
             parent.end(failed=failed or summary["best"] is None)
             summary["complete"] = True  # every trial run, report and MLflow done: nothing left to resume
-            write_json(summary, folder, "summary.json")
+            from tune_lab import pruning  # --keep-checkpoints: only now, a resume needs them all
+
+            pruned = pruning.plan(summary, opts.keep_checkpoints)  # the rows of trials not kept lose `checkpoint`
+            write_json(summary, folder, "summary.json")  # before the folders go: it never names a deleted one
+            pruned_line = pruned.line(pruning.apply(pruned)) if pruned else None
     finally:
         if started_ray:
             import ray
@@ -226,6 +230,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     print(format_best(summary))
     print(f"\nReport: {folder}/report/report.html   Summary: {folder}/summary.json")
     print(f"MLflow: {uri} (experiment {search.lab!r}, run {experiment!r}); browse with `tune-lab ui`")
+    if pruned_line:
+        print(pruned_line)
     return summary
 
 
