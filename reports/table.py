@@ -201,10 +201,40 @@ def text_table(rows: list[dict[str, Any]], notes: list[str], tablefmt: str = "gi
     return "\n".join([tabulate(rows, headers="keys", tablefmt=tablefmt), *notes])
 
 
+# A terminal shows this many trials of a bigger search, the best first (table.csv has them all).
+TERMINAL_TRIALS = 20
+
+
+def ranked_trials(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trials best first by the searched metric (each trial's best value, the record's mode;
+    ties in trial order), then those without a value (errored before reporting, not run) in trial order."""
+    metric = record["metric"]
+    scored = [t for t in record["trials"] if (t.get("best") or {}).get(metric) is not None]
+    ranked = sorted(scored, key=lambda t: t["best"][metric], reverse=record.get("mode", "max") == "max")
+    return ranked + [t for t in record["trials"] if (t.get("best") or {}).get(metric) is None]
+
+
+def table_csv_path(record: dict[str, Any]) -> str:
+    """Where the report's table.csv of `record` is (or will be): its results folder's report/."""
+    folder = record.get("storage")
+    return f"{folder.rstrip('/')}/report/table.csv" if folder else "report/table.csv"
+
+
 def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
-    """The comparison as the terminal prints it, the first of the report's tables."""
+    """The comparison as the terminal prints it, the first of the report's tables; of a search with
+    more than TERMINAL_TRIALS trials (not a sweep's table, a row per setting) the best of them and a line
+    saying how many more table.csv has."""
     _, rows, notes = report_tables(record)[0]
-    return text_table(rows, notes, tablefmt)
+    if record.get("sweeps") or len(rows) <= TERMINAL_TRIALS:
+        return text_table(rows, notes, tablefmt)
+    by_id = {t["trial_id"]: row for t, row in zip(record["trials"], rows)}  # comparison_rows: one per trial, in order
+    top = ranked_trials(record)[:TERMINAL_TRIALS]
+    shown = [by_id[t["trial_id"]] for t in top]
+    scored = sum((t.get("best") or {}).get(record["metric"]) is not None for t in top)
+    unscored = f", then {len(top) - scored} without a result" if scored < len(top) else ""
+    more = (f"... and {len(rows) - len(shown)} more trials in {table_csv_path(record)} "
+            f"(above: the {scored} best by {record['metric']}{unscored})")
+    return text_table(shown, [more, *notes], tablefmt)
 
 
 def format_best(record: dict[str, Any]) -> str:
