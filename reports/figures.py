@@ -1,6 +1,7 @@
 """The report's PNGs, drawn with matplotlib from a search record (see reports.record)."""
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reports.seeds import repeated  # noqa: E402
-from reports.table import setting_label  # noqa: E402
+from reports.table import ranked_trials, setting_label  # noqa: E402
 
 DPI = 120
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
@@ -119,42 +120,78 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+# Above MANY_TRIALS trials the all-trials figure colours the TOP_TRIALS best; the rest are a thin grey mass.
+MANY_TRIALS = 15
+TOP_TRIALS = 10
+REST_COLOUR = "0.6"  # grey, faint (more so the more trials): the crowd's shape and density under the best
+# tab10 without its grey (the crowd's colour), black instead
+TOP_COLOURS = [*(c for i, c in enumerate(plt.cm.tab10.colors) if i != 7), (0.0, 0.0, 0.0)]
+
+
 def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
+    """Every trial's searched metric per epoch (see all_trials_figure), saved as `path`."""
+    fig = all_trials_figure(record)
+    return None if fig is None else _save(fig, path)
+
+
+def all_trials_figure(record: dict[str, Any]) -> Any:
     """Every trial's searched metric per epoch; where ASHA stopped a trial is marked with x, and
-    (promotion ASHA) where a trial waited at a rung and was promoted from it with ^."""
+    (promotion ASHA) where a trial waited at a rung and was promoted from it with ^. Of more than
+    MANY_TRIALS trials only the TOP_TRIALS best (reports.table.ranked_trials) have a colour and a
+    legend entry; the others are drawn underneath in light grey. None when no trial reported."""
     metric = record["metric"]
     trials = [t for t in record["trials"] if t.get("history", {}).get(metric)]
     if not trials:
         return None
-    scale = 100 if metric.endswith("_acc") else 1
+    if len(trials) > MANY_TRIALS:
+        return _top_trials_figure(record, trials)
     many = len(trials) > 10
     fig, ax = plt.subplots(figsize=(12, 5.5) if many else (8.5, 5))
     colours = plt.cm.tab20(range(20)) if many else plt.cm.tab10(range(10))
-    variants = list(record.get("variants") or {})
-    marks = set()
+    marks: set[str] = set()
     for i, trial in enumerate(trials):
-        epochs = _epochs(trial["history"])
-        values = [None if v is None else scale * v for v in trial["history"][metric]]
-        variant = trial["config"].get("variant")
-        style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
-        (line,) = ax.plot(epochs, values, style, marker=".", markersize=4, linewidth=1.3,
-                          color=colours[i % len(colours)], label=setting_label(trial, record))
-        band = _seed_band(trial, metric, scale)
-        if band:
-            ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.15, linewidth=0)
-            marks.add("band")
-        for event in trial.get("schedule") or []:  # promotion ASHA: paused at a rung, then promoted from it
-            if event["event"] == "promoted" and event["epoch"] in epochs:
-                at = epochs.index(event["epoch"])
-                ax.plot(epochs[at], values[at], "^", color=line.get_color(), markersize=9, markeredgecolor="black")
-                marks.add("promoted")
-        if trial["status"] == "stopped early":
-            ax.plot(epochs[-1], values[-1], "x", color=line.get_color(), markersize=11, markeredgewidth=2.5)
-            marks.add("stopped")
-        elif trial["status"] == "errored":
-            ax.plot(epochs[-1], values[-1], "X", color="red", markersize=11)
-            marks.add("failed")
+        _trial_curve(ax, record, trial, colours[i % len(colours)], setting_label(trial, record), marks)
     handles, labels = ax.get_legend_handles_labels()
+    _axes_text(ax, record, trials, marks, handles, labels, f"{len(trials)} trials")
+    if many:  # beside the plot, where it hides no curve
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(handles, labels, fontsize=7, loc="best")
+    return fig
+
+
+def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour: Any, label: str, marks: set[str],
+                 promoted_size: float = 9) -> None:
+    """One trial's line in its colour, its seed band, and its promoted / stopped / failed marks (named in `marks`)."""
+    metric = record["metric"]
+    scale = 100 if metric.endswith("_acc") else 1
+    variants = list(record.get("variants") or {})
+    epochs = _epochs(trial["history"])
+    values = [None if v is None else scale * v for v in trial["history"][metric]]
+    variant = trial["config"].get("variant")
+    style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
+    (line,) = ax.plot(epochs, values, style, marker=".", markersize=4, linewidth=1.3, color=colour, label=label)
+    band = _seed_band(trial, metric, scale)
+    if band:
+        ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.15, linewidth=0)
+        marks.add("band")
+    for event in trial.get("schedule") or []:  # promotion ASHA: paused at a rung, then promoted from it
+        if event["event"] == "promoted" and event["epoch"] in epochs:
+            at = epochs.index(event["epoch"])
+            ax.plot(epochs[at], values[at], "^", color=line.get_color(), markersize=promoted_size, markeredgecolor="black")
+            marks.add("promoted")
+    if trial["status"] == "stopped early":
+        ax.plot(epochs[-1], values[-1], "x", color=line.get_color(), markersize=11, markeredgewidth=2.5)
+        marks.add("stopped")
+    elif trial["status"] == "errored":
+        ax.plot(epochs[-1], values[-1], "X", color="red", markersize=11)
+        marks.add("failed")
+
+
+def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], marks: set[str],
+               handles: list[Any], labels: list[str], counted: str) -> None:
+    """The marks' legend entries (appended to handles / labels), the ASHA rungs, axis labels and title."""
+    metric = record["metric"]
     if "stopped" in marks:
         handles.append(Line2D([], [], color="black", marker="x", linestyle="", markersize=9, markeredgewidth=2))
         labels.append("stopped at a rung" if record.get("scheduler") == "promotion" else "stopped early by ASHA")
@@ -173,14 +210,63 @@ def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
     ax.set_xlabel("epoch" + (" (dotted: ASHA rungs)" if record.get("rungs") else ""))
     ax.set_ylabel(metric.replace("_acc", " accuracy %"))
     each = f", each the mean of {record['repeats']} seeds" if repeated(record) else ""
-    ax.set_title(f"{metric} of every trial ({len(trials)} trials{each})")
+    ax.set_title(f"{metric} of every trial ({counted}{each})")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if many:  # beside the plot, where it hides no curve
-        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        ax.legend(handles, labels, fontsize=7, loc="best")
-    return _save(fig, path)
+
+
+def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> Any:
+    """The all-trials figure of a big search: the TOP_TRIALS best in colour, labelled with their setting
+    and best value, over every other trial as one thin light-grey line (its marks small and grey)."""
+    metric = record["metric"]
+    scale = 100 if metric.endswith("_acc") else 1
+    plotted = {t["trial_id"] for t in trials}
+    top = [t for t in ranked_trials(record) if t["trial_id"] in plotted][:TOP_TRIALS]
+    top_ids = {t["trial_id"] for t in top}
+    rest = [t for t in trials if t["trial_id"] not in top_ids]
+    fig, ax = plt.subplots(figsize=(12.5, 6))
+    # the rest: one line broken by NaN between trials (a thousand trials draw as fast as one), then their marks
+    xs: list[float] = []
+    ys: list[float] = []
+    stopped: list[tuple[float, float]] = []
+    failed: list[tuple[float, float]] = []
+    promoted: list[tuple[float, float]] = []
+    marks: set[str] = set()
+    nan = float("nan")
+    for trial in rest:
+        epochs = _epochs(trial["history"])
+        values = [nan if v is None else scale * v for v in trial["history"][metric]]
+        xs += [*epochs, nan]
+        ys += [*values, nan]
+        for event in trial.get("schedule") or []:
+            if event["event"] == "promoted" and event["epoch"] in epochs:
+                promoted.append((event["epoch"], values[epochs.index(event["epoch"])]))
+        if trial["status"] == "stopped early":
+            stopped.append((epochs[-1], values[-1]))
+        elif trial["status"] == "errored":
+            failed.append((epochs[-1], values[-1]))
+    ax.plot(xs, ys, "-", color=REST_COLOUR, linewidth=0.6, alpha=min(0.7, 6 / math.sqrt(max(1, len(rest)))), zorder=1,
+            label=f"{len(rest)} other trials")
+    for points, marker, colour, name in ((stopped, "x", "0.55", "stopped"), (promoted, "^", "0.55", "promoted"),
+                                         (failed, "X", "red", "failed")):
+        if points:
+            ax.plot(*zip(*points), marker, color=colour, markersize=4, alpha=0.6, linestyle="", zorder=1.5)
+            marks.add(name)
+    for i, trial in enumerate(top):
+        best = (trial.get("best") or {}).get(metric)
+        value = "" if best is None else f": {scale * best:.2f}" if scale == 100 else f": {best:.4g}"
+        label = textwrap.fill(setting_label(trial, record) + value, width=48, subsequent_indent="  ")
+        _trial_curve(ax, record, trial, TOP_COLOURS[i % len(TOP_COLOURS)], label, marks, promoted_size=6)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(handles.pop(0))  # the grey rest after the coloured best
+    labels.append(labels.pop(0))
+    if record.get("rungs"):
+        handles.append(Line2D([], [], color="grey", linewidth=0.8, linestyle=":"))
+        labels.append("ASHA rungs: epoch " + ", ".join(str(r) for r in record["rungs"]))
+    _axes_text(ax, record, trials, marks, handles, labels,
+               f"{len(trials)} trials; in colour the {len(top)} best by {metric}, best first")
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
 
 
 # What a lab's train_loss / val_loss are, for the loss figure's axis (others: "loss").
@@ -225,6 +311,9 @@ def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
     if not params or not scored:
         return None
     scale = 100 if metric.endswith("_acc") else 1
+    many = len(scored) > MANY_TRIALS
+    if many:  # smaller points, the completed trials drawn over the stopped ones
+        scored = sorted(scored, key=lambda t: t["status"] != "stopped early")
     fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
     for ax, (name, spec) in zip(axes[0], params.items()):
         (distribution,) = spec
@@ -235,13 +324,14 @@ def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
             labels = [str(v) for v in spec[distribution]]
             xs = [labels.index(str(x)) if str(x) in labels else -1 for x in xs]
             ax.set_xticks(range(len(labels)), labels)
-        ax.scatter(xs, ys, c=colours, edgecolors="black", linewidths=0.5)
+        ax.scatter(xs, ys, c=colours, edgecolors="black", **({"s": 14, "linewidths": 0.2} if many else {"linewidths": 0.5}))
         if distribution == "loguniform":
             ax.set_xscale("log")
         ax.set_xlabel(name)
         ax.set_ylabel(metric.replace("_acc", " accuracy %"))
         ax.grid(alpha=0.3)
-    axes[0][0].set_title("blue: completed, orange: stopped early", fontsize=9)
+    counted = f" ({len(scored)} trials)" if many else ""
+    axes[0][0].set_title(f"blue: completed, orange: stopped early{counted}", fontsize=9)
     return _save(fig, path)
 
 
