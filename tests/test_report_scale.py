@@ -1,0 +1,258 @@
+"""The report of a big search (issue 19): the best trials in colour over a grey crowd, the terminal's
+top 20, an HTML table sortable in the browser; small searches' reports as before."""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from reports.record import pick_best, trial_row
+from tests.browser import rendered_dom, requires_chromium
+from tests.test_report import html_table_cells, md_table_cells
+
+METRICS = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
+
+
+def _accuracy(lr: float, momentum: float, epoch: int, rng: random.Random) -> float:
+    """A made-up learning curve: best near lr=0.01, better with momentum and epochs, a little noise."""
+    quality = max(0.05, 1 - abs(math.log10(lr) + 2) / 3.5) * (0.8 + 0.2 * momentum)
+    return min(0.995, 0.1 + 0.88 * quality * (1 - 0.6 ** epoch) + rng.gauss(0, 0.004))
+
+
+def synthetic_record(n: int, *, seed: int = 0, scheduler: str = "asha", storage: str | None = None,
+                     epochs: int = 10) -> dict[str, Any]:
+    """A random search of `n` lr / momentum trials as summary.json has it, without Ray: each trial
+    stops at a rung (epochs 1, 2, 4, 8) unless in the best half of the trials before it there;
+    about one trial in 50 fails (half of those before their first epoch). `scheduler="promotion"`
+    adds the pause / promotion events promotion ASHA records."""
+    rng = random.Random(seed)
+    rungs = [1, 2, 4, 8]
+    header = {
+        "experiment": f"synthetic-{n}", "lab": "mlp", "search": "lr_momentum", "search_file": "lr_momentum.yaml",
+        "description": f"{n} random lr / momentum trials (synthetic)", "dataset": "mnist", "metric": "val_acc",
+        "mode": "max", "metrics": METRICS, "varied": ["lr", "momentum"], "sweeps": {}, "variants": {},
+        "params": {"lr": {"loguniform": [1e-5, 0.3]}, "momentum": {"uniform": [0.0, 0.9]}},
+        "fixed": {"epochs": epochs, "batch_size": 128, "optimizer": "sgd"}, "algorithm": "random",
+        "scheduler": scheduler, "scheduler_args": {"grace_period": 1, "reduction_factor": 2}, "rungs": rungs,
+        "storage": storage or f"/tmp/tune-lab-results/synthetic-{n}", "repeats": 1, "subset": None,
+    }
+    seen: dict[int, list[float]] = {r: [] for r in rungs}
+    rows = []
+    for i in range(n):
+        config = {"epochs": epochs, "batch_size": 128, "optimizer": "sgd",
+                  "lr": 10 ** rng.uniform(-5, math.log10(0.3)), "momentum": rng.uniform(0.0, 0.9)}
+        fails = rng.random() < 0.02
+        history, schedule = [], []
+        for epoch in range(1, epochs + 1):
+            if fails and epoch > (0 if i % 2 else 3):
+                break
+            val = _accuracy(config["lr"], config["momentum"], epoch, rng)
+            history.append({"training_iteration": epoch, "train_loss": 2.3 * (1 - val), "train_acc": val + 0.01,
+                            "val_loss": 2.3 * (1 - val) + 0.02, "val_acc": val, "test_loss": 2.3 * (1 - val) + 0.03,
+                            "test_acc": val - 0.002, "epoch_time_s": 0.5})
+            if epoch in seen and epoch < epochs:
+                earlier = sorted(seen[epoch], reverse=True)
+                seen[epoch].append(val)
+                keep = len(earlier) < 2 or val >= earlier[len(earlier) // 2]
+                if scheduler == "promotion":
+                    schedule.append({"epoch": epoch, "event": "paused"})
+                    if keep:
+                        schedule.append({"epoch": epoch, "event": "promoted"})
+                if not keep:
+                    break
+        row = trial_row(trial_id=f"{i:05d}", config=config, history=pd.DataFrame(history) if history else None,
+                        failed=fails, error="RuntimeError: loss is NaN" if fails else None, metric="val_acc",
+                        mode="max", metrics=METRICS, varied=["lr", "momentum"])
+        if schedule:
+            row["schedule"] = schedule
+        rows.append(row)
+    return {**header, "trials": rows, "best": pick_best(rows, "val_acc", "max")}
+
+
+def test_the_synthetic_search_has_what_a_real_one_has():
+    record = synthetic_record(100)
+    statuses = {t["status"] for t in record["trials"]}
+    assert statuses == {"completed", "stopped early", "errored"}
+    assert any(t["status"] == "errored" and not t.get("history") for t in record["trials"])  # failed before epoch 1
+    assert record["best"]["trial_id"] in {t["trial_id"] for t in record["trials"]}
+
+
+def _coloured_and_grey(fig) -> tuple[list[Any], list[Any]]:
+    """The figure's trial lines: the labelled coloured ones and the grey rest (one line, NaN between trials)."""
+    from matplotlib.colors import same_color
+
+    from reports.figures import REST_COLOUR
+
+    (ax,) = fig.axes
+    lines = [line for line in ax.get_lines() if line.get_linestyle() != "None" and len(line.get_xdata()) > 0]
+    grey = [line for line in lines if same_color(line.get_color(), REST_COLOUR)]
+    coloured = [line for line in lines if not same_color(line.get_color(), REST_COLOUR) and line.get_linestyle() in ("-", "--", ":")
+                and not line.get_label().startswith("_")]
+    return coloured, grey
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "promotion"])
+def test_a_big_searchs_figure_colours_the_ten_best_over_a_grey_crowd(scheduler):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import same_color, to_hex
+
+    from reports.figures import all_trials_figure
+    from reports.table import ranked_trials, setting_label
+
+    record = synthetic_record(100, scheduler=scheduler)
+    fig = all_trials_figure(record)
+    try:
+        coloured, grey = _coloured_and_grey(fig)
+        (ax,) = fig.axes
+        best10 = [t for t in ranked_trials(record) if t.get("history")][:10]
+        # best first, named as the table names them, with their best value (a long label wraps)
+        assert [" ".join(line.get_label().split()) for line in coloured] == [
+            f"{setting_label(t, record)}: {100 * t['best']['val_acc']:.2f}" for t in best10]
+        assert len({to_hex(line.get_color()) for line in coloured}) == 10  # ten distinct colours
+        (rest,) = grey
+        drawn = [t for t in record["trials"] if t.get("history")]
+        assert rest.get_label() == f"{len(drawn) - 10} other trials"
+        assert rest.get_zorder() < min(line.get_zorder() for line in coloured) and rest.get_linewidth() < 1
+        assert sum(math.isnan(x) for x in rest.get_xdata()) == len(drawn) - 10  # one break after each trial
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert len(legend) <= 10 + 5 and legend[10] == rest.get_label()
+        assert "ASHA rungs: epoch 1, 2, 4, 8" in legend
+        assert ("stopped at a rung" if scheduler == "promotion" else "stopped early by ASHA") in legend
+        if scheduler == "promotion":
+            assert "paused at a rung, promoted later" in legend
+        rungs = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":" and same_color(line.get_color(), "grey"))
+        assert rungs == record["rungs"] == [1, 2, 4, 8]  # vertical lines at grace_period * rf^k
+    finally:
+        plt.close(fig)
+
+
+def test_fifteen_trials_keep_todays_figure_with_every_trial_in_the_legend():
+    import matplotlib.pyplot as plt
+
+    from reports.figures import all_trials_figure
+    from reports.table import setting_label
+
+    record = synthetic_record(15, seed=3)
+    fig = all_trials_figure(record)
+    try:
+        (ax,) = fig.axes
+        drawn = [t for t in record["trials"] if t.get("history")]
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert legend[:len(drawn)] == [setting_label(t, record) for t in drawn]  # trial order, no grey rest
+        assert not any("other trials" in label for label in legend)
+    finally:
+        plt.close(fig)
+
+
+def test_the_terminal_shows_the_best_twenty_and_where_the_rest_are(tmp_path):
+    from reports.table import format_table, ranked_trials, setting_label
+
+    record = synthetic_record(100, storage=str(tmp_path / "big"))
+    lines = format_table(record).splitlines()
+    rows = [line for line in lines if line.startswith("|")][2:]  # after the header and its |---| line
+    assert len(rows) == 20
+    assert [row.split("|")[1].strip() for row in rows] == [setting_label(t, record) for t in ranked_trials(record)[:20]]
+    column = [c.strip() for c in lines[0].split("|")].index("val acc %")
+    values = [float(row.split("|")[column]) for row in rows]
+    assert values == sorted(values, reverse=True)
+    assert f"... and 80 more trials in {tmp_path}/big/report/table.csv (above: the 20 best by val_acc)" in lines
+
+
+def test_errored_trials_come_after_the_ranked_ones():
+    from reports.table import format_table, ranked_trials
+
+    record = synthetic_record(30, seed=1)
+    for trial in record["trials"][5:25]:  # 20 failures before their first result, and 10 trials ranked
+        trial.update(status="errored", error="boom", best=None, history={})
+    scored = sum(bool(t.get("best")) for t in record["trials"])
+    assert scored <= 10
+    ranked = ranked_trials(record)
+    assert [bool(t.get("best")) for t in ranked] == [True] * scored + [False] * (30 - scored)
+    assert [t["trial_id"] for t in ranked[scored:]] == sorted(t["trial_id"] for t in ranked[scored:])  # trial order
+    table = format_table(record)
+    assert f"(above: the {scored} best by val_acc, then {20 - scored} without a result)" in table
+    assert table.count("failed: ") == 20 - scored + sum(t["status"] == "errored" for t in ranked[:scored])
+
+
+def test_twenty_trials_print_as_before():
+    from reports.table import comparison_rows, format_table, text_table
+
+    record = synthetic_record(20, seed=2)
+    assert format_table(record) == text_table(comparison_rows(record), [])
+    assert "more trials in" not in format_table(record)
+
+
+def _built(tmp_path: Path, n: int) -> tuple[dict[str, Any], Path]:
+    from reports.build import build_report
+
+    record = synthetic_record(n, storage=str(tmp_path))
+    return record, build_report(record, tmp_path / "report")
+
+
+def test_the_html_table_has_every_trial_and_the_sort_script(tmp_path):
+    record, report = _built(tmp_path, 100)
+    page = (report / "report.html").read_text()
+    (table,) = html_table_cells(page)
+    assert len(table) == 1 + 100
+    assert page.count("<script>") == 1 and "src=" not in page.split("<script>")[1]  # inline, no external file
+    assert 'addEventListener("click"' in page
+    assert len(md_table_cells((report / "report.md").read_text())[0]) == 1 + 100  # report.md keeps every trial too
+    assert len(pd.read_csv(report / "table.csv")) == 100
+
+
+def test_parameter_figures_use_every_scored_trial(tmp_path, monkeypatch):
+    """The scatter has a point per trial with a result; the importance study a trial per such trial."""
+    import matplotlib.pyplot as plt
+    import optuna
+
+    from reports import figures
+
+    record = synthetic_record(100)
+    scored = [t for t in record["trials"] if (t.get("best") or {}).get("val_acc") is not None]
+    points = []
+    monkeypatch.setattr(plt, "close", lambda fig: points.extend(
+        len(c.get_offsets()) for ax in fig.axes for c in ax.collections))
+    figures.param_scatter(record, tmp_path / "params.png")
+    assert points == [len(scored), len(scored)]  # lr, momentum
+    studied = []
+    real = optuna.importance.get_param_importances
+    monkeypatch.setattr(optuna.importance, "get_param_importances",
+                        lambda study, **kw: studied.append(len(study.trials)) or real(study, **kw))
+    figures.param_importance(record, tmp_path / "importance.png")
+    assert studied == [len(scored)]
+
+
+def test_a_small_searchs_report_md_is_as_before(tmp_path):
+    """Three trials: the Markdown table in trial order, every trial, no line about more."""
+    from reports.table import comparison_rows, text_table
+
+    record, report = _built(tmp_path, 3)
+    md = (report / "report.md").read_text()
+    assert text_table(comparison_rows(record), []) in md
+    assert "more trials in" not in md and "other trials" not in md
+
+
+@requires_chromium
+def test_clicking_a_header_sorts_the_html_table(tmp_path):
+    """In Chromium: a click on the val acc % header sorts rows by it, again the other way; blanks last."""
+    record, report = _built(tmp_path, 40)
+    page = report / "report.html"
+    clicks = page.read_text().replace("</body>", """<script>
+const th = Array.from(document.querySelectorAll("th")).find(h => h.textContent === "val acc %");
+const column = Array.from(th.parentNode.cells).indexOf(th);
+const read = () => Array.from(document.querySelectorAll("tbody tr")).map(r => r.cells[column].textContent).join(",");
+th.click(); document.body.dataset.up = read(); th.click(); document.body.dataset.down = read();
+</script></body>""")
+    page.write_text(clicks)
+    dom = rendered_dom(page.as_uri())
+    up = dom.split('data-up="')[1].split('"')[0].split(",")
+    down = dom.split('data-down="')[1].split('"')[0].split(",")
+    shown = [v for v in up if v]
+    assert len(up) == len(down) == 40 and shown == sorted(shown, key=float)
+    assert [v for v in down if v] == sorted(shown, key=float, reverse=True)
+    assert up[len(shown):] == down[len(shown):] == [""] * (40 - len(shown))  # blank cells last both ways
+    assert 'aria-sort="descending"' in dom
