@@ -168,7 +168,7 @@ def test_tiny_ae_search_reports_mse_and_draws_its_figures(ray_session, tiny_mnis
         assert trial["status"] == "completed"
         assert 0 < trial["best"]["val_mse"] < 0.2 and trial["best"]["test_mse"] > 0
         # each trial's progress grid of its last epoch: 2 rows of 8 inputs, each above its 8 reconstructions
-        grid = Path(trial["checkpoint"]).parent / "samples" / "epoch_001.png"
+        grid = Path(trial["path"]) / "samples" / "epoch_001.png"  # in the trial's folder, its checkpoint pruned or not
         with Image.open(grid) as image:
             assert image.size == (8 * 30 + 2, 4 * 30 + 2)
     report = results / "tiny-ae" / "report"

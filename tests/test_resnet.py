@@ -196,7 +196,8 @@ scheduler: fifo
 
 def test_model_search_on_tiny_cifar_reports_every_metric_and_draws_figures(ray_session, tiny_cifar, tmp_path):
     results = tmp_path / "results"
-    summary = run_search("resnet", MODEL_SEARCH, tiny_cifar, results, "tiny", "--max-concurrent", "1")
+    summary = run_search("resnet", MODEL_SEARCH, tiny_cifar, results, "tiny", "--max-concurrent", "1",
+                         "--keep-checkpoints", "all")  # each model's figures are drawn below
     assert summary["dataset"] == "cifar10"
     trials = {t["setting"]["model"]: t for t in summary["trials"]}
     assert set(trials) == {"lenet", "resnet18"}
