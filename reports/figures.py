@@ -215,29 +215,42 @@ def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], ma
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _top_and_rest(record: dict[str, Any], trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The TOP_TRIALS best of `trials` (best first, by reports.table.ranked_trials) and the others (trial order)."""
+    drawn = {t["trial_id"] for t in trials}
+    top = [t for t in ranked_trials(record) if t["trial_id"] in drawn][:TOP_TRIALS]
+    top_ids = {t["trial_id"] for t in top}
+    return top, [t for t in trials if t["trial_id"] not in top_ids]
+
+
+def _grey_rest(ax: Any, rest: list[dict[str, Any]], metric: str, scale: float, label: str) -> None:
+    """`metric` of every trial in `rest` as one thin grey line beneath the others, broken by NaN between
+    trials (a thousand trials draw as fast as one); the more trials, the fainter, so their density shows."""
+    nan = float("nan")
+    xs: list[float] = []
+    ys: list[float] = []
+    for trial in rest:
+        xs += [*_epochs(trial["history"]), nan]
+        ys += [*(nan if v is None else scale * v for v in trial["history"][metric]), nan]
+    ax.plot(xs, ys, "-", color=REST_COLOUR, linewidth=0.6, alpha=min(0.7, 6 / math.sqrt(max(1, len(rest)))), zorder=1,
+            label=label)
+
+
 def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> Any:
     """The all-trials figure of a big search: the TOP_TRIALS best in colour, labelled with their setting
     and best value, over every other trial as one thin light-grey line (its marks small and grey)."""
     metric = record["metric"]
     scale = 100 if metric.endswith("_acc") else 1
-    plotted = {t["trial_id"] for t in trials}
-    top = [t for t in ranked_trials(record) if t["trial_id"] in plotted][:TOP_TRIALS]
-    top_ids = {t["trial_id"] for t in top}
-    rest = [t for t in trials if t["trial_id"] not in top_ids]
+    top, rest = _top_and_rest(record, trials)
     fig, ax = plt.subplots(figsize=(12.5, 6))
-    # the rest: one line broken by NaN between trials (a thousand trials draw as fast as one), then their marks
-    xs: list[float] = []
-    ys: list[float] = []
+    _grey_rest(ax, rest, metric, scale, f"{len(rest)} other trials")
     stopped: list[tuple[float, float]] = []
     failed: list[tuple[float, float]] = []
     promoted: list[tuple[float, float]] = []
     marks: set[str] = set()
-    nan = float("nan")
-    for trial in rest:
+    for trial in rest:  # their marks, small and grey
         epochs = _epochs(trial["history"])
-        values = [nan if v is None else scale * v for v in trial["history"][metric]]
-        xs += [*epochs, nan]
-        ys += [*values, nan]
+        values = [float("nan") if v is None else scale * v for v in trial["history"][metric]]
         for event in trial.get("schedule") or []:
             if event["event"] == "promoted" and event["epoch"] in epochs:
                 promoted.append((event["epoch"], values[epochs.index(event["epoch"])]))
@@ -245,8 +258,6 @@ def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> 
             stopped.append((epochs[-1], values[-1]))
         elif trial["status"] == "errored":
             failed.append((epochs[-1], values[-1]))
-    ax.plot(xs, ys, "-", color=REST_COLOUR, linewidth=0.6, alpha=min(0.7, 6 / math.sqrt(max(1, len(rest)))), zorder=1,
-            label=f"{len(rest)} other trials")
     for points, marker, colour, name in ((stopped, "x", "0.55", "stopped"), (promoted, "^", "0.55", "promoted"),
                                          (failed, "X", "red", "failed")):
         if points:
@@ -286,8 +297,13 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
     trials = [t for t in record["trials"] if t.get("history", {}).get("train_loss") and t["history"].get("val_loss")]
     if not trials or any(m.endswith("_acc") for m in record["metrics"]):
         return None
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    many = len(trials) > MANY_TRIALS
+    fig, ax = plt.subplots(figsize=(12.5, 6) if many else (8.5, 5))
     colours = plt.cm.tab10(range(10))
+    if many:  # the best in colour, the others' validation loss a grey mass beneath
+        trials, rest = _top_and_rest(record, trials)
+        _grey_rest(ax, rest, "val_loss", 1, f"{len(rest)} other trials: val")
+        colours = TOP_COLOURS
     for i, trial in enumerate(trials):
         epochs, colour = _epochs(trial["history"]), colours[i % len(colours)]
         label = setting_label(trial, record)
@@ -296,10 +312,15 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
                 label=f"{label}: train")
     ax.set_xlabel("epoch")
     ax.set_ylabel(LOSS_UNITS.get(record["lab"], "loss"), fontsize=9)
-    ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']})")
+    best = f"; in colour the {len(trials)} best by {record['metric']}" if many else ""
+    ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']}{best})")
     ax.grid(alpha=0.3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if many:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[1:] + handles[:1], labels[1:] + labels[:1], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

@@ -256,3 +256,26 @@ th.click(); document.body.dataset.up = read(); th.click(); document.body.dataset
     assert [v for v in down if v] == sorted(shown, key=float, reverse=True)
     assert up[len(shown):] == down[len(shown):] == [""] * (40 - len(shown))  # blank cells last both ways
     assert 'aria-sort="descending"' in dom
+
+
+def test_a_big_searchs_loss_figure_colours_the_ten_best_too(tmp_path, monkeypatch):
+    """Labs without accuracies (seq2seq, autoencoders) draw train and val loss of each trial: of a big
+    search the 10 best by the searched loss, the others' val loss grey beneath."""
+    import matplotlib.pyplot as plt
+
+    from reports import figures
+    from reports.table import ranked_trials, setting_label
+
+    record = {**synthetic_record(60), "lab": "ae", "metric": "val_loss", "mode": "min",
+              "metrics": ["train_loss", "val_loss", "test_loss"]}
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    assert figures.loss_curves(record, tmp_path / "loss.png").is_file()
+    coloured, grey = _coloured_and_grey(drawn[0])
+    best10 = [t for t in ranked_trials(record) if t.get("history")][:10]
+    assert [line.get_label() for line in coloured] == [
+        f"{setting_label(t, record)}: {split}" for t in best10 for split in ("val", "train")]
+    (rest,) = grey
+    assert rest.get_label() == f"{sum(bool(t.get('history')) for t in record['trials']) - 10} other trials: val"
+    legend = [text.get_text() for text in drawn[0].axes[0].get_legend().get_texts()]
+    assert legend == [line.get_label() for line in coloured] + [rest.get_label()]
