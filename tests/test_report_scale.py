@@ -238,24 +238,28 @@ def test_a_small_searchs_report_md_is_as_before(tmp_path):
 
 @requires_chromium
 def test_clicking_a_header_sorts_the_html_table(tmp_path):
-    """In Chromium: a click on the val acc % header sorts rows by it, again the other way; blanks last."""
+    """In Chromium: a click on the val acc % header sorts rows by it, again the other way, blank cells
+    last; a click on setting sorts by lr as a number (2.3e-05 before 0.0043)."""
     record, report = _built(tmp_path, 40)
     page = report / "report.html"
     clicks = page.read_text().replace("</body>", """<script>
-const th = Array.from(document.querySelectorAll("th")).find(h => h.textContent === "val acc %");
-const column = Array.from(th.parentNode.cells).indexOf(th);
-const read = () => Array.from(document.querySelectorAll("tbody tr")).map(r => r.cells[column].textContent).join(",");
-th.click(); document.body.dataset.up = read(); th.click(); document.body.dataset.down = read();
+const header = name => Array.from(document.querySelectorAll("th")).find(h => h.textContent === name);
+const read = name => { const column = Array.from(header(name).parentNode.cells).indexOf(header(name));
+  return Array.from(document.querySelectorAll("tbody tr")).map(r => r.cells[column].textContent).join(";"); };
+header("val acc %").click(); document.body.dataset.up = read("val acc %");
+header("val acc %").click(); document.body.dataset.down = read("val acc %");
+header("setting").click(); document.body.dataset.settings = read("setting");
 </script></body>""")
     page.write_text(clicks)
     dom = rendered_dom(page.as_uri())
-    up = dom.split('data-up="')[1].split('"')[0].split(",")
-    down = dom.split('data-down="')[1].split('"')[0].split(",")
+    up, down, settings = (dom.split(f'data-{key}="')[1].split('"')[0].split(";") for key in ("up", "down", "settings"))
     shown = [v for v in up if v]
     assert len(up) == len(down) == 40 and shown == sorted(shown, key=float)
     assert [v for v in down if v] == sorted(shown, key=float, reverse=True)
     assert up[len(shown):] == down[len(shown):] == [""] * (40 - len(shown))  # blank cells last both ways
-    assert 'aria-sort="descending"' in dom
+    lrs = [float(s.split(",")[0].removeprefix("lr=")) for s in settings]
+    assert lrs == sorted(lrs) and lrs[0] < 1e-4 < lrs[-1]
+    assert 'aria-sort="ascending"' in dom
 
 
 def test_a_big_searchs_loss_figure_colours_the_ten_best_too(tmp_path, monkeypatch):
