@@ -229,11 +229,17 @@ def _grey_rest(ax: Any, rest: list[dict[str, Any]], metric: str, scale: float, l
     nan = float("nan")
     xs: list[float] = []
     ys: list[float] = []
+    alone: list[tuple[float, float]] = []  # a trial of one epoch is a point, not a line: a dot shows it
     for trial in rest:
+        values = [nan if v is None else scale * v for v in trial["history"][metric]]
         xs += [*_epochs(trial["history"]), nan]
-        ys += [*(nan if v is None else scale * v for v in trial["history"][metric]), nan]
-    ax.plot(xs, ys, "-", color=REST_COLOUR, linewidth=0.6, alpha=min(0.7, 6 / math.sqrt(max(1, len(rest)))), zorder=1,
-            label=label)
+        ys += [*values, nan]
+        if len(values) == 1:
+            alone.append((xs[-2], values[0]))
+    alpha = min(0.7, 6 / math.sqrt(max(1, len(rest))))
+    ax.plot(xs, ys, "-", color=REST_COLOUR, linewidth=0.6, alpha=alpha, zorder=1, label=label)
+    if alone:
+        ax.plot(*zip(*alone), ".", color=REST_COLOUR, markersize=4, alpha=min(1, 2 * alpha), zorder=1)
 
 
 def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> Any:
