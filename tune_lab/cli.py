@@ -78,6 +78,13 @@ def add_job_commands(sub: Any) -> None:
     stop.add_argument("--address", help=where)
 
 
+def add_reproduce(sub: Any) -> None:
+    """reproduce: a lab's whole report from its plan (tune_lab.reproduce, which declares the flags)."""
+    from tune_lab.reproduce import add_parser
+
+    add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tune-lab",
@@ -116,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_options(generate, tracking=False)
     generate.add_argument("--seed", type=int, default=0, help="seed of the noise the images are drawn from")
     add_job_commands(sub)
+    add_reproduce(sub)
     for name in lab_names():
         spec = LABS[name]
         add_search_options(sub.add_parser(name, help=f"run a search of lab {name}: {spec.description}"), spec.datasets)
@@ -344,6 +352,12 @@ def _without_search(options: list[str]) -> list[str]:
     return out
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from tune_lab.reproduce import command
+
+    return command(args)
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -387,7 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"list": lambda _: cmd_list(), "report": cmd_report, "ui": cmd_ui, "resume": cmd_resume,
                     "translate": cmd_translate, "generate": cmd_generate, "tensorboard": cmd_tensorboard,
-                    "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop}
+                    "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
+                    "reproduce": cmd_reproduce}
         return commands.get(args.command, cmd_search)(args)  # any other command is a lab's search
     except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
         print(f"tune-lab: error: {exc}", file=sys.stderr)

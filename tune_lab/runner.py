@@ -127,8 +127,11 @@ def load_state(folder: Path) -> tuple[Search, SearchOptions, dict[str, Any]]:
     return Search.from_dict(state["search"]), SearchOptions(**state["options"]), state["tracking"]
 
 
-def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the search to the end and return its summary (also written as summary.json).
+
+    `tags` go on a new search's MLflow parent run besides tune-lab's own (a reproduce names itself there).
 
     With `resume` (the tracking ids saved in search.json), continue the search in
     opts.experiment where an interrupted driver left it: Ray restores finished trials
@@ -173,6 +176,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             parent = SearchRun(uri, search.lab, experiment, paths.artifact_root(uri), tags={
                 "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
                 "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
+                **(tags or {}),
             })
             parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
                                "scheduler": header["scheduler"], "repeats": search.repeats, **search.fixed})

@@ -1,0 +1,181 @@
+"""`tune-lab reproduce`: plans are checked before anything runs, a dry run prints every section with an
+estimate, and a plan runs end to end into one combined report, resuming after its driver is killed
+without rerunning a finished section."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tune_lab.cli import main
+from tune_lab.reproduce import load_plan, plan_names
+from tune_lab.spaces import SearchSpaceError, available_searches
+
+LAB_PLANS = ["lab1", "lab2", "lab3", "lab4", "lab5"]
+EPOCHS = 12  # the second section's: long enough to be killed in the middle
+
+
+def test_every_shipped_plan_validates_and_its_searches_load():
+    assert plan_names() == LAB_PLANS
+    for name in LAB_PLANS:
+        for quick in (False, True):
+            plan = load_plan(name, quick=quick)
+            assert plan.title and plan.question and plan.sections
+            for section in plan.sections:
+                assert section.title and section.question
+                assert section.search.name in available_searches(section.lab)  # a shipped search, not a copy
+    assert "reproduce" not in available_searches("mlp")  # the plans' folder is no lab's
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+def test_dry_run_prints_every_section_with_an_estimate(quick, capsys):
+    for name in LAB_PLANS:
+        assert main(["reproduce", name, "--dry-run", *(["--quick"] if quick else [])]) == 0
+        out = capsys.readouterr().out
+        for number, section in enumerate(load_plan(name, quick=quick).sections, start=1):
+            row = next(line for line in out.splitlines() if re.match(rf"\|\s+{number} \| {section.key} ", line))
+            assert section.search.name in row and (" min " in row or " s " in row), row
+        assert "Total:" in out and "estimated from seconds per training sample-epoch" in out
+        assert ("quick run" in out.splitlines()[0]) == quick
+
+
+def test_a_bad_plan_is_refused_in_one_line_naming_file_and_key(tmp_path, capsys):
+    plan = tmp_path / "bad.yaml"
+    good = {"key": "a", "title": "t", "question": "q?", "lab": "mlp", "search": "optimizer"}
+    cases = [
+        ({"title": "t", "question": "q", "sections": [{**good, "colour": "red"}]}, "sections[0]: unknown key 'colour'"),
+        ({"title": "t", "question": "q", "sections": [{**good, "search": "nope"}]}, "sections[0] (a): unknown search 'nope'"),
+        ({"title": "t", "question": "q", "sections": [{**good, "quick": {"subset": 0}}]}, "sections[0].quick.subset: 0 is not allowed"),
+        ({"title": "t", "question": "q", "sections": [{**good, "set": {"epochs": "x"}}]}, "sections[0] (a): set.epochs: 'x' is not allowed"),
+        ({"title": "t", "question": "q", "sections": [good, good]}, "sections[1].key: 'a' is used twice"),
+        ({"title": "t", "sections": [good]}, ": missing key 'question'"),
+    ]
+    for doc, said in cases:
+        plan.write_text(json.dumps(doc))
+        with pytest.raises(SearchSpaceError) as raised:
+            load_plan(str(plan))
+        assert str(plan) in str(raised.value) and said in str(raised.value) and "\n" not in str(raised.value), str(raised.value)
+    assert main(["reproduce", "lab9", "--dry-run"]) == 2
+    assert "unknown lab 'lab9'; known: lab1, lab2, lab3, lab4, lab5" in capsys.readouterr().err
+
+
+SECTION_SEARCH = """
+description: {description}
+lab: mlp
+fixed: {{epochs: {epochs}, batch_size: 32, optimizer: sgd, momentum: 0.9}}
+params:
+  lr: {{grid: [{lrs}]}}
+search: grid
+scheduler: fifo
+"""
+
+
+def write_plan(tmp_path: Path) -> Path:
+    """Two small mlp sections on tiny_mnist, the second long enough to be killed during."""
+    for name, epochs, lrs in (("short", 2, "0.05, 0.001"), ("long", EPOCHS, "0.02, 0.0005")):
+        (tmp_path / f"{name}.yaml").write_text(textwrap.dedent(SECTION_SEARCH.format(
+            description=f"the {name} search", epochs=epochs, lrs=lrs)))
+    plan = tmp_path / "tiny.yaml"
+    plan.write_text(textwrap.dedent(f"""
+        title: A tiny lab
+        question: Which learning rate?
+        sections:
+          - key: first
+            title: The first search
+            question: Which rate in two epochs?
+            lab: mlp
+            search: {tmp_path / 'short.yaml'}
+            dataset: mnist
+          - key: second
+            title: The second search
+            question: Which rate in {EPOCHS} epochs?
+            lab: mlp
+            search: {tmp_path / 'long.yaml'}
+            dataset: mnist
+            quick: {{skip: not in a quick run}}
+    """))
+    return plan
+
+
+def epochs_reported(trial_dir: Path) -> int:
+    result = trial_dir / "result.json"
+    return len(result.read_text().splitlines()) if result.is_file() else 0
+
+
+def test_reproduce_runs_a_plan_end_to_end_and_resumes_after_a_kill(ray_session, tiny_mnist, tmp_path, capsys):
+    plan = write_plan(tmp_path)
+    root = tmp_path / "results"
+    folder = root / "tiny"
+    command = ["reproduce", str(plan), "--data-dir", str(tiny_mnist), "--storage", str(root), "--experiment", "tiny",
+               "--max-concurrent", "1"]
+    # The first run, in a process of its own (its own Ray), killed during the second section's first trial.
+    driver = subprocess.Popen([sys.executable, "-m", "tune_lab", *command], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            trials = sorted((folder / "second").glob("run_trial_*"))
+            if any(0 < epochs_reported(t) < EPOCHS for t in trials):
+                break
+            assert driver.poll() is None, f"the reproduce ended before it could be killed: {driver.stderr.read()[-2000:]}"
+            time.sleep(0.2)
+        else:
+            raise TimeoutError("the reproduce never got to its second section")
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.communicate(timeout=120)
+        try:  # and the Ray it started
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    first = json.loads((folder / "first" / "summary.json").read_text())
+    assert first["complete"] and not (folder / "second" / "summary.json").exists()
+    first_files = {p: p.stat().st_mtime_ns for p in (folder / "first").rglob("*") if p.is_file()}
+
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] first: done" in out and "[2/2] second: resumed" in out
+    # the finished section was not run again: not one of its files was rewritten
+    assert {p: p.stat().st_mtime_ns for p in (folder / "first").rglob("*") if p.is_file()} == first_files
+    second = json.loads((folder / "second" / "summary.json").read_text())
+    assert second["complete"] and len(second["trials"]) == 2
+    assert all(t["status"] == "completed" and t["epochs_run"] == EPOCHS for t in second["trials"])
+
+    report = folder / "report"
+    md, html = (report / "report.md").read_text(), (report / "report.html").read_text()
+    assert not md.startswith("**Quick run**")
+    for summary, title in ((first, "The first search"), (second, "The second search")):
+        best = summary["best"]["setting"]["lr"]
+        assert title in md and title in html
+        assert f"Best: **lr={best:g}**" in md and f"Best: <b>lr={best:g}</b>" in html  # the generated answer
+        assert f"lr={best:g}" in md.split(title)[1].split("|")[0]
+    assert md.count("### Comparison") == 2 and html.count("<h3>Comparison</h3>") == 2  # each search's table
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert "first-best_curves.png" in pngs and "second-best_curves.png" in pngs
+    assert "](first-best_curves.png)" in md and html.count("data:image/png;base64,") == len(pngs)
+    assert (report / "first-table.csv").is_file() and (report / "second-table.csv").is_file()
+
+    from mlflow.tracking import MlflowClient
+
+    run = json.loads((folder / "reproduce.json").read_text())
+    client = MlflowClient(tracking_uri=run["mlflow"]["tracking_uri"])
+    parent = client.get_run(run["mlflow"]["run_id"])
+    assert parent.info.status == "FINISHED"
+    for key, summary in (("first", first), ("second", second)):
+        assert parent.data.tags[f"tune_lab.section.{key}"] == summary["mlflow"]["parent_run_id"]
+        section_run = client.get_run(summary["mlflow"]["parent_run_id"])
+        assert section_run.data.tags["tune_lab.reproduce_run_id"] == parent.info.run_id
+
+    # Once more: nothing left to run; the quick run of the same folder is refused (it is a different plan size).
+    assert main(command) == 0
+    assert "[1/2] first: done" in capsys.readouterr().out
+    assert main([*command, "--quick"]) == 2
+    assert "rerun that command to continue it" in capsys.readouterr().err
