@@ -118,6 +118,9 @@ def test_a_big_searchs_figure_colours_the_ten_best_over_a_grey_crowd(scheduler):
         assert rest.get_label() == f"{len(drawn) - 10} other trials"
         assert rest.get_zorder() < min(line.get_zorder() for line in coloured) and rest.get_linewidth() < 1
         assert sum(math.isnan(x) for x in rest.get_xdata()) == len(drawn) - 10  # one break after each trial
+        one_epoch = [t for t in drawn if t["epochs_run"] == 1 and t not in best10]  # a dot each: no line shows them
+        (dots,) = [line for line in ax.get_lines() if line.get_marker() == "." and same_color(line.get_color(), rest.get_color())]
+        assert len(one_epoch) > 10 and len(dots.get_xdata()) == len(one_epoch)
         legend = [text.get_text() for text in ax.get_legend().get_texts()]
         assert len(legend) <= 10 + 5 and legend[10] == rest.get_label()
         assert "ASHA rungs: epoch 1, 2, 4, 8" in legend
