@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reports.seeds import repeated  # noqa: E402
-from reports.table import ranked_trials, setting_label  # noqa: E402
+from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
 
 DPI = 120
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
@@ -405,7 +406,16 @@ def promotion_schedule(record: dict[str, Any]) -> str:
     lines = ["## Promotion ASHA: where each trial waited", "",
              f"Trials pause at epochs {rungs} and go on only when among the top 1/rf of those that reached "
              "the same epoch (a freed slot goes to a promotable trial first); what still waits at the end is stopped.", ""]
-    for trial in rows:
+    shown = rows
+    if len(rows) > TERMINAL_TRIALS:  # a big search: its best trials, then how many stopped where
+        waited = {t["trial_id"] for t in rows}
+        shown = [t for t in ranked_trials(record) if t["trial_id"] in waited][:TERMINAL_TRIALS]
+    for trial in shown:
         steps = "; ".join(f"{e['event']} at epoch {e['epoch']}" for e in trial["schedule"])
         lines.append(f"- {setting_label(trial, record)}: {steps}; {trial['status']} after {trial['epochs_run']} epochs")
+    if len(shown) < len(rows):
+        stopped = Counter(t["epochs_run"] for t in rows if t["status"] == "stopped early")
+        where = ", ".join(f"{n} at epoch {epoch}" for epoch, n in sorted(stopped.items())) or "none"
+        lines.append(f"- ... and {len(rows) - len(shown)} more trials (above: the {len(shown)} best by {record['metric']}). "
+                     f"Stopped, of all {len(rows)}: {where}; every trial's events are its `schedule` in summary.json.")
     return "\n".join(lines)

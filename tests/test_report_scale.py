@@ -286,3 +286,20 @@ def test_a_big_searchs_loss_figure_colours_the_ten_best_too(tmp_path, monkeypatc
     assert rest.get_label() == f"{sum(bool(t.get('history')) for t in record['trials']) - 10} other trials: val"
     legend = [text.get_text() for text in drawn[0].axes[0].get_legend().get_texts()]
     assert legend == [line.get_label() for line in coloured] + [rest.get_label()]
+
+
+def test_the_promotion_schedule_of_a_big_search_lists_its_best_and_counts_the_rest():
+    from reports.figures import promotion_schedule
+    from reports.table import ranked_trials, setting_label
+
+    record = synthetic_record(100, scheduler="promotion")
+    lines = promotion_schedule(record).splitlines()
+    listed = [line for line in lines if line.startswith("- ") and not line.startswith("- ...")]
+    waited = [t for t in ranked_trials(record) if t.get("schedule")]
+    assert [line[2:].split(": ")[0] for line in listed] == [setting_label(t, record) for t in waited[:20]]
+    stopped = sum(t["status"] == "stopped early" for t in waited)
+    (more,) = [line for line in lines if line.startswith("- ...")]
+    assert more.startswith(f"- ... and {len(waited) - 20} more trials (above: the 20 best by val_acc). Stopped, of all {len(waited)}: ")
+    assert sum(int(part.split(" at epoch")[0]) for part in more.split("Stopped, of all")[1].split(": ", 1)[1].split(";")[0].split(", ")) == stopped
+    small = synthetic_record(5, scheduler="promotion")
+    assert len([line for line in promotion_schedule(small).splitlines() if line.startswith("- ")]) == 5  # every trial, as before
