@@ -92,8 +92,8 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         columns = {}
         for name in wanted:
             points = client.get_metric_history(child.info.run_id, name)
-            if points:
-                columns[name] = pd.Series({p.step: p.value for p in points})
+            if points:  # an epoch a resumed trial ran again has two values: the later one, as summary.json keeps
+                columns[name] = pd.Series({p.step: p.value for p in sorted(points, key=lambda p: p.timestamp)})
         history = pd.DataFrame(columns)
         if not history.empty:
             history = history.rename_axis("training_iteration").reset_index()

@@ -13,7 +13,7 @@ from trainables.hparams import MLPConfig
 from trainables.mlp import Trainer
 from trainables.seeds import SeedSequence
 from tune_lab.cli import EXIT_USAGE, main
-from tune_lab.schedulers import PromotionASHA, RungOptunaSearch, rung_epochs
+from tune_lab.schedulers import PromotionASHA, ResumableASHA, RungOptunaSearch, rung_epochs
 from tune_lab.spaces import SearchSpaceError, load_search, scheduler
 
 BASE = """
@@ -44,7 +44,7 @@ def test_the_search_file_names_the_scheduler_and_the_command_line_overrides_it(t
     assert search.scheduler == "promotion" and search.scheduler_args == {"grace_period": 1, "reduction_factor": 2}
     made = scheduler(search, slots=2)
     assert isinstance(made, PromotionASHA) and made.rungs == [1, 2] and made.slots == 2
-    assert type(scheduler(search, "asha")).__name__ == "AsyncHyperBandScheduler"  # asha keeps its meaning
+    assert isinstance(scheduler(search, "asha"), ResumableASHA)  # asha keeps its meaning: Ray's stopping ASHA (a subclass)
     assert type(scheduler(search, "fifo")).__name__ == "FIFOScheduler"
     assert _search(tmp_path, "scheduler: promotion").scheduler_args == {"grace_period": 1, "reduction_factor": 3}
     fifo = _search(tmp_path, "scheduler: fifo")

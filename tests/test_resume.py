@@ -93,3 +93,92 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
         assert steps == set(range(1, EPOCHS + 1))
         assert child.info.status == "FINISHED" and child.data.tags["tune_lab.status"] == "completed"
     assert (folder / "report" / "report.html").is_file()
+
+
+# Issue 19: ASHA's decisions before a kill stand after the resume. One trial at a time, in grid order:
+# lr 0.0005 (slow: first, so it runs to the end), lr 0.004 (100% from epoch 1: its one checkpoint is
+# epoch 1's, and it passes every rung against the first), lr 0.002 (epoch 1 between the other
+# two: kept at rung 1 against both; Ray's ASHA rebuilt empty by the resume compares it with the
+# second trial's epoch-2 value alone and stops it).
+ASHA_EPOCHS = 30  # epochs of ~0.1 s: the second trial's are the time to kill it in
+ASHA_SEARCH = f"""
+description: three trials, one at a time, ASHA at epochs 1, 3, 9 and 27
+lab: mlp
+metric: val_acc
+fixed: {{epochs: {ASHA_EPOCHS}, batch_size: 32, optimizer: sgd, momentum: 0.0}}
+params:
+  lr: {{grid: [0.0005, 0.004, 0.002]}}
+search: grid
+scheduler: {{asha: {{grace_period: 1, reduction_factor: 3}}}}
+"""
+
+
+def _latest_per_step(client, run_id: str, metric: str) -> dict[int, float]:
+    """An MLflow run's history of `metric`, the later value where an epoch was logged twice (as summary.json)."""
+    return {p.step: p.value for p in sorted(client.get_metric_history(run_id, metric), key=lambda p: p.timestamp)}
+
+
+def _epochs_logged(client, trial_suffix: str) -> int:
+    """Epochs MLflow has of the trial whose id ends with `trial_suffix`: the driver logs each as it comes
+    (Ray's own result.json reaches the results folder only when Ray syncs it there)."""
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              f"tags.`tune_lab.trial_id` LIKE '%{trial_suffix}'")
+    return len(client.get_metric_history(runs[0].info.run_id, "val_acc")) if runs else 0
+
+
+def test_asha_decisions_stand_after_a_kill(ray_session, tiny_mnist, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from tests.conftest import run_search
+    from trainables.loop import load_checkpoint
+
+    space = tmp_path / "asha.yaml"
+    space.write_text(textwrap.dedent(ASHA_SEARCH))
+    folder = tmp_path / "results" / "killed"
+    driver = start_killable_search(space, tiny_mnist, tmp_path / "results", "killed")
+    try:
+        deadline = time.monotonic() + 240
+        while not (folder / "search.json").is_file():  # the driver has made its MLflow store
+            assert driver.poll() is None and time.monotonic() < deadline, "the search never started"
+            time.sleep(0.2)
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+        while time.monotonic() < deadline:  # the second trial past rung 3 and past its checkpoint (epoch 1)
+            killed_at = _epochs_logged(client, "_00001")
+            if ASHA_EPOCHS - 2 > killed_at >= 4:
+                break
+            assert driver.poll() is None, "the search ended before it could be killed"
+            time.sleep(0.02)
+        else:
+            raise TimeoutError("the second trial never got past its third epoch")
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        driver.communicate(timeout=120)
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    second = sorted(folder.glob("run_trial_*"))[1]
+    saved = [load_checkpoint(c)["epoch"] for c in second.glob("checkpoint_*")]
+    assert max(saved, default=0) < killed_at  # the case of the issue: reported past its last checkpoint
+    assert (folder / "asha.state").is_file()
+
+    assert main(["resume", str(folder)]) == 0
+    resumed = json.loads((folder / "summary.json").read_text())
+    # the same search, never killed
+    whole = run_search("mlp", ASHA_SEARCH, tiny_mnist, tmp_path / "whole", "whole", "--max-concurrent", "1")
+
+    def outcome(summary: dict) -> list[tuple]:
+        return [(t["config"]["lr"], t["status"], t["epochs_run"]) for t in summary["trials"]]
+
+    assert outcome(resumed) == outcome(whole)
+    assert outcome(whole)[2] == (0.002, "completed", ASHA_EPOCHS)  # kept at rung 1: what a lost rung table got wrong
+    for again, once in zip(resumed["trials"], whole["trials"]):  # the epochs run again are the same epochs
+        assert again["history"]["val_acc"] == pytest.approx(once["history"]["val_acc"], abs=1e-6)
+
+    client = MlflowClient(tracking_uri=resumed["mlflow"]["tracking_uri"])
+    for trial in resumed["trials"]:  # summary.json and MLflow agree, epoch for epoch
+        for metric in ("val_acc", "train_loss"):
+            logged = _latest_per_step(client, trial["mlflow_run_id"], metric)
+            assert sorted(logged) == trial["history"]["training_iteration"]
+            assert [logged[e] for e in sorted(logged)] == pytest.approx(trial["history"][metric], rel=1e-9)
+        assert client.get_run(trial["mlflow_run_id"]).data.tags["tune_lab.status"] == trial["status"]

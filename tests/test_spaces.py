@@ -180,8 +180,10 @@ def test_param_space_and_scheduler_follow_the_file(tmp_path):
     space = param_space(search, seed=7)
     assert space["epochs"] == 4 and space["seed"] == 7
     assert space["optimizer"] == {"grid_search": ["sgd", "adam"]}
+    from ray.tune.schedulers import ASHAScheduler
+
     asha = scheduler(search)
-    assert type(asha).__name__ == "AsyncHyperBandScheduler"
+    assert isinstance(asha, ASHAScheduler)  # Ray's (its decisions kept for a resume: tune_lab.schedulers.ResumableASHA)
     assert asha._max_t == 4 and asha._reduction_factor == 2
     assert type(scheduler(search, "fifo")).__name__ == "FIFOScheduler"
 

@@ -276,7 +276,11 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
         else:
             search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0, random_state=opts.seed)
         max_concurrent = None
-    state_file = f"{paths.experiment_dir(root, experiment)}/{SCHEDULER_STATE}" if promotion and "://" not in root else None
+    # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
+    from tune_lab.schedulers import ASHA_STATE
+
+    state_name = SCHEDULER_STATE if promotion else ASHA_STATE
+    state_file = f"{paths.experiment_dir(root, experiment)}/{state_name}" if "://" not in root else None
     reporter = tune.CLIReporter(
         parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
         # train/val metrics, and the searched one whatever its name (a GAN's fid or cond_acc)

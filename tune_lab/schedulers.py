@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -263,6 +263,87 @@ class PromotionASHA(FIFOScheduler):
     def debug_string(self) -> str:
         counts = ", ".join(f"epoch {r}: {len(self.records[r])} reached, {len(self.promoted[r])} promoted" for r in self.rungs)
         return f"Using promotion ASHA (rf {self.rf:g}): {counts}; {len(self.waiting)} waiting"
+
+
+# Where ResumableASHA keeps its state in a search's folder. Not *.json / *.pkl: on resume Ray
+# copies those from its staging folder back over the results folder after each step.
+ASHA_STATE = "asha.state"
+
+
+class ResumableASHA(ASHAScheduler):
+    """Ray's (stopping) ASHA whose decisions survive a killed driver: `tune-lab resume` keeps them.
+
+    `Tuner.restore` brings the scheduler back as it was pickled when the search started
+    (tuner.pkl), with empty rungs: Ray never calls a scheduler's `save` / `restore` on resume.
+    Ray's ASHA then judges a resumed trial at the highest rung at or below its epoch that has no
+    record of it, against whatever has reached that rung since the resume. A trial that had passed
+    rung 6 was judged there again at epoch 11, against later epochs of others, and stopped (issue
+    19); a trial reaching rung 2 after the resume was compared with nobody and passed.
+
+    Here the scheduler's state (public `save`, a pickle of its rungs) is written to `state_file`
+    whenever a rung record changes or a trial is stopped, and read back (public `restore`) when
+    the first trial is added after a resume: every past decision stands, and a trial that passed
+    a rung is never judged there again. Stops are kept besides (`stopped`, trial -> epoch): Ray's
+    experiment state is saved every few seconds, so the driver can be killed after ASHA stopped a
+    trial and before Ray wrote it down; that trial, resumed, is stopped again at the same epoch.
+    The state file is always at least as new as Ray's experiment state (written synchronously
+    at each decision, atomically).
+    """
+
+    def __init__(self, *, state_file: str | None = None, **kwargs: Any) -> None:
+        if kwargs.get("brackets", 1) != 1:  # a restored trial must land in the bracket it was in
+            raise ValueError("ResumableASHA has one bracket")
+        super().__init__(**kwargs)
+        self.state_file = state_file
+        self.stopped: dict[str, int] = {}  # trial -> the epoch ASHA stopped it at
+        self.time_attr, self.max_t = kwargs.get("time_attr", TIME_ATTR), kwargs.get("max_t", 100)
+        # The epochs at which Ray's bracket records a trial: grace_period x rf^k, as Ray places them.
+        grace, rf = kwargs.get("grace_period", 1), kwargs.get("reduction_factor", 4)
+        count = int(math.log(self.max_t / grace) / math.log(rf) + 1)
+        self.milestones = sorted({math.ceil(grace * rf**k) for k in range(count)})
+        self._loaded = False
+
+    def _save(self) -> None:
+        if not self.state_file:
+            return
+        import os
+
+        path = Path(self.state_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        self.save(str(partial))
+        os.replace(partial, path)
+
+    def _load(self) -> None:
+        self._loaded = True
+        if not self.state_file or not Path(self.state_file).is_file():
+            return
+        state_file = self.state_file
+        self.restore(state_file)  # the saved __dict__: rungs, trial -> bracket, stopped ...
+        self.state_file, self._loaded = state_file, True  # ... except where this driver keeps it
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        if not self._loaded:
+            self._load()
+        super().on_trial_add(tune_controller, trial)  # one bracket (tune-lab's): a restored trial gets its own again
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        epoch = result.get(self.time_attr)
+        if epoch is not None and trial.trial_id in self.stopped and epoch >= self.stopped[trial.trial_id]:
+            return TrialScheduler.STOP  # stopped here before the kill; Ray's state had not said so yet
+        action = super().on_trial_result(tune_controller, trial, result)
+        if epoch is None or self.metric not in result:
+            return action
+        if action == TrialScheduler.STOP and epoch < self.max_t:
+            self.stopped[trial.trial_id] = int(epoch)
+            self._save()
+        elif int(epoch) in self.milestones:  # the result a rung records (trials report every epoch)
+            self._save()
+        return action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self._save()
 
 
 def _last_event(events: list[dict[str, Any]], trial_id: str) -> str | None:

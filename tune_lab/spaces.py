@@ -427,8 +427,9 @@ def search_algorithm(search: Search, seed: int | None):
 
 
 def scheduler(search: Search, name: str | None = None, *, slots: int | None = None, state_file: str | None = None):
-    """Ray's FIFO or (stopping) ASHA, or tune-lab's promotion ASHA (`slots` and `state_file`: see PromotionASHA)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    """Ray's FIFO or (stopping) ASHA, or tune-lab's promotion ASHA (`slots`: see PromotionASHA; `state_file`: where
+    either ASHA keeps its decisions for `tune-lab resume`)."""
+    from ray.tune.schedulers import FIFOScheduler
 
     if (name or search.scheduler) == "fifo":
         return FIFOScheduler()
@@ -439,7 +440,9 @@ def scheduler(search: Search, name: str | None = None, *, slots: int | None = No
 
         return PromotionASHA(max_t=max_t, grace_period=min(args["grace_period"], max_t),
                              reduction_factor=args["reduction_factor"], slots=slots, state_file=state_file)
-    return ASHAScheduler(
+    from tune_lab.schedulers import ResumableASHA
+
+    return ResumableASHA(  # Ray's ASHA, its decisions kept in `state_file` for a resume
         time_attr="training_iteration", max_t=max_t,
-        grace_period=min(args["grace_period"], max_t), reduction_factor=args["reduction_factor"],
+        grace_period=min(args["grace_period"], max_t), reduction_factor=args["reduction_factor"], state_file=state_file,
     )
