@@ -33,12 +33,9 @@ def keep_checkpoints_value(text: str) -> str | int:
     if text in ("all", "best"):
         return text
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give all, best or a number of trials (1 or more)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: keep the checkpoints of at least 1 trial (or give all / best)")
-    return value
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (give all, best or a number of trials)") from None
 
 
 def flag(default: Any = None, help: str = "", **argparse_args: Any) -> Any:
