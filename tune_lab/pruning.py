@@ -12,7 +12,7 @@ Through pyarrow's filesystem layer, the one Ray's own storage uses, so a results
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders in a trial's folder
@@ -29,8 +29,8 @@ def ranked(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str,
 @dataclass
 class Pruning:
     kept: list[str]  # trial ids whose best checkpoint stays, best first
-    doomed: list[str] = field(default_factory=list)  # checkpoint folders to delete
-    folder: str = ""
+    doomed: list[str]  # checkpoint folders to delete
+    folder: str  # the search's (a local path or a URI)
 
     def line(self, freed: int) -> str:
         best = f" (best: {self.kept[0]})" if self.kept else ""
@@ -50,13 +50,8 @@ def plan(summary: dict[str, Any], keep: str | int) -> Pruning | None:
         return None
     count = 1 if keep == "best" else int(keep)
     rows = summary["trials"]
-    kept = ranked(rows, summary["metric"], summary["mode"])[:count]
-    best_id = (summary.get("best") or {}).get("trial_id")
-    if kept and best_id and best_id not in {r["trial_id"] for r in kept}:
-        # the best trial always keeps its checkpoint, whatever the ranking said
-        best_row = next((r for r in rows if r["trial_id"] == best_id and r.get("checkpoint")), None)
-        if best_row is not None:
-            kept = [best_row, *kept[: count - 1]]
+    best_id = (summary.get("best") or {}).get("trial_id")  # the one generate / translate / the report load
+    kept = sorted(ranked(rows, summary["metric"], summary["mode"]), key=lambda r: r["trial_id"] != best_id)[:count]
     wanted = {_fs_path(r["checkpoint"]) for r in kept}
     fs, _ = _filesystem(summary["storage"])
     doomed = []
@@ -73,8 +68,8 @@ def apply(pruning: Pruning) -> int:
     fs, _ = _filesystem(pruning.folder)
     freed = 0
     for path in pruning.doomed:
-        size = _size(fs, path)
         try:
+            size = _size(fs, path)
             fs.delete_dir(path)
         except OSError as exc:  # the search's results stand; a folder left behind only costs disk
             print(f"tune-lab: could not delete {path}: {exc}", file=sys.stderr)
