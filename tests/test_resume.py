@@ -182,3 +182,5 @@ def test_asha_decisions_stand_after_a_kill(ray_session, tiny_mnist, tmp_path):
             assert sorted(logged) == trial["history"]["training_iteration"]
             assert [logged[e] for e in sorted(logged)] == pytest.approx(trial["history"][metric], rel=1e-9)
         assert client.get_run(trial["mlflow_run_id"]).data.tags["tune_lab.status"] == trial["status"]
+        # an epoch run again with the same result is not logged twice (tune_lab.tracking.TrialRuns)
+        assert len(client.get_metric_history(trial["mlflow_run_id"], "val_acc")) == trial["epochs_run"]

@@ -281,6 +281,8 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
 
     state_name = SCHEDULER_STATE if promotion else ASHA_STATE
     state_file = f"{paths.experiment_dir(root, experiment)}/{state_name}" if "://" not in root else None
+    if state_file:  # a new search in the folder of an old one must not inherit its rung decisions
+        Path(state_file).unlink(missing_ok=True)
     reporter = tune.CLIReporter(
         parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
         # train/val metrics, and the searched one whatever its name (a GAN's fid or cond_acc)

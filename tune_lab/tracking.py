@@ -64,11 +64,19 @@ class TrialRuns(Callback):
     Through an MlflowClient on the search's tracking URI: nothing process-wide (mlflow's global
     tracking URI) to set and restore. Each epoch's metrics go in one batch: one call per metric,
     as Ray's MLflowLoggerCallback makes, took ~0.6 s per result on SQLite and stalled Tune.
+
+    A trial resumed from a checkpoint older than its last report (after a kill, or a retry) runs
+    those epochs again. MLflow keeps every value logged at a step and cannot delete one: a value
+    the rerun reports again unchanged (a deterministic rerun: the checkpoint holds the random
+    streams) is not logged twice, and one that differs (timings) is logged, later, so that the
+    latest value of each epoch is the rerun's, as in summary.json (reports/source.py reads MLflow so).
     """
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
         self.runs: dict[str, str] = {}  # trial id -> its run
+        self.logged_to: dict[str, int] = {}  # trial id -> the last epoch its run has
+        self.logged: dict[str, dict[int, dict[str, float]]] = {}  # trial -> epoch -> metric -> value, while it reruns
 
     def client(self) -> Any:
         from mlflow.tracking import MlflowClient
@@ -88,6 +96,8 @@ class TrialRuns(Callback):
             tags = {"mlflow.parentRunId": self.parent_run_id, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id}
             run = found[0] if found else client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
             self.runs[trial.trial_id] = run.info.run_id
+            if found:  # a resumed search: the epochs its run has (a metric's latest value is at its last step)
+                self.logged_to[trial.trial_id] = int(run.data.metrics.get("training_iteration", 0))
         params = [Param(key, str(value)) for key, value in flat_params(trial.config).items()]
         client.log_batch(self.runs[trial.trial_id], params=params)
 
@@ -97,7 +107,26 @@ class TrialRuns(Callback):
         step, now = result.get("training_iteration", iteration), int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, step) for key, value in result.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)]
-        self.client().log_batch(self.runs[trial.trial_id], metrics=metrics)
+        client, run_id = self.client(), self.runs[trial.trial_id]
+        if step <= self.logged_to.get(trial.trial_id, 0):  # an epoch run again
+            if trial.trial_id not in self.logged:
+                self.logged[trial.trial_id] = self._history(client, run_id)
+            before = self.logged[trial.trial_id].get(step, {})
+            metrics = [m for m in metrics if before.get(m.key) != m.value]
+        else:
+            self.logged.pop(trial.trial_id, None)
+            self.logged_to[trial.trial_id] = step
+        if metrics:
+            client.log_batch(run_id, metrics=metrics)
+
+    @staticmethod
+    def _history(client: Any, run_id: str) -> dict[int, dict[str, float]]:
+        """Epoch -> metric -> the latest value the run has."""
+        history: dict[int, dict[str, float]] = {}
+        for key in client.get_run(run_id).data.metrics:
+            for point in sorted(client.get_metric_history(run_id, key), key=lambda p: p.timestamp):
+                history.setdefault(point.step, {})[key] = point.value
+        return history
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.end(trial, failed=False)
