@@ -143,15 +143,44 @@ def tiny_vae_search(ray_session, tiny_mnist, tmp_path_factory) -> Path:
 
 
 def start_killable_search(space: Path, data_dir: Path, root: Path, experiment: str):
-    """`tune-lab mlp --search SPACE` in a process of its own, one trial at a time, to be killed.
+    """`tune-lab mlp --search SPACE` in a process of its own, one trial at a time, to be killed."""
+    return start_killable("mlp", "--search", str(space), "--data-dir", str(data_dir), "--storage", str(root),
+                          "--experiment", experiment, "--max-concurrent", "1")
+
+
+def start_killable(*args: str):
+    """`tune-lab ARGS` in a process of its own, to be killed (`kill_when`).
 
     Its own session, so that a SIGKILL to it is a kill of the driver alone, as a user's would be.
     """
     import subprocess
     import sys
 
-    return subprocess.Popen(
-        [sys.executable, "-m", "tune_lab", "mlp", "--search", str(space), "--data-dir", str(data_dir),
-         "--storage", str(root), "--experiment", experiment, "--max-concurrent", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
+    return subprocess.Popen([sys.executable, "-m", "tune_lab", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def kill_when(driver, ready, what: str, timeout: float = 180.0, every: float = 0.1) -> str:
+    """SIGKILL `driver` (from `start_killable`) as soon as `ready()` holds, then the Ray it started (its
+    session); fails if it ends first or `what` never happens. Returns what the driver wrote on stderr."""
+    import os
+    import signal
+    import time
+
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                break
+            assert driver.poll() is None, f"it ended before {what}: {driver.stderr.read()[-2000:]}"
+            time.sleep(every)
+        else:
+            raise TimeoutError(f"never {what}")
+        os.kill(driver.pid, signal.SIGKILL)
+    finally:
+        _, err = driver.communicate(timeout=120)
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return err

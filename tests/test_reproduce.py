@@ -4,17 +4,13 @@ without rerunning a finished section."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import kill_when, start_killable
 from tune_lab.cli import main
 from tune_lab.reproduce import load_plan, plan_names
 from tune_lab.spaces import SearchSpaceError, available_searches
@@ -117,25 +113,10 @@ def test_reproduce_runs_a_plan_end_to_end_and_resumes_after_a_kill(ray_session, 
     command = ["reproduce", str(plan), "--data-dir", str(tiny_mnist), "--storage", str(root), "--experiment", "tiny",
                "--max-concurrent", "1"]
     # The first run, in a process of its own (its own Ray), killed during the second section's first trial.
-    driver = subprocess.Popen([sys.executable, "-m", "tune_lab", *command], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            trials = sorted((folder / "second").glob("run_trial_*"))
-            if any(0 < epochs_reported(t) < EPOCHS for t in trials):
-                break
-            assert driver.poll() is None, f"the reproduce ended before it could be killed: {driver.stderr.read()[-2000:]}"
-            time.sleep(0.2)
-        else:
-            raise TimeoutError("the reproduce never got to its second section")
-        os.kill(driver.pid, signal.SIGKILL)
-    finally:
-        driver.communicate(timeout=120)
-        try:  # and the Ray it started
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    def second_under_way() -> bool:
+        return any(0 < epochs_reported(t) < EPOCHS for t in (folder / "second").glob("run_trial_*"))
+
+    kill_when(start_killable(*command), second_under_way, "the second section was under way")
     first = json.loads((folder / "first" / "summary.json").read_text())
     assert first["complete"] and not (folder / "second" / "summary.json").exists()
     first_files = {p: p.stat().st_mtime_ns for p in (folder / "first").rglob("*") if p.is_file()}

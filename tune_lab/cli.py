@@ -166,7 +166,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from tune_lab import paths
     from tune_lab.paths import STATE_FILE
-    from tune_lab.runner import load_state, run_search
 
     root = paths.results_root(args.storage)
     folder = next((f for f in (Path(args.target), Path(root) / args.target) if (f / STATE_FILE).is_file()), None)
@@ -177,23 +176,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"tune-lab: {folder}: the search is already complete ({len(done['trials'])} trials); nothing to resume. "
               f"Report: {folder / 'report' / 'report.html'} (rebuild it with `tune-lab report {folder}`)")
         return 0
-    from tune_lab.ray_internals import require_tested_ray
+    from tune_lab.reproduce import resume_search
 
-    require_tested_ray()  # before driver_state imports Ray
-    from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
-
-    try:
-        repaired = repair(folder)
-    except StateCutOff as exc:
-        raise UsageError(str(exc)) from None
-    if repaired:
-        print(f"tune-lab: the search was killed while Ray wrote its state, which was cut off ({', '.join(repaired)}); "
-              f"restored the last whole copy from {folder / SNAPSHOT}", file=sys.stderr)
-    search, opts, tracking = load_state(folder.resolve())
-    opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
-    if args.address:
-        opts.address = args.address
-    return _exit_code(run_search(search, opts, resume=tracking))
+    return _exit_code(resume_search(folder, args.address))
 
 
 def _complete_summary(folder: Path) -> dict[str, Any] | None:

@@ -317,7 +317,8 @@ def section_state(folder: Path) -> str:
 
 
 def resume_search(folder: Path, address: str | None = None) -> dict[str, Any]:
-    """Continue the interrupted search in `folder` (as `tune-lab resume` does) and return its summary."""
+    """Continue the interrupted search in `folder` and return its summary: `tune-lab resume`, and a
+    reproduce's interrupted section. A state file cut off by the kill is restored from its last whole copy."""
     from tune_lab.ray_internals import require_tested_ray
 
     require_tested_ray()  # before driver_state imports Ray
@@ -474,6 +475,7 @@ def _gap(metric: str, a: float, b: float) -> str:
 def answer(record: dict[str, Any]) -> str:
     """One paragraph answering the section's question from its results: the best setting, its metric
     (mean ± std over seeds where there are several), how far the others are behind, the lab's figure."""
+    from reports.published import LAB_CONDITIONS
     from reports.table import LAB_COLUMN, comparison_rows, header, setting_label, sweep_verdict
     from reports.seeds import repeated, verdict_text
 
@@ -493,8 +495,14 @@ def answer(record: dict[str, Any]) -> str:
             return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}{unit} over {stats['n']} seeds"
         return _value(m, (trial.get("best") or {}).get(m))
 
+    # a search of variants alone (one one-value sweep, e.g. faithful / corrected) is named by its variants
+    by_variant = record.get("variants") and all(len(v) == 1 for v in (record.get("sweeps") or {}).values())
+
+    def setting(trial: dict[str, Any]) -> str:
+        return trial["setting"].get("variant") if by_variant else setting_label(trial, record)
+
     winner = next(t for t in record["trials"] if t["trial_id"] == best["trial_id"])
-    label = setting_label(winner, record)
+    label = setting(winner)
     text = [f"Best: **{label}**, {name} {score(winner, metric)}"
             + (f" (test: {score(winner, test)})" if test and test in record["metrics"] else "")
             + f", at epoch {best['epoch']} of {winner['epochs_run']}; {len(scored)} settings compared on {metric} "
@@ -508,11 +516,13 @@ def answer(record: dict[str, Any]) -> str:
             stopped = ", stopped early" if t["status"] == "stopped early" else ""
             gap = abs(t["best"][metric] - best["metrics"][metric])
             how_far = f"{_gap(metric, t['best'][metric], best['metrics'][metric])} behind" if gap > 0 else "tied"
-            behind.append(f"{setting_label(t, record)} {how_far} ({_value(metric, t['best'][metric])}{stopped}"
+            behind.append(f"{setting(t)} {how_far} ({_value(metric, t['best'][metric])}{stopped}"
                           f"{', ' + verdict if verdict else ''})")
         more = f", and {len(others) - 4} more" if len(others) > 4 else ""
         text.append("The others: " + "; ".join(behind) + more + ".")
-    if record.get("sweeps"):
+    if record["lab"] not in LAB_CONDITIONS:  # the lab published no figure to compare with
+        pass
+    elif record.get("sweeps"):
         verdict = sweep_verdict(record)
         text.append(("Against the lab's published table: " + verdict.replace("\n", "; ") + ".") if verdict else
                     "The lab's published figures are shown only beside a run of its own experiment (its dataset, "
@@ -552,7 +562,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
         record = _read_json(where / "summary.json")
         entry: dict[str, Any] = {"key": section.key, "title": section.title, "question": section.question,
                                  "search": f"{section.lab} --search {section.search.name}", "figures": [],
-                                 "tables": [], "answer": "", "facts": "",
+                                 "tables": [], "answer": "", "facts": "", "own_report": "",
                                  "missing": f"left out of the quick run: {section.skipped}" if section.skipped else ""}
         if not section.skipped and not (record or {}).get("complete"):
             entry["missing"] = "not run to its end yet: rerun the same command to finish it"
@@ -561,10 +571,11 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
             entry["tables"] = report_tables(record)
             wall = (run.get("sections") or {}).get(section.key, {}).get("wall_s")
             subset = f" ({record['subset']:,} training samples)" if record.get("subset") else ""
-            took = f"{wall:.0f} s; " if wall else ""
+            took = f"{wall:.0f} s" if wall else ""
             entry["facts"] = (f"`tune-lab {section.lab} --search {section.search.name}` on {record['dataset']}{subset}, "
-                              f"{len(record['trials'])} trials, selected on {record['metric']} ({record['mode']}); "
-                              f"{took}its own report: {section.key}/report/report.html")
+                              f"{len(record['trials'])} trials, selected on {record['metric']} ({record['mode']})"
+                              f"{'; ' + took if took else ''}")
+            entry["own_report"] = f"../{section.key}/report/report.html"
             csv = where / "report" / "table.csv"
             if csv.is_file():
                 shutil.copy(csv, out / f"{section.key}-table.csv")
