@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_search, start_killable_search
+from tests.conftest import kill_when, run_search, start_killable_search
 from trainables.loop import CHECKPOINT_FILE
 from tune_lab import pruning
 from tune_lab.cli import build_parser, main
@@ -137,25 +134,14 @@ def test_an_interrupted_search_keeps_its_checkpoints_and_prunes_once_resumed(ray
     space.write_text(textwrap.dedent(KILLABLE))
     root = tmp_path / "results"
     folder = root / "killed"
-    driver = start_killable_search(space, tiny_mnist, root, "killed")
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:  # once a trial is done and the next has a checkpoint, mid-run
-            epochs = {t.name: epochs_reported(t) for t in folder.glob("run_trial_*")}
-            found = checkpoint_folders(folder)
-            if KILL_EPOCHS in epochs.values() and any(found.get(t) and 0 < n < KILL_EPOCHS for t, n in epochs.items()):
-                break
-            assert driver.poll() is None, "the search ended before it could be killed"
-            time.sleep(0.05)
-        else:
-            raise TimeoutError("the search never got to its second trial")
-        os.kill(driver.pid, signal.SIGKILL)
-    finally:
-        driver.communicate(timeout=120)
-        try:  # and the Ray it started
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+
+    def one_done_and_one_mid_run() -> bool:  # a trial finished, the next has a checkpoint and epochs to go
+        epochs = {t.name: epochs_reported(t) for t in folder.glob("run_trial_*")}
+        found = checkpoint_folders(folder)
+        return KILL_EPOCHS in epochs.values() and any(found.get(t) and 0 < n < KILL_EPOCHS for t, n in epochs.items())
+
+    kill_when(start_killable_search(space, tiny_mnist, root, "killed"), one_done_and_one_mid_run,
+              "a trial was done and the next mid-run", every=0.05)
     assert not (folder / "summary.json").exists()
     assert sum(bool(c) for c in checkpoint_folders(folder).values()) >= 2  # nothing pruned: resume needs them
 
