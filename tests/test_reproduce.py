@@ -109,20 +109,22 @@ def epochs_reported(trial_dir: Path) -> int:
 def test_reproduce_runs_a_plan_end_to_end_and_resumes_after_a_kill(ray_session, tiny_mnist, tmp_path, capsys):
     plan = write_plan(tmp_path)
     root = tmp_path / "results"
-    folder = root / "tiny"
-    command = ["reproduce", str(plan), "--data-dir", str(tiny_mnist), "--storage", str(root), "--experiment", "tiny",
-               "--max-concurrent", "1"]
-    # The first run, in a process of its own (its own Ray), killed during the second section's first trial.
-    def second_under_way() -> bool:
-        return any(0 < epochs_reported(t) < EPOCHS for t in (folder / "second").glob("run_trial_*"))
+    command = ["reproduce", str(plan), "--data-dir", str(tiny_mnist), "--storage", str(root), "--max-concurrent", "1"]
 
+    def second_under_way() -> bool:
+        return any(0 < epochs_reported(t) < EPOCHS for t in root.glob("reproduce-tiny-*/second/run_trial_*"))
+
+    # The first run, in a process of its own (its own Ray), killed during the second section's first trial;
+    # then the same command again, as typed: it continues that reproduce (its folder is named by the time).
     kill_when(start_killable(*command), second_under_way, "the second section was under way")
+    (folder,) = root.glob("reproduce-tiny-*")
     first = json.loads((folder / "first" / "summary.json").read_text())
     assert first["complete"] and not (folder / "second" / "summary.json").exists()
     first_files = {p: p.stat().st_mtime_ns for p in (folder / "first").rglob("*") if p.is_file()}
 
     assert main(command) == 0
     out = capsys.readouterr().out
+    assert f"continuing the unfinished {folder}" in out
     assert "[1/2] first: done" in out and "[2/2] second: resumed" in out
     # the finished section was not run again: not one of its files was rewritten
     assert {p: p.stat().st_mtime_ns for p in (folder / "first").rglob("*") if p.is_file()} == first_files
@@ -155,8 +157,46 @@ def test_reproduce_runs_a_plan_end_to_end_and_resumes_after_a_kill(ray_session, 
         section_run = client.get_run(summary["mlflow"]["parent_run_id"])
         assert section_run.data.tags["tune_lab.reproduce_run_id"] == parent.info.run_id
 
-    # Once more: nothing left to run; the quick run of the same folder is refused (it is a different plan size).
-    assert main(command) == 0
-    assert "[1/2] first: done" in capsys.readouterr().out
-    assert main([*command, "--quick"]) == 2
+    # Named, the finished reproduce has nothing left to run; its quick run is another (refused in this folder).
+    named = [*command, "--experiment", folder.name]
+    assert main(named) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] first: done" in out and "[2/2] second: done" in out
+    assert main([*named, "--quick"]) == 2
     assert "rerun that command to continue it" in capsys.readouterr().err
+
+
+def test_a_sections_lab_text_and_figures_come_from_its_own_report(tmp_path):
+    """seq2seq's sample translations (the lab's own text) are neither a table nor a figure: they are kept."""
+    from tune_lab.reproduce import _own_report
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "curves.png").write_bytes(b"png")
+    (report / "report.md").write_text(textwrap.dedent("""
+        # tune-lab report: seq2seq / cell on eng_fra
+
+        ## Comparison
+
+        | setting | val_bleu |
+
+        ## Sample translations (test split, greedy decoding)
+
+        ```
+        > je suis fatigue .
+        = i m tired.
+        < i m tired.
+        ```
+
+        ## Best trial: train / val / test per epoch
+
+        ![Best trial: train / val / test per epoch](curves.png)
+
+        ## A figure whose file is gone
+
+        ![A figure whose file is gone](gone.png)
+    """))
+    figures, text = _own_report(tmp_path, ["Comparison"])
+    assert figures == [("Best trial: train / val / test per epoch", report / "curves.png")]
+    assert text.startswith("### Sample translations") and "< i m tired." in text and "Comparison" not in text
+    assert "gone" not in text

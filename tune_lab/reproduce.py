@@ -198,6 +198,10 @@ COSTS: dict[str, Cost] = {
 # Training samples of each dataset's full training split (after the 5,000 held out for validation);
 # eng_fra: pairs kept at max_length 10 with the English prefixes (README, lab 3), at 64 about 15% more.
 TRAIN_SIZE = {"mnist": 55_000, "fashion_mnist": 55_000, "digits": 1_617, "cifar10": 45_000, "eng_fra": 8_524}
+# vae, wgan and cgan are judged by a reference classifier trained on the driver on a dataset's first use
+# (3 epochs of a small CNN on the whole training split), then cached: trainables.quality.
+JUDGED_LABS = ("vae", "wgan", "cgan")
+REFERENCE_S = 120.0
 SEARCH_OVERHEAD_S = 20.0  # data, Ray's trial start-up, MLflow, summary and report of one search
 TRIAL_OVERHEAD_S = 1.0  # Ray's cost per trial (docs/benchmarks.md: 0.5-0.8 s)
 ESTIMATE_NOTE = ("estimated from seconds per training sample-epoch and per epoch's evaluation measured on this "
@@ -257,6 +261,13 @@ def estimate(section: Section, cpus: float, cpus_per_trial: float | None = None,
                     asha=scheduler in ("asha", "promotion"))
 
 
+def _reference_cached(dataset: str) -> bool:
+    """Whether a reference classifier of `dataset` is in the cache (trainables.quality.reference_dir)."""
+    base = os.environ.get("TUNE_LAB_CACHE")
+    folder = (Path(base) / "reference" if base else Path("~/.cache/tune-lab/reference")).expanduser()
+    return any(folder.glob(f"{dataset}-*.pt"))
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
@@ -266,9 +277,12 @@ def dry_run(plan: Plan, cpus: float, cpus_per_trial: float | None = None, max_co
     """The plan as a table: per section its search, dataset, trials, epochs and estimated time, and the total."""
     from tabulate import tabulate
 
-    rows, total, total_epochs = [], 0.0, 0
+    rows, total, total_epochs, references = [], 0.0, 0, []
     for i, s in enumerate(plan.sections, start=1):
         dataset = s.dataset or s.search.dataset or s.search.spec.default_dataset
+        if s.lab in JUDGED_LABS and not s.skipped and not _reference_cached(dataset) and dataset not in references:
+            references.append(dataset)
+            total += REFERENCE_S
         if s.subset:
             dataset += f" ({s.subset:,} samples)"
         if s.skipped:
@@ -284,14 +298,23 @@ def dry_run(plan: Plan, cpus: float, cpus_per_trial: float | None = None, max_co
     head = ["#", "section", "lab", "search", "dataset", "trials", "epochs per trial", "trial-epochs", "est. time"]
     lines = [f"{plan.title} ({plan.path}){', quick run' if plan.quick else ''}", f"Question: {plan.question}", "",
              tabulate(rows, headers=head, tablefmt="github"), "",
-             f"Total: {total_epochs} trial-epochs, about {_minutes(total)} on {cpus:g} CPUs.",
+             f"Total: {total_epochs} trial-epochs, about {_minutes(total)} on {cpus:g} CPUs"
+             + (f", with ~{_minutes(REFERENCE_S)} each to train the reference classifier of {', '.join(references)} "
+                f"(not cached yet)." if references else "."),
              f"Time {ESTIMATE_NOTE}.", "Nothing was run (--dry-run)."]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- running the plan
-def default_experiment(plan: Plan) -> str:
-    return f"reproduce-{plan.name}{'-quick' if plan.quick else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_experiment(plan: Plan, root: str) -> tuple[str, bool]:
+    """(name, whether it continues): the newest unfinished reproduce of this plan at this size under `root`,
+    so that rerunning a killed command as it was typed continues it; else a new reproduce-LAB[-quick]-TIME."""
+    prefix = f"reproduce-{plan.name}{'-quick' if plan.quick else ''}-"
+    for folder in sorted(Path(root).glob(prefix + "*"), reverse=True):  # names end in a sortable time
+        run = _read_json(folder / RUN_FILE)
+        if run and run.get("plan_name") == plan.name and bool(run.get("quick")) == plan.quick and not run.get("complete"):
+            return folder.name, True
+    return prefix + time.strftime("%Y%m%d-%H%M%S"), False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -359,8 +382,13 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     from tune_lab.runner import run_search, start_ray
 
     root = paths.results_root(opts.storage)
-    experiment = opts.experiment or default_experiment(plan)
+    if "://" in root:
+        raise UsageError(f"reproduce: --storage {root}: a reproduce writes its folder on a local disk (or a shared mount); "
+                         f"give a local path")
+    experiment, continued = (opts.experiment, False) if opts.experiment else default_experiment(plan, root)
     folder = Path(root) / experiment
+    if continued:
+        print(f"tune-lab: continuing the unfinished {folder} (give --experiment NAME to start another)", flush=True)
     run = _read_json(folder / RUN_FILE)
     _started_with(plan, folder, run)
     folder.mkdir(parents=True, exist_ok=True)
@@ -373,10 +401,10 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     uri = run["mlflow"]["tracking_uri"]
     parent = _reproduce_run(run, plan, folder)
     _write_json(run, folder / RUN_FILE)
-    print(f"tune-lab: reproduce {plan.name}{' --quick' if plan.quick else ''}: {len(plan.sections)} sections; results in {folder}",
-          flush=True)
+    print(f"tune-lab: reproduce {plan.name}{' --quick' if plan.quick else ''}: {len(plan.sections)} sections; results in {folder} "
+          f"(interrupted, the same command continues it)", flush=True)
 
-    started_ray = start_ray(opts.address)  # once: every section's run_search finds it running
+    started_ray, ray_up = False, False
     code = 0
     try:
         for i, section in enumerate(plan.sections, start=1):
@@ -388,6 +416,8 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
             print(f"[{i}/{len(plan.sections)}] {section.key}: {state} ({section.lab} --search {section.search.name})", flush=True)
             if state == "done":
                 continue
+            if not ray_up:  # once, when a section first needs it: every run_search finds it running
+                started_ray, ray_up = start_ray(opts.address), True
             began = time.monotonic()
             if state == "resumed":
                 summary = resume_search(where, opts.address)
@@ -407,10 +437,8 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
             if parent is not None and record["parent_run_id"]:
                 parent.client.set_tag(parent.run_id, f"tune_lab.section.{section.key}", record["parent_run_id"])
             if summary.get("interrupted"):
-                print(f"\ntune-lab: reproduce interrupted in section {section.key}; rerun the same command to continue:\n"
-                      f"  tune-lab reproduce {plan.path if plan.path.parent != PLAN_DIR else plan.name}"
-                      f"{' --quick' if plan.quick else ''} --experiment {experiment}"
-                      f"{' --storage ' + root if opts.storage else ''}", file=sys.stderr)
+                print(f"\ntune-lab: reproduce interrupted in section {section.key}; nothing is lost. The same command "
+                      f"continues it (or name it: --experiment {experiment})", file=sys.stderr)
                 return 130
             if any(t["status"] == "errored" for t in summary["trials"]):
                 code = 1
@@ -423,6 +451,8 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     if parent is not None:
         parent.client.log_artifacts(parent.run_id, str(report_dir), "report")
         parent.end(failed=code != 0)
+    run["complete"] = True  # a rerun without --experiment starts a new reproduce
+    _write_json(run, folder / RUN_FILE)
     print(f"\nReport: {report_dir / 'report.html'}  ({report_dir / 'report.md'})")
     return code
 
@@ -536,19 +566,28 @@ def answer(record: dict[str, Any]) -> str:
     return " ".join(text)
 
 
-def _figures(section_dir: Path) -> list[tuple[str, Path]]:
-    """(caption, PNG) of every figure the section's own report shows, in its order."""
+def _own_report(section_dir: Path, tables: list[str]) -> tuple[list[tuple[str, Path]], str]:
+    """What the section's own report adds to its tables: (caption, PNG) of every figure, in its order,
+    and the lab's own text (e.g. seq2seq's sample translations) as Markdown under ### headings."""
     report_md = section_dir / "report" / "report.md"
     if not report_md.is_file():
-        return []
-    found = [(m["caption"], section_dir / "report" / m["name"]) for m in FIGURE_LINE.finditer(report_md.read_text())]
-    return [(caption, path) for caption, path in found if path.is_file()]
+        return [], ""
+    text = report_md.read_text()
+    found = [(m["caption"], section_dir / "report" / m["name"]) for m in FIGURE_LINE.finditer(text)]
+    figures = [(caption, path) for caption, path in found if path.is_file()]
+    known = set(tables) | {caption for caption, _ in found}
+    extra = []
+    for part in re.split(r"(?m)^## ", text)[1:]:  # each '## ' section: a table, a figure, or the lab's text
+        heading, _, body = part.partition("\n")
+        if heading.strip() not in known:
+            extra.append(f"### {heading.strip()}\n{body.rstrip()}")
+    return figures, "\n\n".join(extra)
 
 
 def write_combined_report(plan: Plan, folder: Path) -> Path:
     """`folder`/report: report.md and a self-contained report.html with every section's answer, tables
     and figures, plus each section's table CSV and PNGs (named SECTION-FILE)."""
-    from reports.build import TEMPLATES
+    from reports.build import TEMPLATES, _markdown_blocks
     from reports.table import report_tables
 
     run = _read_json(folder / RUN_FILE) or {}
@@ -562,7 +601,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
         record = _read_json(where / "summary.json")
         entry: dict[str, Any] = {"key": section.key, "title": section.title, "question": section.question,
                                  "search": f"{section.lab} --search {section.search.name}", "figures": [],
-                                 "tables": [], "answer": "", "facts": "", "own_report": "",
+                                 "tables": [], "answer": "", "facts": "", "own_report": "", "lab_text": "", "lab_blocks": [],
                                  "missing": f"left out of the quick run: {section.skipped}" if section.skipped else ""}
         if not section.skipped and not (record or {}).get("complete"):
             entry["missing"] = "not run to its end yet: rerun the same command to finish it"
@@ -579,7 +618,9 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
             csv = where / "report" / "table.csv"
             if csv.is_file():
                 shutil.copy(csv, out / f"{section.key}-table.csv")
-            for caption, png in _figures(where):
+            figures, entry["lab_text"] = _own_report(where, [heading for heading, _, _ in entry["tables"]])
+            entry["lab_blocks"] = _markdown_blocks(entry["lab_text"])
+            for caption, png in figures:
                 name = f"{section.key}-{png.name}"
                 shutil.copy(png, out / name)
                 entry["figures"].append((caption, name, base64.b64encode(png.read_bytes()).decode("ascii")))
@@ -607,8 +648,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="every search shrunk (subsets, epochs) by the plan's quick: blocks")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate of its time; run nothing")
     p.add_argument("--repeats", type=int, metavar="N", help="seeds per configuration in every search")
-    helps = {"experiment": "name of the reproduce's results folder (default: reproduce-LAB[-quick]-TIME); "
-                           "rerun with the same name to continue an interrupted reproduce",
+    helps = {"experiment": "name of the reproduce's results folder (default: the newest unfinished "
+                           "reproduce-LAB[-quick]-* there, to continue it, else a new reproduce-LAB[-quick]-TIME)",
              "storage": "results root the reproduce folder goes in (default: $TUNE_LAB_HOME, else ./tune-lab-results)"}
     for field in dataclasses.fields(SearchOptions):
         if field.name in REPRODUCE_FLAGS:
