@@ -200,3 +200,32 @@ def test_a_sections_lab_text_and_figures_come_from_its_own_report(tmp_path):
     assert figures == [("Best trial: train / val / test per epoch", report / "curves.png")]
     assert text.startswith("### Sample translations") and "< i m tired." in text and "Comparison" not in text
     assert "gone" not in text
+
+
+def test_the_answer_of_a_lab_table_names_each_sweeps_best_and_the_published_verdict():
+    """A sweep search's paragraph: the best trial, then the best of each sweep per variant, then how the
+    variants stand against the lab's published figures (here the lab's own experiment: Fashion-MNIST, all images)."""
+    from tune_lab.reproduce import answer
+
+    base = {"epochs": 20, "batch_size": 256, "lr": 0.005, "loss": "cross_entropy", "optimizer": "adam", "model": "mlp"}
+
+    def trial(n: int, variant: str, val: float, test: float, **change) -> dict:
+        setting = {"variant": variant, "epochs": 20, "optimizer": "adam", **change}
+        return {"trial_id": f"t{n}", "setting": setting, "config": {**base, **setting}, "status": "completed",
+                "best": {"val_acc": val, "test_acc": test}, "epochs_run": setting["epochs"], "best_epoch": 5,
+                "wall_time_s": 1.0}
+
+    trials = [trial(0, "faithful", 0.86, 0.85), trial(1, "faithful", 0.87, 0.86, epochs=40),
+              trial(2, "faithful", 0.84, 0.84, optimizer="sgd"), trial(3, "corrected", 0.90, 0.895),
+              trial(4, "corrected", 0.89, 0.885, epochs=40), trial(5, "corrected", 0.88, 0.87, optimizer="sgd")]
+    record = {"lab": "mlp", "dataset": "fashion_mnist", "subset": None, "metric": "val_acc", "mode": "max",
+              "metrics": ["train_acc", "val_acc", "test_acc"], "fixed": base, "repeats": 1,
+              "sweeps": {"epochs": [20, 40], "optimizer": ["adam", "sgd"]},
+              "variants": {"faithful": {"faithful": True}, "corrected": {"faithful": False}},
+              "trials": trials, "best": {"trial_id": "t3", "epoch": 5, "metrics": trials[3]["best"]}}
+    text = answer(record)
+    assert text.startswith("Best: **corrected: base (epochs=20, optimizer=adam)**, val acc 90.00% (test: 89.50%)")
+    assert ("Best of each sweep (by val acc): faithful: epochs=40 (87.00%), optimizer=adam (86.00%); "
+            "corrected: epochs=20 (90.00%), optimizer=adam (90.00%).") in text
+    # the lab's epochs 20 / 40 and adam / sgd rows: 88.54 / 89.29 and 87.96 / 89.16 (reports.published)
+    assert "corrected test acc %: above the lab's published test accuracy on 2 of 4 rows" in text
