@@ -182,9 +182,11 @@ class Cost:
 # 2026-12-02: one epoch of each lab's Trainer on 1,024 real training samples (2,048 for vae / cgan,
 # second epoch) with one torch thread, as a 1-CPU trial runs, timing train_epoch and evaluate
 # apart. The CIFAR stem was not timed: ~16x the ImageNet stem's compute (README, lab 2). seq2seq is
-# per training pair at max_length 10. Rough (the machine's load moves them by 2x): for planning.
+# per training pair at max_length 10. mlp: docs/benchmarks.md's whole epoch on a quiet machine (2.2-2.7 s for
+# 55,000 images, batch 256); `reproduce lab1 --quick` at load 6 took 4.2 s per trial-epoch (2026-12-02).
+# Rough (the machine's load moves them by 2x): for planning.
 COSTS: dict[str, Cost] = {
-    "mlp": Cost(3.0e-5, 0.1),
+    "mlp": Cost(4.5e-5, 0.1),
     "mlp/softmax": Cost(4.3e-6, 0.02),
     "resnet/lenet": Cost(1.6e-4, 1.3),
     "resnet/resnet18-imagenet": Cost(5.0e-3, 16.5),
