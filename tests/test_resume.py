@@ -31,22 +31,15 @@ def epochs_reported(trial_dir: Path) -> int:
     return len(result.read_text().splitlines()) if result.is_file() else 0
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
-def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, tiny_mnist, tmp_path, how, capsys):
-    space = tmp_path / "long.yaml"
-    space.write_text(textwrap.dedent(SEARCH))
-    folder = tmp_path / "results" / "killed"
-    driver = start_killable_search(space, tiny_mnist, tmp_path / "results", "killed")
+def stop_when(driver, ready, how: int, never: str, every: float = 0.2) -> str:
+    """Send `how` to the driver once `ready()`, the search still running; reap it and the Ray it started; its stderr."""
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:  # kill once one trial is done and the next is under way
-            trials = sorted(folder.glob("run_trial_*"))
-            if trials and epochs_reported(trials[0]) == EPOCHS and any(0 < epochs_reported(t) < EPOCHS for t in trials[1:]):
-                break
+        while not ready():
             assert driver.poll() is None, "the search ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            raise TimeoutError("the search never got to its second trial")
+            if time.monotonic() > deadline:
+                raise TimeoutError(never)
+            time.sleep(every)
         os.kill(driver.pid, how)
     finally:
         _, err = driver.communicate(timeout=120)
@@ -54,6 +47,21 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
             os.killpg(driver.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return err
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, tiny_mnist, tmp_path, how, capsys):
+    space = tmp_path / "long.yaml"
+    space.write_text(textwrap.dedent(SEARCH))
+    folder = tmp_path / "results" / "killed"
+    driver = start_killable_search(space, tiny_mnist, tmp_path / "results", "killed")
+
+    def second_under_way() -> bool:  # one trial done and the next under way
+        trials = sorted(folder.glob("run_trial_*"))
+        return bool(trials) and epochs_reported(trials[0]) == EPOCHS and any(0 < epochs_reported(t) < EPOCHS for t in trials[1:])
+
+    err = stop_when(driver, second_under_way, how, "the search never got to its second trial")
     if how == signal.SIGINT:  # stopped cleanly: said so, and how to go on
         assert driver.returncode == 130, err[-2000:]
         assert f"tune-lab resume {folder}" in err
@@ -136,27 +144,17 @@ def test_asha_decisions_stand_after_a_kill(ray_session, tiny_mnist, tmp_path):
     space.write_text(textwrap.dedent(ASHA_SEARCH))
     folder = tmp_path / "results" / "killed"
     driver = start_killable_search(space, tiny_mnist, tmp_path / "results", "killed")
-    try:
-        deadline = time.monotonic() + 240
-        while not (folder / "search.json").is_file():  # the driver has made its MLflow store
-            assert driver.poll() is None and time.monotonic() < deadline, "the search never started"
-            time.sleep(0.2)
-        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
-        while time.monotonic() < deadline:  # the second trial past rung 3 and past its checkpoint (epoch 1)
-            killed_at = _epochs_logged(client, "_00001")
-            if ASHA_EPOCHS - 2 > killed_at >= 4:
-                break
-            assert driver.poll() is None, "the search ended before it could be killed"
-            time.sleep(0.02)
-        else:
-            raise TimeoutError("the second trial never got past its third epoch")
-        os.kill(driver.pid, signal.SIGKILL)
-    finally:
-        driver.communicate(timeout=120)
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    logged = [0]
+
+    def second_past_rung_3() -> bool:  # and past its checkpoint (epoch 1)
+        if not (folder / "search.json").is_file():  # before it, the driver may still be making its MLflow store
+            return False
+        logged[0] = _epochs_logged(client, "_00001")
+        return ASHA_EPOCHS - 2 > logged[0] >= 4
+
+    stop_when(driver, second_past_rung_3, signal.SIGKILL, "the second trial never got past its third epoch", every=0.02)
+    killed_at = logged[0]
     second = sorted(folder.glob("run_trial_*"))[1]
     saved = [load_checkpoint(c)["epoch"] for c in second.glob("checkpoint_*")]
     assert max(saved, default=0) < killed_at  # the case of the issue: reported past its last checkpoint
