@@ -256,6 +256,6 @@ def test_killed_while_trials_wait_at_rungs_resumes_with_the_same_decisions(ray_s
     client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
     for trial in summary["trials"]:
         run = client.get_run(trial["mlflow_run_id"])
-        assert run.data.tags["tune_lab.status"] == trial["status"]
+        assert run.data.tags["tune_lab.status"] == trial["status"] and run.info.status == "FINISHED"  # waited at the kill too
         steps = {m.step for m in client.get_metric_history(trial["mlflow_run_id"], "val_loss")}
         assert steps == set(range(1, trial["epochs_run"] + 1))

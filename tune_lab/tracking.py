@@ -89,8 +89,7 @@ class TrialRuns(Callback):
 
         client = self.client()
         if trial.trial_id not in self.runs:
-            found = client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
-                                       f"and tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'", max_results=1)
+            found = self._logged_run(client, trial)
             if found:
                 client.update_run(found[0].info.run_id, status="RUNNING")
             tags = {"mlflow.parentRunId": self.parent_run_id, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id}
@@ -100,6 +99,11 @@ class TrialRuns(Callback):
                 self.logged_to[trial.trial_id] = int(run.data.metrics.get("training_iteration", 0))
         params = [Param(key, str(value)) for key, value in flat_params(trial.config).items()]
         client.log_batch(self.runs[trial.trial_id], params=params)
+
+    def _logged_run(self, client: Any, trial: Any) -> list:
+        """The trial's run from an earlier driver of this search (a resumed search), as a list of none or one."""
+        return client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent_run_id}' "
+                                  f"and tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'", max_results=1)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         from mlflow.entities import Metric
@@ -136,10 +140,13 @@ class TrialRuns(Callback):
 
     def end(self, trial: Any, failed: bool) -> None:
         """How the trial ended, as tags the reports read, and the run closed."""
-        run_id = self.runs.get(trial.trial_id)
-        if run_id is None:  # its actor never started (e.g. its node died first): no run to close
-            return
         client = self.client()
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:  # a trial this driver never started: one that waited at a rung when the search was resumed
+            found = self._logged_run(client, trial)
+            if not found:  # its actor never started (e.g. its node died first): no run to close
+                return
+            run_id = self.runs[trial.trial_id] = found[0].info.run_id
         ran = (trial.last_result or {}).get("training_iteration", 0)
         client.set_tag(run_id, STATUS_TAG, end_status(failed, ran, effective_config(trial.config).get("epochs")))
         if failed and trial.error_file:
