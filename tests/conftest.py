@@ -160,9 +160,10 @@ def start_killable(*args: str):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def kill_when(driver, ready, what: str, timeout: float = 180.0, every: float = 0.1) -> str:
-    """SIGKILL `driver` (from `start_killable`) as soon as `ready()` holds, then the Ray it started (its
-    session); fails if it ends first or `what` never happens. Returns what the driver wrote on stderr."""
+def kill_when(driver, ready, what: str, timeout: float = 180.0, every: float = 0.1, how: int | None = None) -> str:
+    """SIGKILL `driver` (from `start_killable`; or send it `how`, e.g. SIGINT) as soon as `ready()` holds, then
+    the Ray it started (its session); fails if it ends first or `what` never happens. Returns what the driver
+    wrote on stderr."""
     import os
     import signal
     import time
@@ -176,7 +177,7 @@ def kill_when(driver, ready, what: str, timeout: float = 180.0, every: float = 0
             time.sleep(every)
         else:
             raise TimeoutError(f"never {what}")
-        os.kill(driver.pid, signal.SIGKILL)
+        os.kill(driver.pid, signal.SIGKILL if how is None else how)
     finally:
         _, err = driver.communicate(timeout=120)
         try:

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_killable_search
+from tests.conftest import kill_when, start_killable_search
 from tune_lab.cli import main
 
 EPOCHS = 25
@@ -31,25 +29,6 @@ def epochs_reported(trial_dir: Path) -> int:
     return len(result.read_text().splitlines()) if result.is_file() else 0
 
 
-def stop_when(driver, ready, how: int, never: str, every: float = 0.2) -> str:
-    """Send `how` to the driver once `ready()`, the search still running; reap it and the Ray it started; its stderr."""
-    try:
-        deadline = time.monotonic() + 240
-        while not ready():
-            assert driver.poll() is None, "the search ended before it could be killed"
-            if time.monotonic() > deadline:
-                raise TimeoutError(never)
-            time.sleep(every)
-        os.kill(driver.pid, how)
-    finally:
-        _, err = driver.communicate(timeout=120)
-        try:  # and the Ray it started: nothing of the killed search may keep running
-            os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return err
-
-
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_session, tiny_mnist, tmp_path, how, capsys):
     space = tmp_path / "long.yaml"
@@ -61,7 +40,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_sessio
         trials = sorted(folder.glob("run_trial_*"))
         return bool(trials) and epochs_reported(trials[0]) == EPOCHS and any(0 < epochs_reported(t) < EPOCHS for t in trials[1:])
 
-    err = stop_when(driver, second_under_way, how, "the search never got to its second trial")
+    err = kill_when(driver, second_under_way, "the search got to its second trial", timeout=240, every=0.2, how=how)
     if how == signal.SIGINT:  # stopped cleanly: said so, and how to go on
         assert driver.returncode == 130, err[-2000:]
         assert f"tune-lab resume {folder}" in err
@@ -153,7 +132,7 @@ def test_asha_decisions_stand_after_a_kill(ray_session, tiny_mnist, tmp_path):
         logged[0] = _epochs_logged(client, "_00001")
         return ASHA_EPOCHS - 2 > logged[0] >= 4
 
-    stop_when(driver, second_past_rung_3, signal.SIGKILL, "the second trial never got past its third epoch", every=0.02)
+    kill_when(driver, second_past_rung_3, "the second trial got past its third epoch", timeout=240, every=0.02)
     killed_at = logged[0]
     second = sorted(folder.glob("run_trial_*"))[1]
     saved = [load_checkpoint(c)["epoch"] for c in second.glob("checkpoint_*")]
