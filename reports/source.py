@@ -54,6 +54,24 @@ def _config_from_params(params: dict[str, str]) -> dict[str, Any]:
     return config
 
 
+def run_history(client: Any, run_id: str, wanted: list[str]) -> Any:
+    """One row per epoch (`training_iteration`) of an MLflow run, a column per metric of `wanted` it has.
+
+    An epoch that a resumed trial ran again has two values: the later one, as summary.json keeps.
+    """
+    import pandas as pd
+
+    columns = {}
+    for name in wanted:
+        if name == "training_iteration":  # the epoch, each metric's step already
+            continue
+        points = client.get_metric_history(run_id, name)
+        if points:
+            columns[name] = pd.Series({p.step: p.value for p in sorted(points, key=lambda p: p.timestamp)})
+    history = pd.DataFrame(columns)
+    return history.rename_axis("training_iteration").reset_index() if not history.empty else history
+
+
 def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | None = None) -> dict[str, Any]:
     """Rebuild the summary dict from the parent run's tags and its child runs' histories."""
     # A dead tracking server should fail in seconds, not after MLflow's minutes of retries.
@@ -89,14 +107,7 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         repeats = int(config.get("repeats") or 1)
         if repeats > 1:  # each seed's metrics beside the seed-mean
             wanted += [per_seed_key(m, s) for s in seed_list(int(config.get("seed") or 0), repeats) for m in spec["metrics"]]
-        columns = {}
-        for name in wanted:
-            points = client.get_metric_history(child.info.run_id, name)
-            if points:  # an epoch a resumed trial ran again has two values: the later one, as summary.json keeps
-                columns[name] = pd.Series({p.step: p.value for p in sorted(points, key=lambda p: p.timestamp)})
-        history = pd.DataFrame(columns)
-        if not history.empty:
-            history = history.rename_axis("training_iteration").reset_index()
+        history = run_history(client, child.info.run_id, wanted)
         status = tags.get(STATUS_TAG)
         row = trial_row(
             trial_id=tags.get(TRIAL_ID_TAG) or tags.get("trial_name", child.info.run_id),

@@ -161,3 +161,28 @@ def test_asha_decisions_stand_after_a_kill(ray_session, tiny_mnist, tmp_path):
         assert client.get_run(trial["mlflow_run_id"]).data.tags["tune_lab.status"] == trial["status"]
         # an epoch run again with the same result is not logged twice (tune_lab.tracking.TrialRuns)
         assert len(client.get_metric_history(trial["mlflow_run_id"], "val_acc")) == trial["epochs_run"]
+
+
+def test_a_trial_whose_result_files_a_kill_lost_is_read_from_its_mlflow_run():
+    """Ray copies a trial's result files into the results folder now and then: a trial stopped at its rung
+    before the kill, and not run again, can come back with none (seen in the 1,000-trial search)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from tune_lab.results import summarise
+
+    def result(trial_id: str, epochs: int, last: int):
+        history = pd.DataFrame({"training_iteration": list(range(1, epochs + 1)), "val_acc": [0.5] * epochs})
+        return SimpleNamespace(metrics={"trial_id": trial_id, "training_iteration": last}, metrics_dataframe=history,
+                               config={"epochs": 2, "lr": 0.1}, error=None, path=f"/x/{trial_id}", checkpoint=None)
+
+    from_mlflow = pd.DataFrame({"training_iteration": [1], "val_acc": [0.75]})
+    asked = []
+    header = {"metric": "val_acc", "mode": "max", "metrics": ["val_acc"], "varied": ["lr"]}
+    summary = summarise([result("a", 2, 2), result("b", 0, 1)], header, tracking={}, trial_runs={"a": "run-a", "b": "run-b"},
+                        run_history=lambda run_id: asked.append(run_id) or from_mlflow)
+    assert asked == ["run-b"]  # only where Ray's own history falls short
+    assert [(t["trial_id"], t["status"], t["epochs_run"]) for t in summary["trials"]] == [
+        ("a", "completed", 2), ("b", "stopped early", 1)]
+    assert summary["trials"][1]["history"]["val_acc"] == [0.75]

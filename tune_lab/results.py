@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from reports.record import in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
@@ -18,17 +18,28 @@ def _error_line(error: BaseException) -> str:
 
 
 def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], trial_runs: dict[str, str],
-              unfinished: set[str] = frozenset()) -> dict[str, Any]:
+              unfinished: set[str] = frozenset(), run_history: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """summary.json: the search-level `header`, the best trial, one row per trial.
 
     Trials in `unfinished` were cut off by an interruption: their rows say so rather than
     "stopped early", which is ASHA's verdict.
+
+    `run_history(run_id)`: a trial's history from its MLflow run, for a trial whose own history
+    is empty or ends before its last result. Ray copies a trial's result files into the results folder only
+    now and then; a driver killed first loses the rest, and a trial that is not run again after
+    the resume (promotion ASHA had stopped it at its rung) keeps none of them, while its MLflow
+    run, logged as each result came, has them all.
     """
     rows = []
     for result in grid:
         trial_id = result.metrics.get("trial_id") or Path(result.path).name
+        history = result.metrics_dataframe
+        have = 0 if history is None or history.empty or "training_iteration" not in history else int(history["training_iteration"].max())
+        behind = have == 0 or have < int(result.metrics.get("training_iteration") or 0)
+        if run_history is not None and trial_runs.get(trial_id) and behind:
+            history = run_history(trial_runs[trial_id])
         row = trial_row(
-            trial_id=trial_id, config=effective_config(result.config or {}), history=result.metrics_dataframe,
+            trial_id=trial_id, config=effective_config(result.config or {}), history=history,
             failed=result.error is not None, error=_error_line(result.error) if result.error else None,
             metric=header["metric"], mode=header["mode"], metrics=header["metrics"], varied=header["varied"],
         )

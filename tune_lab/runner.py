@@ -203,7 +203,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         grid = tuner.fit()
         unfinished = unfinished_trials(folder)
         interrupted = bool(unfinished)
-        summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished)
+        summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished,
+                            run_history=parent.run_history)  # where a killed driver lost a trial's result files
         add_placement(summary, placement.records())
         add_events(summary, folder, parent.client)  # promotion ASHA: where each trial was paused, promoted or stopped
         write_json(summary, folder, "summary.json")

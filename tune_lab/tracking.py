@@ -199,6 +199,12 @@ class SearchRun:
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
 
+    def run_history(self, run_id: str) -> Any:
+        """A child run's history, one row per epoch, every metric it logged (reports.source.run_history)."""
+        from reports.source import run_history
+
+        return run_history(self.client, run_id, list(self.client.get_run(run_id).data.metrics))
+
     def trial_callback(self) -> TrialRuns:
         return TrialRuns(self.uri, self.experiment_id, self.run_id)
 
