@@ -108,3 +108,16 @@ def test_resume_of_a_cut_off_search_without_a_snapshot_stops_with_that_error(fol
     err = capsys.readouterr().err
     assert f"tune-lab: error: {folder / STATE}: Ray's saved search state is cut off" in err
     assert (folder / VARIANTS).is_file() and (folder / STATE).is_file()  # nothing deleted
+
+
+def test_the_snapshot_holds_the_newest_state_of_each_kind_only(folders):
+    """A resumed search's folder holds the state of every driver that ran it (a 1,000-trial search killed twice:
+    41 MB, zipped at every step); Ray restores from the newest of each kind, and so does `repair`."""
+    staging, folder = folders
+    save_state(staging, finished=1)
+    newer = {name.replace("09-25-58", "10-00-00"): data for name, data in save_state(staging, finished=3).items()}
+    for name, data in newer.items():
+        (staging / name).write_bytes(data)
+    DriverStateKeeper(folder).keep(staging)
+    with zipfile.ZipFile(folder / SNAPSHOT) as archive:
+        assert sorted(archive.namelist()) == sorted(newer)

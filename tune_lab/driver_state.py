@@ -34,6 +34,17 @@ def state_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if any(fnmatch(p.name, pattern) for pattern in STATE_FILES))
 
 
+def newest_state_files(folder: Path) -> list[Path]:
+    """Of each kind of state file, the one Ray restores from: the newest by name (a resumed search's folder
+    holds one per driver that ran it, and Ray's `_load_newest_checkpoint` takes the greatest name)."""
+    newest: dict[str, Path] = {}
+    for path in state_files(folder):
+        kind = next(pattern for pattern in STATE_FILES if fnmatch(path.name, pattern))
+        if kind not in newest or path.name > newest[kind].name:
+            newest[kind] = path
+    return sorted(newest.values())
+
+
 def is_whole(data: bytes) -> bool:
     """Whether a state file was written to its end: it parses as JSON or unpickles.
 
@@ -50,7 +61,7 @@ def is_whole(data: bytes) -> bool:
 
 def _write_snapshot(folder: Path, contents: dict[str, bytes]) -> None:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # fast: it runs in Tune's loop
         for name, data in contents.items():
             archive.writestr(name, data)
     replace_atomically(folder / SNAPSHOT, buffer.getvalue())
@@ -71,7 +82,7 @@ class DriverStateKeeper(Callback):
     def keep(self, staging: str | Path) -> bool:
         """Snapshot the state files saved in `staging` if they changed since the last snapshot."""
         try:
-            files = state_files(Path(staging))
+            files = newest_state_files(Path(staging))
             stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
             if not files or stamp == self._kept:
                 return False
