@@ -46,7 +46,7 @@ def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, s
     return made
 
 
-def _markdown_blocks(text: str) -> list[tuple[str, str]]:
+def markdown_blocks(text: str) -> list[tuple[str, str]]:
     """The little Markdown a lab's text uses, as (tag, text): '## ' headings, ``` blocks (pre), paragraphs (p)."""
     blocks, code = [], None
     for line in text.splitlines():
@@ -85,7 +85,7 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
     ]
     context = {
         "title": _title(record), "facts": facts, "tables": report_tables(record), "best": format_best(record),
-        "lab_text": extra_text, "lab_blocks": _markdown_blocks(extra_text),
+        "lab_text": extra_text, "lab_blocks": markdown_blocks(extra_text),
         "figures": [(caption, name, base64.b64encode((out_dir / name).read_bytes()).decode("ascii")) for caption, name in shown],
     }
     for name in ("report.md", "report.html"):

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from trainables.registry import LABS, lab_names
 from tune_lab.options import SearchOptions
-from tune_lab.spaces import SEARCH_DIR, Search, SearchSpaceError, _read_yaml, _validated, load_search
+from tune_lab.spaces import SEARCH_DIR, Search, SearchSpaceError, read_yaml, validated, load_search
 from tune_lab.usage import UsageError
 
 PLAN_DIR = SEARCH_DIR / "reproduce"
@@ -133,14 +133,14 @@ def _checked(path: Path, where: str, model: Any, value: Any) -> Any:
         for name, field in model.model_fields.items():
             if field.is_required() and name not in value:
                 raise SearchSpaceError(f"{path}: {where + ': ' if where else ''}missing key {name!r} ({field.description})")
-    return _validated(path, where, model, value)
+    return validated(path, where, model, value)
 
 
 def load_plan(name_or_path: str, quick: bool = False) -> Plan:
     """Read and check a plan; every section's search is loaded (with its overrides) as `tune-lab LAB --search` would."""
     path = plan_path(name_or_path)
     models = _models()
-    doc = _checked(path, "", models.PlanFile, _read_yaml(path))
+    doc = _checked(path, "", models.PlanFile, read_yaml(path))
     sections, keys = [], set()
     for i, raw in enumerate(doc.sections):
         where = f"sections[{i}]"
@@ -612,7 +612,7 @@ def _own_report(section_dir: Path, tables: list[str]) -> tuple[list[tuple[str, P
 def write_combined_report(plan: Plan, folder: Path) -> Path:
     """`folder`/report: report.md and a self-contained report.html with every section's answer, tables
     and figures, plus each section's table CSV and PNGs (named SECTION-FILE)."""
-    from reports.build import TEMPLATES, _markdown_blocks
+    from reports.build import TEMPLATES, markdown_blocks
     from reports.table import report_tables
 
     run = _read_json(folder / RUN_FILE) or {}
@@ -644,7 +644,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
             if csv.is_file():
                 shutil.copy(csv, out / f"{section.key}-table.csv")
             figures, entry["lab_text"] = _own_report(where, [heading for heading, _, _ in entry["tables"]])
-            entry["lab_blocks"] = _markdown_blocks(entry["lab_text"])
+            entry["lab_blocks"] = markdown_blocks(entry["lab_text"])
             for caption, png in figures:
                 name = f"{section.key}-{png.name}"
                 shutil.copy(png, out / name)

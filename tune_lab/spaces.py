@@ -145,7 +145,7 @@ def available_searches(lab: str) -> dict[str, str]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise SearchSpaceError(f"{path}: is a directory, not a search file")
     try:
@@ -212,7 +212,7 @@ def _models() -> SimpleNamespace:
     return SimpleNamespace(File=File, Rungs=Rungs)
 
 
-def _validated(path: Path, where: str, model: Any, value: Any) -> Any:
+def validated(path: Path, where: str, model: Any, value: Any) -> Any:
     """`value` checked by `model`, or a one-line refusal naming the file, the key path and what is allowed."""
     from pydantic import ValidationError
 
@@ -258,7 +258,7 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
     if not path.exists() and path.parent.parent == SEARCH_DIR:
         known = ", ".join(available_searches(lab)) or "none"
         raise SearchSpaceError(f"unknown search {name_or_path!r} for lab {lab}; known searches: {known} (or give a .yaml path)")
-    doc = _validated(path, "", _models().File, _read_yaml(path))
+    doc = validated(path, "", _models().File, read_yaml(path))
     spec = _file_lab(path, doc.lab, lab)
     config_cls = spec.config
     metric = spec.metric if doc.metric is None else doc.metric
@@ -266,7 +266,7 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         raise SearchSpaceError(f"{path}: metric: unknown metric {metric!r} for lab {lab}; allowed: {', '.join(spec.metrics)}")
 
     def parameters(where: str, given: dict, shape: str = "value") -> dict[str, Any]:  # checked, in the file's order
-        checked = _validated(path, where, hp_model(config_cls, shape), given)
+        checked = validated(path, where, hp_model(config_cls, shape), given)
         return {key: getattr(checked, key) for key in given}
 
     fixed = parameters("fixed", doc.fixed or {})
@@ -373,7 +373,7 @@ def _check_scheduler(path: Path, value: Any) -> tuple[str, dict[str, Any]]:
         if kind == "fifo" and not args:
             return "fifo", {}
         if kind in ("asha", "promotion"):
-            _validated(path, f"scheduler.{kind}", _models().Rungs, args or {})
+            validated(path, f"scheduler.{kind}", _models().Rungs, args or {})
             return kind, {**ASHA_DEFAULTS, **(args or {})}
     raise SearchSpaceError(f"{path}: scheduler: {value!r} is not allowed; expected fifo, asha, promotion or "
                            f"{{asha|promotion: {{grace_period: 2, reduction_factor: 3}}}}")
