@@ -15,15 +15,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from reports.table import ranked_trials
+
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders in a trial's folder
-
-
-def ranked(rows: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
-    """The trials with a checkpoint, best first by `metric` at their best epoch; ties in trial
-    order, as the search's best trial is picked (reports.record.pick_best)."""
-    scored = [r for r in rows if r.get("checkpoint") and (r.get("best") or {}).get(metric) is not None]
-    sign = -1 if mode == "max" else 1
-    return sorted(scored, key=lambda r: sign * r["best"][metric])  # stable: ties keep trial order
 
 
 @dataclass
@@ -51,7 +45,10 @@ def plan(summary: dict[str, Any], keep: str | int) -> Pruning | None:
     count = 1 if keep == "best" else int(keep)
     rows = summary["trials"]
     best_id = (summary.get("best") or {}).get("trial_id")  # the one generate / translate / the report load
-    kept = sorted(ranked(rows, summary["metric"], summary["mode"]), key=lambda r: r["trial_id"] != best_id)[:count]
+    # the report's ranking (ties in trial order), of the trials with a checkpoint and a result
+    scored = (r for r in ranked_trials(summary) if (r.get("best") or {}).get(summary["metric"]) is not None)
+    ranked = [r for r in scored if r.get("checkpoint")]
+    kept = sorted(ranked, key=lambda r: r["trial_id"] != best_id)[:count]
     wanted = {_fs_path(r["checkpoint"]) for r in kept}
     fs, _ = _filesystem(summary["storage"])
     doomed = []
