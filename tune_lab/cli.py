@@ -171,7 +171,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     folder = next((f for f in (Path(args.target), Path(root) / args.target) if (f / STATE_FILE).is_file()), None)
     if folder is None:
         raise UsageError(f"{args.target}: no interrupted search there (looked for {STATE_FILE} in {args.target} and {Path(root) / args.target})")
-    done = _complete_summary(folder)
+    from tune_lab.results import complete_summary
+
+    done = complete_summary(folder)  # none, or cut off by a kill: Ray's state decides
     if done is not None:  # Ray would rerun nothing and the report would be rewritten for nothing
         print(f"tune-lab: {folder}: the search is already complete ({len(done['trials'])} trials); nothing to resume. "
               f"Report: {folder / 'report' / 'report.html'} (rebuild it with `tune-lab report {folder}`)")
@@ -179,17 +181,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tune_lab.reproduce import resume_search
 
     return _exit_code(resume_search(folder, args.address))
-
-
-def _complete_summary(folder: Path) -> dict[str, Any] | None:
-    """The summary of a search that ran to its end (summary.json says `complete`), else None."""
-    import json
-
-    try:
-        summary = json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):  # none yet, or cut off by a kill: Ray's state decides
-        return None
-    return summary if summary.get("complete") else None
 
 
 def _exit_code(summary: dict[str, Any]) -> int:

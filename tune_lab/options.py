@@ -69,9 +69,14 @@ class SearchOptions:
                                        "of the best one (default), or of the best N by the searched metric")
 
     @classmethod
-    def add_flags(cls, parser: argparse.ArgumentParser, datasets: Sequence[str]) -> None:
+    def add_flags(cls, parser: argparse.ArgumentParser, datasets: Sequence[str] = (), only: Sequence[str] | None = None,
+                  helps: dict[str, str] | None = None) -> None:
+        """The fields' flags (`only` some of them, a few with other `helps`, as reproduce has)."""
         for field in dataclasses.fields(cls):
+            if only is not None and field.name not in only:
+                continue
             extra = {"choices": list(datasets), "help": f"default: {datasets[0]}"} if field.name == "dataset" else {}
+            extra.update({"help": helps[field.name]} if field.name in (helps or {}) else {})
             parser.add_argument("--" + field.name.replace("_", "-"), default=field.default, **{**field.metadata, **extra})
 
     @classmethod

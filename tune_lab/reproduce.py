@@ -13,7 +13,6 @@ import argparse
 import base64
 import dataclasses
 import functools
-import json
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from typing import Any, Optional
 
 from trainables.registry import LABS, lab_names
 from tune_lab.options import SearchOptions
+from tune_lab.results import complete_summary, read_json, write_json
 from tune_lab.spaces import SEARCH_DIR, Search, SearchSpaceError, read_yaml, validated, load_search
 from tune_lab.usage import UsageError
 
@@ -313,30 +313,17 @@ def default_experiment(plan: Plan, root: str) -> tuple[str, bool]:
     so that rerunning a killed command as it was typed continues it; else a new reproduce-LAB[-quick]-TIME."""
     prefix = f"reproduce-{plan.name}{'-quick' if plan.quick else ''}-"
     for folder in sorted(Path(root).glob(prefix + "*"), reverse=True):  # names end in a sortable time
-        run = _read_json(folder / RUN_FILE)
+        run = read_json(folder / RUN_FILE)
         if run and run.get("plan_name") == plan.name and bool(run.get("quick")) == plan.quick and not run.get("complete"):
             return folder.name, True
     return prefix + time.strftime("%Y%m%d-%H%M%S"), False
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):  # none yet, or cut off by a kill
-        return None
-
-
-def _write_json(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def section_state(folder: Path) -> str:
     """'done' (summary.json says complete), 'resumed' (an interrupted search: its state is there) or 'running'."""
     from tune_lab.paths import STATE_FILE
 
-    if (_read_json(folder / "summary.json") or {}).get("complete"):
+    if complete_summary(folder):
         return "done"
     return "resumed" if (folder / STATE_FILE).is_file() else "running"
 
@@ -391,7 +378,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     folder = Path(root) / experiment
     if continued:
         print(f"tune-lab: continuing the unfinished {folder} (give --experiment NAME to start another)", flush=True)
-    run = _read_json(folder / RUN_FILE)
+    run = read_json(folder / RUN_FILE)
     _started_with(plan, folder, run)
     folder.mkdir(parents=True, exist_ok=True)
     if run is None:
@@ -399,10 +386,10 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
         run = {"plan": str(plan.path), "plan_name": plan.name, "title": plan.title, "quick": plan.quick,
                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "repeats": repeats,
                "options": {k: getattr(opts, k) for k in PASSED_ON}, "mlflow": {"tracking_uri": uri}, "sections": {}}
-        _write_json(run, folder / RUN_FILE)
+        write_json(run, str(folder), RUN_FILE)
     uri = run["mlflow"]["tracking_uri"]
     parent = _reproduce_run(run, plan, folder)
-    _write_json(run, folder / RUN_FILE)
+    write_json(run, str(folder), RUN_FILE)
     print(f"tune-lab: reproduce {plan.name}{' --quick' if plan.quick else ''}: {len(plan.sections)} sections; results in {folder} "
           f"(interrupted, the same command continues it)", flush=True)
 
@@ -435,7 +422,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
             record = run["sections"].setdefault(section.key, {"wall_s": 0.0})
             record["wall_s"] = round(record["wall_s"] + time.monotonic() - began, 1)
             record["parent_run_id"] = (summary.get("mlflow") or {}).get("parent_run_id")
-            _write_json(run, folder / RUN_FILE)
+            write_json(run, str(folder), RUN_FILE)
             if parent is not None and record["parent_run_id"]:
                 parent.client.set_tag(parent.run_id, f"tune_lab.section.{section.key}", record["parent_run_id"])
             if summary.get("interrupted"):
@@ -454,7 +441,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
         parent.client.log_artifacts(parent.run_id, str(report_dir), "report")
         parent.end(failed=code != 0)
     run["complete"] = True  # a rerun without --experiment starts a new reproduce
-    _write_json(run, folder / RUN_FILE)
+    write_json(run, str(folder), RUN_FILE)
     print(f"\nReport: {report_dir / 'report.html'}  ({report_dir / 'report.md'})")
     return code
 
@@ -615,7 +602,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
     from reports.build import TEMPLATES, markdown_blocks
     from reports.table import report_tables
 
-    run = _read_json(folder / RUN_FILE) or {}
+    run = read_json(folder / RUN_FILE) or {}
     out = folder / "report"
     if out.exists():
         shutil.rmtree(out)
@@ -623,7 +610,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
     sections = []
     for section in plan.sections:
         where = folder / section.key
-        record = _read_json(where / "summary.json")
+        record = read_json(where / "summary.json")
         entry: dict[str, Any] = {"key": section.key, "title": section.title, "question": section.question,
                                  "search": f"{section.lab} --search {section.search.name}", "figures": [],
                                  "tables": [], "answer": "", "facts": "", "own_report": "", "lab_text": "", "lab_blocks": [],
@@ -676,10 +663,7 @@ def add_parser(sub: Any) -> None:
     helps = {"experiment": "name of the reproduce's results folder (default: the newest unfinished "
                            "reproduce-LAB[-quick]-* there, to continue it, else a new reproduce-LAB[-quick]-TIME)",
              "storage": "results root the reproduce folder goes in (default: $TUNE_LAB_HOME, else ./tune-lab-results)"}
-    for field in dataclasses.fields(SearchOptions):
-        if field.name in REPRODUCE_FLAGS:
-            metadata = {**field.metadata, **({"help": helps[field.name]} if field.name in helps else {})}
-            p.add_argument("--" + field.name.replace("_", "-"), default=field.default, **metadata)
+    SearchOptions.add_flags(p, only=REPRODUCE_FLAGS, helps=helps)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -65,6 +65,20 @@ def _best_checkpoint(result: Any, metric: str, mode: str) -> Any:
     return max(scored, key=lambda cm: (sign * cm[1][metric], -cm[1].get("training_iteration", 0)))[0]
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file tune-lab wrote, or None when there is none yet or a kill cut it off."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def complete_summary(folder: Path) -> dict[str, Any] | None:
+    """The summary of a search that ran to its end (summary.json says `complete`), else None."""
+    summary = read_json(folder / "summary.json")
+    return summary if summary and summary.get("complete") else None
+
+
 def write_json(data: dict[str, Any], folder: str, name: str) -> Path | str:
     """`folder`/`name` as JSON, the folder local or at a URI (s3://, gs://, file://)."""
     text = json.dumps(data, indent=2, default=str)
