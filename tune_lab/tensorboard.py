@@ -148,14 +148,10 @@ def hparams_metrics(header: dict[str, Any]) -> list[str]:
 
 def searched_metric(folder: Path) -> str | None:
     """The metric the search in `folder` optimised, from the state it wrote before its first trial."""
-    import json
-
     from tune_lab.paths import STATE_FILE
+    from tune_lab.results import read_json
 
-    try:
-        return json.loads((folder / STATE_FILE).read_text())["search"]["metric"]
-    except (OSError, ValueError, KeyError):
-        return None
+    return ((read_json(folder / STATE_FILE) or {}).get("search") or {}).get("metric")
 
 
 def has_event_files(logdir: Path) -> bool:
