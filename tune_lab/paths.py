@@ -11,6 +11,7 @@ STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the f
 # on resume Ray copies every *.json / *.pkl of the folder into its staging folder and from then on
 # copies them back after each step, which would put the copy from before the kill back over it.
 SCHEDULER_STATE = "promotion-asha.state"
+ASHA_STATE = "asha.state"  # ResumableASHA's rungs and stops (a pickle), not *.pkl for the same reason
 
 
 def results_root(explicit: str | None = None) -> str:

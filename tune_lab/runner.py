@@ -13,7 +13,7 @@ from typing import Any
 
 from trainables.registry import LabData
 from tune_lab import paths
-from tune_lab.paths import SCHEDULER_STATE, STATE_FILE
+from tune_lab.paths import ASHA_STATE, SCHEDULER_STATE, STATE_FILE
 from tune_lab.options import SearchOptions
 from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space, scheduler, search_algorithm
 
@@ -278,8 +278,6 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
             search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0, random_state=opts.seed)
         max_concurrent = None
     # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
-    from tune_lab.schedulers import ASHA_STATE
-
     state_name = SCHEDULER_STATE if promotion else ASHA_STATE
     state_file = f"{paths.experiment_dir(root, experiment)}/{state_name}" if "://" not in root else None
     if state_file:  # a new search in the folder of an old one must not inherit its rung decisions

@@ -281,11 +281,6 @@ class PromotionASHA(FIFOScheduler):
         return f"Using promotion ASHA (rf {self.rf:g}): {counts}; {len(self.waiting)} waiting"
 
 
-# Where ResumableASHA keeps its state in a search's folder. Not *.json / *.pkl: on resume Ray
-# copies those from its staging folder back over the results folder after each step.
-ASHA_STATE = "asha.state"
-
-
 class ResumableASHA(ASHAScheduler):
     """Ray's (stopping) ASHA whose decisions survive a killed driver: `tune-lab resume` keeps them.
 
