@@ -113,18 +113,31 @@ def load_generative_data(name: str, data_dir: str | None = None, *, subset: int 
 
 # --------------------------------------------------------------------------- progress grids
 def progress_dir() -> pathlib.Path | None:
-    """`<trial folder>/samples/` (created) inside a Ray trial, else None."""
+    """`samples/` (created) in the trial's own folder of the results, inside a Ray trial; else None.
+
+    Not `tune.get_context().get_trial_dir()`: for a trial that starts a fresh actor Ray names the
+    driver's staging folder (which the driver copies into the results), but for one that runs on a
+    reused actor (`reuse_actors`, e.g. the third and fourth of four trials run two at a time) it
+    names the trial's local working directory, which Ray copies nowhere unless `sync_artifacts` is
+    on: lab 5's reproduce lost those trials' digit grids so. The trial's folder in the results
+    (Ray's storage context, where the worker writes its checkpoints too) is the same for every trial.
+    With a results root at a URI (s3://) that folder is not a local path: the grids then go to the
+    trial's working directory (tests/test_progress_grids.py).
+    """
     try:
         from ray import tune
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # outside a trial Ray warns and returns None
-            trial_dir = tune.get_context().get_trial_dir()
+            storage = tune.get_context().get_storage()
     except Exception:
         return None
-    if not trial_dir:
+    if storage is None:
         return None
-    folder = pathlib.Path(trial_dir) / SAMPLES_FOLDER
+    from pyarrow.fs import LocalFileSystem
+
+    local = isinstance(storage.storage_filesystem, LocalFileSystem)
+    folder = pathlib.Path(storage.trial_fs_path if local else storage.trial_working_directory) / SAMPLES_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
