@@ -1,7 +1,7 @@
 """Every registered lab keeps the contract of trainables.registry and trains one tiny epoch.
 
 Parametrised over the registry itself, so a new lab is checked the moment it registers:
-tests/example_lab.py (the lab docs/adding-a-lab.md walks through) is one of them.
+trainables/linreg.py (the lab docs/adding-a-lab.md walks through) is one of them.
 """
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import sys
 import pytest
 import torch
 
-import tests.example_lab  # noqa: F401  (registers "linreg")
-from tests.conftest import run_search
 from trainables.loop import Trainer
 from trainables.registry import LABS, LabData, LabModule, lab_names
 from tune_lab.spaces import SEARCH_DIR
@@ -63,17 +61,3 @@ def test_one_tiny_epoch_reports_every_declared_metric(name, tiny_mnist, tiny_eng
     assert all(math.isfinite(metrics[m]) for m in spec.metrics)
     assert metrics["samples"] > 0
 
-
-def test_the_example_lab_runs_a_search_like_a_shipped_one(ray_session, tmp_path):
-    """docs/adding-a-lab.md's lab, end to end: Ray trials, MLflow, the summary and the report."""
-    summary = run_search("linreg", """
-        lab: linreg
-        fixed: {epochs: 3}
-        params:
-          lr: {grid: [0.003, 0.03]}
-    """, tmp_path, tmp_path / "results", "linreg")
-    trials = {t["setting"]["lr"]: t for t in summary["trials"]}
-    assert all(t["status"] == "completed" and t["epochs_run"] == 3 for t in trials.values())
-    assert summary["best"]["setting"]["lr"] == 0.03  # metric val_loss, mode min: from the lab
-    assert trials[0.03]["best"]["w_error"] < 0.05 < trials[0.003]["best"]["w_error"]
-    assert (tmp_path / "results" / "linreg" / "report" / "report.html").is_file()

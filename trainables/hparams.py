@@ -56,6 +56,25 @@ class MLPConfig(TrainConfig):
 
 
 @register_lab(
+    "linreg",
+    module="trainables.linreg",
+    datasets=("synthetic",),
+    description="Lab 1: linear regression y = Xw + b + noise on synthetic data, fitted by minibatch SGD",
+    # w_error / b_error: the largest |recovered - true| of w, and |recovered - true| of b (lab 1 asks within 0.05)
+    metrics={"train_loss": "min", "val_loss": "min", "w_error": "min", "b_error": "min"},
+    metric="val_loss",
+    gpu_fraction=0.1,
+)
+@dataclass
+class LinRegConfig(TrainConfig):
+    # The lab's fit: minibatches of 10 points, plain SGD at lr 0.03, 3 epochs.
+    epochs: int = hp(3, min=1, max=1000)
+    batch_size: int = hp(10, min=1, max=100_000)
+    lr: float = hp(0.03, min=0.0, max=10.0)
+    optimizer: Literal["sgd", "adam", "adadelta"] = "sgd"
+
+
+@register_lab(
     "resnet",
     module="trainables.resnet",
     datasets=("cifar10", "mnist", "fashion_mnist"),

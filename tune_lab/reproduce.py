@@ -184,8 +184,10 @@ class Cost:
 # apart. The CIFAR stem was not timed: ~16x the ImageNet stem's compute (README, lab 2). seq2seq is
 # per training pair at max_length 10. mlp: docs/benchmarks.md's whole epoch on a quiet machine (2.2-2.7 s for
 # 55,000 images, batch 256); `reproduce lab1 --quick` at load 6 took 4.2 s per trial-epoch (2026-12-02).
-# Rough (the machine's load moves them by 2x): for planning.
+# linreg: 3 epochs of its 1,000 points at batch 10 (load 6, 2026-12-02). Rough (the machine's load moves them
+# by 2x): for planning.
 COSTS: dict[str, Cost] = {
+    "linreg": Cost(1.5e-5, 0.001),
     "mlp": Cost(4.5e-5, 0.1),
     "mlp/softmax": Cost(4.3e-6, 0.02),
     "resnet/lenet": Cost(1.6e-4, 1.3),
@@ -199,7 +201,7 @@ COSTS: dict[str, Cost] = {
 }
 # Training samples of each dataset's full training split (after the 5,000 held out for validation);
 # eng_fra: pairs kept at max_length 10 with the English prefixes (README, lab 3), at 64 about 15% more.
-TRAIN_SIZE = {"mnist": 55_000, "fashion_mnist": 55_000, "digits": 1_617, "cifar10": 45_000, "eng_fra": 8_524}
+TRAIN_SIZE = {"synthetic": 1_000, "mnist": 55_000, "fashion_mnist": 55_000, "digits": 1_617, "cifar10": 45_000, "eng_fra": 8_524}
 # vae, wgan and cgan are judged by a reference classifier trained on the driver on a dataset's first use
 # (3 epochs of a small CNN on the whole training split), then cached: trainables.quality.
 JUDGED_LABS = ("vae", "wgan", "cgan")
