@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import run_search
 from trainables import linreg
 from trainables.hparams import LinRegConfig
 

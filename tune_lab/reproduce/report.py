@@ -1,0 +1,192 @@
+"""The combined report of a reproduce: every section's generated answer, tables, lab text and figures
+in one report.md and one self-contained report.html, with each section's CSV and PNGs beside them.
+
+The answer that opens a section is written from its results (`answer`), never by hand: the best
+setting and its metric (mean ± std over seeds with --repeats), how far the others are behind or,
+for a lab's table, the best of each sweep, and the lab's published figure where it applies. The
+rest comes from the section's own search report (`_own_report`).
+"""
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tune_lab.reproduce.plan import Plan
+from tune_lab.reproduce.run import RUN_FILE
+from tune_lab.results import read_json
+
+
+FIGURE_LINE = re.compile(r"^!\[(?P<caption>.*)\]\((?P<name>[^)]+\.png)\)$", re.MULTILINE)
+
+
+def _percent(metric: str) -> bool:
+    return metric.endswith("_acc") or metric in ("readable",)
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.2f}%" if _percent(metric) else f"{value:.4g}"
+
+
+def _gap(metric: str, a: float, b: float) -> str:
+    return f"{100 * abs(a - b):.2f} points" if _percent(metric) else f"{abs(a - b):.4g}"
+
+
+def answer(record: dict[str, Any]) -> str:
+    """One paragraph answering the section's question from its results: the best setting, its metric
+    (mean ± std over seeds where there are several), how far the others are behind, the lab's figure."""
+    from reports.published import LAB_CONDITIONS
+    from reports.table import LAB_COLUMN, comparison_rows, header, setting_label, sweep_verdict
+    from reports.seeds import repeated, verdict_text
+
+    metric, best = record["metric"], record.get("best")
+    scored = [t for t in record["trials"] if (t.get("best") or {}).get(metric) is not None]
+    if not best or not scored:
+        return f"No trial of this search produced a result ({len(record['trials'])} trials)."
+    name = header(metric).removesuffix(" %")  # the value carries its unit
+    test = metric.replace("val_", "test_", 1) if metric.startswith("val_") else None
+    seeded = repeated(record)
+
+    def score(trial: dict[str, Any], m: str) -> str:
+        stats = (trial.get("seed_stats") or {}).get(m) if seeded else None
+        if stats and stats.get("std") is not None:
+            scale = 100 if _percent(m) else 1
+            unit = "%" if _percent(m) else ""
+            return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}{unit} over {stats['n']} seeds"
+        return _value(m, (trial.get("best") or {}).get(m))
+
+    # a search of variants alone (one one-value sweep, e.g. faithful / corrected) is named by its variants
+    by_variant = record.get("variants") and all(len(v) == 1 for v in (record.get("sweeps") or {}).values())
+
+    def setting(trial: dict[str, Any]) -> str:
+        return trial["setting"].get("variant") if by_variant else setting_label(trial, record)
+
+    winner = next(t for t in record["trials"] if t["trial_id"] == best["trial_id"])
+    label = setting(winner)
+    text = [f"Best: **{label}**, {name} {score(winner, metric)}"
+            + (f" (test: {score(winner, test)})" if test and test in record["metrics"] else "")
+            + f", at epoch {best['epoch']} of {winner['epochs_run']}; {len(scored)} settings compared on {metric} "
+            f"({'higher' if record['mode'] == 'max' else 'lower'} is better) on {record['dataset']}."]
+    others = sorted((t for t in scored if t["trial_id"] != best["trial_id"]),
+                    key=lambda t: t["best"][metric], reverse=record["mode"] == "max")
+    if record.get("sweeps") and not by_variant:  # a lab's table: the best of each sweep says more than a ranking
+        text.append(_sweep_answer(record, scored))
+    elif others:
+        behind = []
+        for t in others[:4]:
+            verdict = verdict_text(t.get("verdict")) if seeded else ""
+            stopped = ", stopped early" if t["status"] == "stopped early" else ""
+            gap = abs(t["best"][metric] - best["metrics"][metric])
+            how_far = f"{_gap(metric, t['best'][metric], best['metrics'][metric])} behind" if gap > 0 else "tied"
+            behind.append(f"{setting(t)} {how_far} ({_value(metric, t['best'][metric])}{stopped}"
+                          f"{', ' + verdict if verdict else ''})")
+        more = f", and {len(others) - 4} more" if len(others) > 4 else ""
+        text.append("The others: " + "; ".join(behind) + more + ".")
+    if record["lab"] not in LAB_CONDITIONS:  # the lab published no figure to compare with
+        pass
+    elif record.get("sweeps"):
+        verdict = sweep_verdict(record)
+        text.append(("Against the lab's published table: " + verdict.replace("\n", "; ") + ".") if verdict else
+                    "The lab's published figures are shown only beside a run of its own experiment (its dataset, "
+                    "every training image, its settings); this run is not one.")
+    else:
+        row = next(r for r in comparison_rows(record) if r["best"] == "*")
+        if row.get(LAB_COLUMN) not in (None, ""):
+            text.append(f"The lab published {row[LAB_COLUMN]}% test accuracy for this setting.")
+    if record.get("subset"):
+        text.append(f"Trained on {record['subset']:,} training samples (--subset), not the whole split.")
+    return " ".join(text)
+
+
+def _sweep_answer(record: dict[str, Any], scored: list[dict[str, Any]]) -> str:
+    """'Best of each sweep (by val acc): corrected: epochs=20 (90.74%), ...; faithful: ...': for each variant
+    and swept parameter, the best of the trials that change only that parameter from the base setting."""
+    metric, base = record["metric"], record["fixed"]
+    pick = max if record["mode"] == "max" else min
+    parts = []
+    for variant in record.get("variants") or {"": {}}:
+        best_of = []
+        for param, values in record["sweeps"].items():
+            row = [t for t in scored if t["config"].get("variant", "") == variant and t["config"].get(param) in values
+                   and all(t["config"].get(q) == base[q] for q in record["sweeps"] if q != param)]
+            if len(row) > 1:
+                top = pick(row, key=lambda t: t["best"][metric])
+                best_of.append(f"{param}={top['config'][param]} ({_value(metric, top['best'][metric])})")
+        if best_of:
+            parts.append(f"{variant + ': ' if variant else ''}{', '.join(best_of)}")
+    from reports.table import header
+
+    return f"Best of each sweep (by {header(metric).removesuffix(' %')}): " + "; ".join(parts) + "." if parts else ""
+
+
+def _own_report(section_dir: Path, tables: list[str]) -> tuple[list[tuple[str, Path]], str]:
+    """What the section's own report adds to its tables: (caption, PNG) of every figure, in its order,
+    and the lab's own text (e.g. seq2seq's sample translations) as Markdown under ### headings."""
+    report_md = section_dir / "report" / "report.md"
+    if not report_md.is_file():
+        return [], ""
+    text = report_md.read_text()
+    found = [(m["caption"], section_dir / "report" / m["name"]) for m in FIGURE_LINE.finditer(text)]
+    figures = [(caption, path) for caption, path in found if path.is_file()]
+    known = set(tables) | {caption for caption, _ in found}
+    extra = []
+    for part in re.split(r"(?m)^## ", text)[1:]:  # each '## ' section: a table, a figure, or the lab's text
+        heading, _, body = part.partition("\n")
+        if heading.strip() not in known:
+            extra.append(f"### {heading.strip()}\n{body.rstrip()}")
+    return figures, "\n\n".join(extra)
+
+
+def write_combined_report(plan: Plan, folder: Path) -> Path:
+    """`folder`/report: report.md and a self-contained report.html with every section's answer, tables
+    and figures, plus each section's table CSV and PNGs (named SECTION-FILE)."""
+    from reports.build import TEMPLATES, markdown_blocks
+    from reports.table import report_tables
+
+    run = read_json(folder / RUN_FILE) or {}
+    out = folder / "report"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    sections = []
+    for section in plan.sections:
+        where = folder / section.key
+        record = read_json(where / "summary.json")
+        entry: dict[str, Any] = {"key": section.key, "title": section.title, "question": section.question,
+                                 "search": f"{section.lab} --search {section.search.name}", "figures": [],
+                                 "tables": [], "answer": "", "facts": "", "own_report": "", "lab_text": "", "lab_blocks": [],
+                                 "missing": f"left out of the quick run: {section.skipped}" if section.skipped else ""}
+        if not section.skipped and not (record or {}).get("complete"):
+            entry["missing"] = "not run to its end yet: rerun the same command to finish it"
+        if record and not entry["missing"]:
+            entry["answer"] = answer(record)
+            entry["tables"] = report_tables(record)
+            wall = (run.get("sections") or {}).get(section.key, {}).get("wall_s")
+            subset = f" ({record['subset']:,} training samples)" if record.get("subset") else ""
+            took = f"{wall:.0f} s" if wall else ""
+            entry["facts"] = (f"`tune-lab {section.lab} --search {section.search.name}` on {record['dataset']}{subset}, "
+                              f"{len(record['trials'])} trials, selected on {record['metric']} ({record['mode']})"
+                              f"{'; ' + took if took else ''}")
+            entry["own_report"] = f"../{section.key}/report/report.html"
+            csv = where / "report" / "table.csv"
+            if csv.is_file():
+                shutil.copy(csv, out / f"{section.key}-table.csv")
+            figures, entry["lab_text"] = _own_report(where, [heading for heading, _, _ in entry["tables"]])
+            entry["lab_blocks"] = markdown_blocks(entry["lab_text"])
+            for caption, png in figures:
+                name = f"{section.key}-{png.name}"
+                shutil.copy(png, out / name)
+                entry["figures"].append((caption, name, base64.b64encode(png.read_bytes()).decode("ascii")))
+        sections.append(entry)
+    context = {
+        "title": plan.title, "question": plan.question, "quick": plan.quick, "sections": sections,
+        "plan": str(plan.path), "started": run.get("started", ""), "folder": str(folder),
+        "wall": sum(s.get("wall_s", 0.0) for s in (run.get("sections") or {}).values()),
+    }
+    for name in ("report.md", "report.html"):
+        (out / name).write_text(TEMPLATES.get_template(f"reproduce.{name.split('.')[1]}.j2").render(context))
+    return out
