@@ -39,3 +39,6 @@ def test_every_trial_keeps_its_grids_when_ray_reuses_actors(ray_session, tiny_mn
         grids = sorted(p.name for p in (trial_dir / "samples").glob("epoch_*.png"))
         assert grids == ["epoch_001.png", "epoch_002.png"], f"{trial_dir.name}: {grids}"
         assert all((trial_dir / "samples" / g).read_bytes().startswith(b"\x89PNG") for g in grids)
+    report = root / "grids" / "report"  # the best trial's figures, and every trial's last grid beside the others'
+    assert (report / "every_trial_grid.png").read_bytes().startswith(b"\x89PNG")
+    assert "](every_trial_grid.png)" in (report / "report.md").read_text()

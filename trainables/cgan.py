@@ -30,6 +30,7 @@ from torch import nn
 from trainables import generative
 from trainables.generative import (
     GANTrainer, GenerativeData, conditional_quality, gan_curves_figure, grid_figure, progress_figure, trial_dir_of,
+    trials_grids_figure,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
 from trainables.hparams import CGANConfig
@@ -221,7 +222,8 @@ def _per_digit_figure(metrics: dict[str, float], out_png: pathlib.Path, what: st
 
 
 def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.Path) -> list[tuple[str, str]]:
-    """A 10-column grid (one column per digit), grids over training, per-digit accuracy, D/G curves."""
+    """A 10-column grid (one column per digit), grids over training, every trial's last grid, per-digit accuracy,
+    D/G curves."""
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, cfg, saved = load_generator(checkpoint_dir)
@@ -245,6 +247,10 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     if progress_figure(trial_dir, out_dir / "samples_over_training.png"):
         figures.append(("Digit grids over training (same noise and digits every epoch; column = digit)",
                         "samples_over_training.png"))
+    if trials_grids_figure(trial_dir.parent, out_dir / "every_trial_grid.png",
+                           "Every trial's last digit grid (same noise and digits; column = digit)"):
+        figures.append(("Every setting's digit grid at its last epoch (same noise and digits; column = digit)",
+                        "every_trial_grid.png"))
     if gan_curves_figure(trial_dir, out_dir / "gan_curves.png", f"Best trial: {kind}"):
         figures.append(("D and G losses, and D's mean score on real and generated images, per epoch", "gan_curves.png"))
     return figures

@@ -188,31 +188,68 @@ def trial_dir_of(checkpoint_dir: str | pathlib.Path) -> pathlib.Path:
     return path.parent
 
 
-def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, most: int = 6,
-                    title: str = "Samples from the same fixed noise over training") -> bool:
-    """Up to `most` of a trial's epoch grids (first, last and evenly between) side by side; False if none."""
+def epoch_grids(trial_dir: str | pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+    """(epoch, PNG) of a trial's progress grids, in epoch order."""
+    folder = pathlib.Path(trial_dir) / SAMPLES_FOLDER
+    return sorted((int(m.group(1)), p) for p in folder.glob("epoch_*.png") if (m := GRID_PATTERN.search(p.name)))
+
+
+def _grids_figure(panels: list[tuple[str, pathlib.Path]], out_png: str | pathlib.Path, title: str) -> None:
+    """Grid PNGs side by side, three to a row (four as two by two), each under its own title."""
     from matplotlib.figure import Figure
     from matplotlib.image import imread
 
-    folder = pathlib.Path(trial_dir) / SAMPLES_FOLDER
-    grids = sorted((int(m.group(1)), p) for p in folder.glob("epoch_*.png") if (m := GRID_PATTERN.search(p.name)))
-    if not grids:
-        return False
-    if len(grids) > most:
-        picks = sorted({round(i * (len(grids) - 1) / (most - 1)) for i in range(most)})
-        grids = [grids[i] for i in picks]
-    cols = min(3, len(grids))
-    rows = math.ceil(len(grids) / cols)
+    cols = 2 if len(panels) == 4 else min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
     width = max(3.6 * cols, 6.0)  # inches; room for the title
     fig = Figure(figsize=(width, 3.8 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (epoch, path) in zip(axes.flat, grids):
+    for ax, (caption, path) in zip(axes.flat, panels):
         ax.imshow(imread(path), interpolation="nearest")
-        ax.set_title(f"epoch {epoch}", fontsize=11)
+        ax.set_title(caption, fontsize=11)
     fig.suptitle(textwrap.fill(title, width=int(8 * width)), fontsize=12)  # ~8 characters an inch
     fig.savefig(out_png, dpi=110)
+
+
+def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, most: int = 6,
+                    title: str = "Samples from the same fixed noise over training") -> bool:
+    """Up to `most` of a trial's epoch grids (first, last and evenly between) side by side; False if none."""
+    grids = epoch_grids(trial_dir)
+    if not grids:
+        return False
+    if len(grids) > most:
+        picks = sorted({round(i * (len(grids) - 1) / (most - 1)) for i in range(most)})
+        grids = [grids[i] for i in picks]
+    _grids_figure([(f"epoch {epoch}", path) for epoch, path in grids], out_png, title)
+    return True
+
+
+def trials_grids_figure(experiment_dir: str | pathlib.Path, out_png: str | pathlib.Path, title: str) -> bool:
+    """The last progress grid of every trial of a search, each titled by the settings its trials differ in
+    (lab 5's 'one grid per epoch setting'); False unless two trials have grids.
+
+    The report's other figures show the best trial only; this one is how a reader compares the
+    settings by eye. Each trial's folder keeps its grids when --keep-checkpoints prunes its checkpoint.
+    """
+    import json
+
+    trials = []
+    for trial_dir in sorted(pathlib.Path(experiment_dir).iterdir()):
+        grids, params = epoch_grids(trial_dir), trial_dir / "params.json"
+        if grids and params.is_file():
+            trials.append((json.loads(params.read_text()), grids[-1]))
+    if len(trials) < 2:
+        return False
+    differ = [key for key in trials[0][0] if len({json.dumps(t[0].get(key), sort_keys=True) for t in trials}) > 1]
+
+    def order(trial: tuple[dict[str, Any], Any]) -> tuple:
+        return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in (trial[0].get(k) for k in differ))
+
+    panels = [(", ".join(f"{key}={config.get(key)}" for key in differ) + f" (epoch {epoch})", path)
+              for config, (epoch, path) in sorted(trials, key=order)]
+    _grids_figure(panels, out_png, title)
     return True
 
 
