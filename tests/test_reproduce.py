@@ -168,7 +168,7 @@ def test_reproduce_runs_a_plan_end_to_end_and_resumes_after_a_kill(ray_session, 
 
 def test_a_sections_lab_text_and_figures_come_from_its_own_report(tmp_path):
     """seq2seq's sample translations (the lab's own text) are neither a table nor a figure: they are kept."""
-    from tune_lab.reproduce import _own_report
+    from tune_lab.reproduce.report import _own_report
 
     report = tmp_path / "report"
     report.mkdir()

@@ -18,13 +18,13 @@ from typing import Any
 from tune_lab.options import SearchOptions
 from tune_lab.reproduce.estimates import dry_run, estimate
 from tune_lab.reproduce.plan import Plan, Section, load_plan, plan_names, plan_path
-from tune_lab.reproduce.report import _own_report, answer, write_combined_report
+from tune_lab.reproduce.report import answer, write_combined_report
 from tune_lab.reproduce.run import default_experiment, resume_search, run_plan, section_state
 from tune_lab.usage import UsageError
 
 __all__ = ["Plan", "Section", "add_parser", "answer", "command", "default_experiment", "dry_run", "estimate",
            "load_plan", "plan_names", "plan_path", "resume_search", "run_plan", "section_state",
-           "write_combined_report", "_own_report"]
+           "write_combined_report"]
 
 
 REPRODUCE_FLAGS = ("data_dir", "storage", "tracking_uri", "experiment", "seed", "max_concurrent", "cpus_per_trial",
