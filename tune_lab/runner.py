@@ -7,7 +7,9 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -141,39 +143,45 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     from tune_lab.ray_internals import require_tested_ray, set_callbacks
 
     require_tested_ray()  # before Ray is imported: one line on a Ray tune-lab was not tested with
-    from ray import tune
-
-    from reports.source import SPEC_TAG
-    from reports.table import format_best, format_table
-    from trainables.loop import run_trial
-    from tune_lab.driver_state import DriverStateKeeper
-    from tune_lab.placement import PlacementCallback, add_placement
-    from tune_lab.report import log_to_mlflow, write_report
-    from tune_lab.results import summarise, write_json
-    from tune_lab.schedulers import add_events
-    from tune_lab.tensorboard import EventFiles
-    from tune_lab.tracking import SearchRun
-
-    spec = search.spec
     root = paths.results_root(opts.storage)
     experiment = opts.experiment or f"{search.lab}-{search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     opts = dataclasses.replace(opts, experiment=experiment)
     folder = paths.experiment_dir(root, experiment)
+    uri = resume["tracking_uri"] if resume else paths.tracking_uri(opts.tracking_uri, root)
 
-    data = load_dataset(search, opts)
-    sizes = split_line(data, search)
-    print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({sizes}); results in {folder}", flush=True)
-    header = search_header(search, opts, experiment, data.name, folder)
-
-    started_ray = start_ray(opts.address)
+    # Ray's processes take seconds to start, most of them spent waiting: load the data and open
+    # the MLflow store meanwhile (docs/benchmarks.md, "Fixed overhead"). Ray starts in this
+    # thread, which keeps its SIGTERM handling; no run is made until Ray is up and has the
+    # resources the search asks for.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-lab-prepare")
+    prepared = pool.submit(_prepare, search, opts, uri, resume)
+    pool.shutdown(wait=False)
+    started_ray, stopping = False, None
     try:
+        started_ray = start_ray(opts.address)
+        from ray import tune
+
+        from reports.source import SPEC_TAG
+        from reports.table import format_best, format_table
+        from trainables.loop import run_trial
+        from tune_lab.driver_state import DriverStateKeeper
+        from tune_lab.placement import PlacementCallback, add_placement
+        from tune_lab.report import log_to_mlflow, write_report
+        from tune_lab.results import summarise, write_json
+        from tune_lab.schedulers import add_events
+        from tune_lab.tensorboard import EventFiles
+        from tune_lab.tracking import SearchRun
+
+        spec = search.spec
         resources = trial_resources(search, opts)
+        data, store = prepared.result()
+        print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({split_line(data, search)}); "
+              f"results in {folder}", flush=True)
+        header = search_header(search, opts, experiment, data.name, folder)
         if resume:
-            uri = resume["tracking_uri"]
             parent = SearchRun.attach(uri, resume["parent_run_id"])
         else:
-            uri = paths.tracking_uri(opts.tracking_uri, root)
-            parent = SearchRun(uri, search.lab, experiment, paths.artifact_root(uri), tags={
+            parent = store.start_run(experiment, tags={
                 "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
                 "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
                 **(tags or {}),
@@ -201,6 +209,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             tuner = _new_tuner(search, opts, trainable, resources, callbacks, root, experiment)
             save_state(search, opts, folder, tracking)
         grid = tuner.fit()
+        if started_ray:  # nothing below needs Ray: its processes stop while the summary and report are made
+            stopping = threading.Thread(target=_stop_ray, name="tune-lab-stop-ray")
+            stopping.start()
         unfinished = unfinished_trials(folder)
         interrupted = bool(unfinished)
         summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished,
@@ -221,10 +232,10 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             write_json(summary, folder, "summary.json")  # before the folders go: it never names a deleted one
             pruned_line = pruned.line(pruning.apply(pruned)) if pruned else None
     finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        if stopping is not None:
+            stopping.join()
+        elif started_ray:
+            _stop_ray()
     if interrupted:
         print(f"\ntune-lab: interrupted with {len(unfinished)} trial(s) unfinished (and any not yet started); "
               f"nothing is lost. Continue with:\n  tune-lab resume {folder}", file=sys.stderr)
@@ -238,6 +249,25 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     if pruned_line:
         print(pruned_line)
     return summary
+
+
+def _stop_ray() -> None:
+    import ray
+
+    ray.shutdown()
+
+
+def _prepare(search: Search, opts: SearchOptions, uri: str, resume: dict[str, Any] | None) -> tuple[Any, Any]:
+    """The search's data, and its MLflow store opened (a new search's lab experiment made; no run)."""
+    from tune_lab.tracking import Store
+
+    data = load_dataset(search, opts)
+    if resume:  # the parent run exists: opening the store is all there is to do ahead
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).get_run(resume["parent_run_id"])
+        return data, None
+    return data, Store(uri, search.lab, paths.artifact_root(uri))
 
 
 def split_line(data: LabData, search: Search) -> str:

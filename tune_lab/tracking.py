@@ -166,6 +166,26 @@ def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class Store:
+    """A search's MLflow store and its lab's experiment, opened before any run is made.
+
+    Opening is the slow part of the driver's MLflow work (SQLAlchemy's engine, the schema
+    check, and on a new SQLite store alembic's migrations: ~1-3 s here), and it makes no run,
+    so a driver does it in a thread while Ray's processes start (tune_lab.runner).
+    """
+
+    def __init__(self, uri: str, lab: str, artifact_root: str | None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        with store_lock(uri):
+            self.client = MlflowClient(tracking_uri=uri)
+            self.experiment_id = experiment_id_for(self.client, lab, artifact_root)
+
+    def start_run(self, run_name: str, tags: dict[str, str]) -> "SearchRun":
+        return SearchRun.start(self, run_name, tags)
+
+
 class SearchRun:
     """The parent run of one search, created on the driver before any trial starts."""
 
@@ -189,15 +209,18 @@ class SearchRun:
         return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in children if TRIAL_ID_TAG in r.data.tags}
 
     def __init__(self, uri: str, lab: str, run_name: str, artifact_root: str | None, tags: dict[str, str]) -> None:
-        from mlflow.tracking import MlflowClient
+        started = Store(uri, lab, artifact_root).start_run(run_name, tags)
+        self.uri, self.client, self.experiment_id, self.run_id = started.uri, started.client, started.experiment_id, started.run_id
 
-        self.uri = uri
-        with store_lock(uri):
-            self.client = MlflowClient(tracking_uri=uri)
-            self.experiment_id = experiment_id_for(self.client, lab, artifact_root)
+    @classmethod
+    def start(cls, store: Store, run_name: str, tags: dict[str, str]) -> "SearchRun":
+        """A new parent run in an opened store."""
+        self = cls.__new__(cls)
+        self.uri, self.client, self.experiment_id = store.uri, store.client, store.experiment_id
         # Open the UI on its model-training runs table, not the GenAI traces overview.
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        return self
 
     def run_history(self, run_id: str) -> Any:
         """A child run's history, one row per epoch, every metric it logged (reports.source.run_history)."""
@@ -209,8 +232,9 @@ class SearchRun:
         return TrialRuns(self.uri, self.experiment_id, self.run_id)
 
     def log_params(self, params: dict[str, Any]) -> None:
-        for key, value in params.items():
-            self.client.log_param(self.run_id, key, value)
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(key, str(value)) for key, value in params.items()])
 
     def mark_best(self, child_run_id: str | None) -> None:
         self.client.set_tag(self.run_id, "tune_lab.best_run_id", child_run_id or "")
