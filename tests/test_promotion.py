@@ -259,3 +259,162 @@ def test_killed_while_trials_wait_at_rungs_resumes_with_the_same_decisions(ray_s
         assert run.data.tags["tune_lab.status"] == trial["status"] and run.info.status == "FINISHED"  # waited at the kill too
         steps = {m.step for m in client.get_metric_history(trial["mlflow_run_id"], "val_loss")}
         assert steps == set(range(1, trial["epochs_run"] + 1))
+
+
+class _Controller:
+    """What PromotionASHA asks of Ray's TuneController: its trials, its search algorithm (finished or not)
+    and stop_trial. The scheduler's decisions are the real ones; only Ray's loop is played here, so that
+    each decision can be asked at a chosen moment instead of whenever two real trials' timing makes it."""
+
+    def __init__(self, trials):
+        self.trials, self.stopped, self.finished = trials, [], False
+        self.search_alg = self
+
+    def get_trials(self):
+        return list(self.trials.values())
+
+    def is_finished(self):
+        return self.finished
+
+    def stop_trial(self, trial):
+        self.stopped.append(trial.trial_id)
+        trial.set_status("TERMINATED")
+
+
+def _scheduler_and_trials(names, slots, state_file=None):
+    from ray.tune.experiment import Trial
+
+    trials = {name: Trial("run_trial", config={"epochs": 20}, trial_id=name, stub=True) for name in names}
+    for trial in trials.values():
+        trial.set_status(Trial.RUNNING)
+    made = PromotionASHA(max_t=20, grace_period=1, reduction_factor=3, metric="val_acc", mode="max", slots=slots,
+                         state_file=state_file)
+    return made, _Controller(trials), trials
+
+
+def _report(made, controller, trial, epoch, value):
+    """One epoch's result through the scheduler, the trial's status set as Ray would set it on the decision."""
+    result = {"training_iteration": epoch, "val_acc": value, "should_checkpoint": True}
+    trial.update_last_result(result)
+    decision = made.on_trial_result(controller, trial, result)
+    trial.set_status({"PAUSE": "PAUSED", "STOP": "TERMINATED", "CONTINUE": "RUNNING"}[decision])
+    return decision
+
+
+def _choose(made, controller):
+    chosen = made.choose_trial_to_run(controller)
+    if chosen is not None:
+        chosen.set_status("RUNNING")
+    return chosen and chosen.trial_id
+
+
+def _to_the_end_phase(made, controller, trials):
+    """Nine trials through rung 1 (a, b, c promoted: the top third), a, b, c to rung 3 (a promoted), a to rung 9,
+    where it waits: nobody to compare it with. Then the search has no more trials to start."""
+    for name, value in zip("abcdefghi", (0.95, 0.90, 0.85, 0.80, 0.78, 0.76, 0.74, 0.72, 0.70)):
+        _report(made, controller, trials[name], 1, value)
+    assert [_choose(made, controller), _choose(made, controller)] == ["a", "b"]
+    assert _report(made, controller, trials["a"], 3, 0.97) == "PAUSE"
+    assert _choose(made, controller) == "c"
+    assert _report(made, controller, trials["b"], 3, 0.96) == "PAUSE"
+    assert _report(made, controller, trials["c"], 3, 0.90) == "PAUSE"  # rung 3 has three: a, its best, may go on
+    assert _choose(made, controller) == "a"
+    assert _report(made, controller, trials["a"], 9, 0.98) == "PAUSE"
+    controller.finished = True
+
+
+def test_the_end_of_a_search_trains_as_many_finishers_as_slots_the_longest_run_first(tmp_path):
+    """Two slots: two finishers, not one (a lone finisher leaves the other slot idle for its last leg). b, the
+    best trial rung 3 has not promoted, starts first, from epoch 3; a goes on from rung 9 in the other slot;
+    b passes rung 9 without a pause (a pause would only cost a restore); c, third at rung 3, is not trained."""
+    state = tmp_path / "promotion-asha.state"
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=2, state_file=str(state))
+    _to_the_end_phase(made, controller, trials)
+
+    assert _choose(made, controller) == "b"  # 17 epochs to go, before a's 11
+    assert _choose(made, controller) == "a"
+    assert _choose(made, controller) is None  # both slots busy
+    assert _report(made, controller, trials["b"], 9, 0.975) == "CONTINUE"
+    assert made.finishers == ["b", "a", "b"]
+    for epoch in range(10, 21):
+        assert _report(made, controller, trials["a"], epoch, 0.98) == "CONTINUE"
+    trials["a"].set_status("TERMINATED")
+    # A slot is free while b still has 11 epochs to go: c, 17 from the end, would outlast it.
+    assert _choose(made, controller) is None and controller.stopped == []
+    trials["b"].set_status("TERMINATED")
+    assert _choose(made, controller) is None  # nothing runs: what still waits is stopped
+    assert sorted(controller.stopped) == list("cdefghi")
+    saved = json.loads(state.read_text())
+    assert saved["finishers"] == ["b", "a", "b"] and saved["promoted"]["9"] == ["a", "b"]
+
+
+
+def test_one_slot_one_finisher():
+    """The same rung table with one slot: the end of the search trains one trial on, a, from rung 9."""
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=2)
+    _to_the_end_phase(made, controller, trials)
+    made.slots = 1
+    assert _choose(made, controller) == "a" and made.finishers == ["a"]
+    assert _choose(made, controller) is None  # the slot is a's
+
+
+def test_a_runner_up_takes_an_idle_slot_only_if_it_ends_no_later_than_the_finisher():
+    """The runner-up rule, where it acts: a scheduler given no slot count (one finisher, and a slot whenever
+    Ray asks). Nine epochs, rungs 1 and 3. While the finisher a runs its 6 last epochs from rung 3, b, also
+    waiting at rung 3 (6 to go), takes an idle slot; c, waiting at rung 1 (8 to go), does not: it would end
+    the search after a."""
+    from ray.tune.experiment import Trial
+
+    trials = {name: Trial("run_trial", config={"epochs": 9}, trial_id=name, stub=True) for name in "abcdef"}
+    for trial in trials.values():
+        trial.set_status(Trial.RUNNING)
+    made = PromotionASHA(max_t=9, grace_period=1, reduction_factor=3, metric="val_acc", mode="max", slots=None)
+    controller = _Controller(trials)
+    assert made.rungs == [1, 3]
+    for name, value in zip("abcdef", (0.95, 0.90, 0.85, 0.80, 0.78, 0.76)):
+        _report(made, controller, trials[name], 1, value)
+    assert [_choose(made, controller), _choose(made, controller)] == ["a", "b"]  # the top third of six
+    assert _report(made, controller, trials["a"], 3, 0.97) == "PAUSE"
+    assert _report(made, controller, trials["b"], 3, 0.96) == "PAUSE"  # two at rung 3: nobody goes on yet
+    controller.finished = True
+    assert _choose(made, controller) == "a" and made.finishers == ["a"]
+    assert _choose(made, controller) == "b" and made.finishers == ["a"]  # the runner-up: 6 epochs, as a
+    assert _choose(made, controller) is None and "c" in made.waiting
+    for epoch in range(4, 10):
+        assert _report(made, controller, trials["a"], epoch, 0.98) == "CONTINUE"
+        assert _report(made, controller, trials["b"], epoch, 0.97) == "CONTINUE"
+    trials["a"].set_status("TERMINATED")
+    trials["b"].set_status("TERMINATED")
+    assert _choose(made, controller) is None and sorted(controller.stopped) == list("cdef")
+
+
+FINALISTS = """
+description: the end of a search, two slots or one
+lab: mlp
+metric: val_loss
+mode: min
+fixed: {epochs: 6, batch_size: 64, optimizer: sgd, momentum: 0.9}
+params:
+  lr: {grid: [0.05, 0.02, 0.01, 0.005]}
+search: grid
+scheduler: {promotion: {grace_period: 1, reduction_factor: 3}}
+"""
+
+
+@pytest.mark.parametrize("slots", [2, 1])
+def test_a_search_trains_as_many_trials_to_the_end_as_it_has_slots(ray_session, tiny_mnist, tmp_path, slots):
+    """Real trials, rungs 1 and 3: a third of four trials is one, so plain ASHA would train one trial to the end.
+    With two slots the end of the search trains two (the second slot would otherwise idle), with one slot one;
+    the others are stopped where they waited."""
+    summary = run_search("mlp", FINALISTS, tiny_mnist, tmp_path / "results", f"finalists-{slots}", "--seed", "3",
+                         "--max-concurrent", str(slots), search="finalists")
+    completed = [t for t in summary["trials"] if t["status"] == "completed"]
+    assert len(completed) == slots and all(t["epochs_run"] == 6 for t in completed)
+    for trial in summary["trials"]:
+        assert trial["history"]["training_iteration"] == list(range(1, trial["epochs_run"] + 1))
+        if trial["status"] != "completed":
+            assert trial["status"] == "stopped early" and trial["epochs_run"] in (1, 3)
+            assert trial["schedule"][-1] == {"epoch": trial["epochs_run"], "event": "stopped"}
+    state = json.loads((tmp_path / "results" / f"finalists-{slots}" / "promotion-asha.state").read_text())
+    assert len(state["promoted"]["3"]) == slots  # floor(arrivals / 3) is at most one: the others are finishers
+    assert {t["trial_id"] for t in completed} == set(state["promoted"]["3"])

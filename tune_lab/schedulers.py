@@ -10,12 +10,17 @@ the first seven of 16 trials all ran 20 epochs, lr 2.8e-05 at 82.7% among them).
 continues only when it is among the top 1/rf of the trials that reached that rung (floor of
 their count over rf, the ones not yet promoted). A freed slot goes first to a promotable paused
 trial (highest rung first), else to a new trial. When no new trial will come and a slot would
-idle, a rung that has promoted nobody yet promotes its best waiting trial, a "finisher" (so a
-search always trains at least one trial to the end, and starts that long run while the last new
-trials still run); while a finisher runs, a slot that would idle takes the best waiting trial of
-the highest rung if it can finish no later than the finisher (a runner-up that costs no wall
-time: with two slots the other core would otherwise wait). What still waits when nothing runs
-is stopped there ("stopped early").
+idle, a rung that has promoted fewer trials than there are slots promotes its best waiting trial,
+a "finisher" (the lowest such rung first: the longest run starts first, so the last ends
+soonest), and a trial reaching such a rung then goes on without a pause. The search thus trains
+at least as many trials to the end as it has slots, and starts those long runs while the last
+new trials still run. One finisher would leave the other slots idle for its whole last leg
+(with two slots, the mlp lr search's epochs 10-20: a third of its wall time), and near the
+optimum the final results of the best few trials differ by about one seed's noise, so a second
+finalist in that otherwise idle slot is the cheapest chance of a better best (docs/benchmarks.md,
+issue 21). While a finisher runs, a slot that would idle takes the best waiting trial of the
+highest rung if it can finish no later than the finisher (a runner-up that costs no wall time).
+What still waits when nothing runs is stopped there ("stopped early").
 
 Exactness of a pause: a paused function trainable is restored from its latest checkpoint. The
 scheduler pauses only on a result that carries a checkpoint (`should_checkpoint`), and
@@ -96,7 +101,7 @@ class PromotionASHA(FIFOScheduler):
         self.promoted: dict[int, list[str]] = {r: [] for r in self.rungs}
         self.waiting: dict[str, int] = {}  # trial paused at a rung -> that rung
         self.events: list[dict[str, Any]] = []  # {"trial_id", "epoch", "event": paused|promoted|stopped}
-        self.finishers: list[str] = []  # trials promoted at the end because their rung had promoted nobody
+        self.finishers: list[str] = []  # trials promoted at the end because their rung had promoted fewer than slots
         self._loaded = False
 
     # --- search properties -------------------------------------------------------------------
@@ -128,12 +133,14 @@ class PromotionASHA(FIFOScheduler):
         pickled (tuner.pkl) by the tune-lab that started it, without running __init__."""
         return vars(self).setdefault("_ranks", {})
 
-    def _promotable(self, trial_id: str, rung: int, at_least_one: bool = False) -> bool:
+    def _promotable(self, trial_id: str, rung: int, at_least: int = 0) -> bool:
+        """In the top 1/rf of the trials that reached `rung`, not promoted yet; with `at_least`, in its top
+        `at_least` while the rung has promoted fewer (the finishers at the end of a search)."""
         if trial_id in self.promoted[rung]:
             return False
         k = math.floor(len(self.records[rung]) / self.rf)
-        if at_least_one and not self.promoted[rung]:
-            k = max(k, 1)
+        if len(self.promoted[rung]) < at_least:
+            k = max(k, at_least)
         self._ranked(rung)
         return self._rank_cache()[rung][1].get(trial_id, k) < k
 
@@ -197,6 +204,13 @@ class PromotionASHA(FIFOScheduler):
             self.promoted[epoch].append(trial_id)
             self._save()
             return TrialScheduler.CONTINUE
+        if self._finishing(tune_controller) and self._promotable(trial_id, epoch, at_least=self.slots or 1):
+            # A finisher's place at this rung is open and it is among the best there: the end-of-search rule would
+            # promote it from its pause at once, so it goes on without one (no checkpoint restore in its long run).
+            self.promoted[epoch].append(trial_id)
+            self.finishers.append(trial_id)
+            self._save()
+            return TrialScheduler.CONTINUE
         if not result.get("should_checkpoint"):
             # No checkpoint at this epoch: a pause would lose epochs. Decide now, as stopping ASHA would.
             keep = max(1, math.ceil(len(self.records[epoch]) / self.rf))
@@ -238,12 +252,14 @@ class PromotionASHA(FIFOScheduler):
         search_alg = ray_internals.search_algorithm(tune_controller)
         if search_alg is None or not search_alg.is_finished() or not paused:
             return None
-        # No new trial will come and a slot would idle: a rung that has promoted nobody promotes its best
-        # (a "finisher": the search trains at least one trial to the end) ...
+        # No new trial will come and a slot would idle: a rung that has promoted fewer than `slots` promotes its
+        # best (a "finisher": the search trains as many trials to the end as it has slots), the lowest such
+        # rung first: the finisher with the most epochs to go starts first, so the last to end ends soonest ...
         if free:
-            for rung in sorted(self.rungs, reverse=True):
+            finalists = self.slots or 1
+            for rung in self.rungs:
                 for trial_id in self._ranked(rung):
-                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(trial_id, rung, at_least_one=True):
+                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(trial_id, rung, at_least=finalists):
                         self.finishers.append(trial_id)
                         return self._promote(tune_controller, paused[trial_id], rung)
             # ... and while a finisher still runs, the slot it would leave idle takes the best waiting
@@ -261,6 +277,12 @@ class PromotionASHA(FIFOScheduler):
             for trial in paused.values():  # nothing runs and nothing can be promoted: the search is over
                 ray_internals.stop_trial(tune_controller, trial)
         return None
+
+    @staticmethod
+    def _finishing(tune_controller: Any) -> bool:
+        """No new trial will come: what is left of the search is in its trials already."""
+        search_alg = ray_internals.search_algorithm(tune_controller)
+        return search_alg is not None and search_alg.is_finished()
 
     def _promote(self, tune_controller: Any, trial: Trial, rung: int) -> Trial:
         self.promoted[rung].append(trial.trial_id)
