@@ -131,11 +131,11 @@ def _sleep_search(trials: int, seconds: float, root: str) -> dict[str, float]:
     """`trials` sleeping trials through a Tuner configured as tune_lab.runner configures it."""
     from ray import tune
 
-    from tune_lab.tracking import SearchRun
+    from tune_lab.tracking import Store
 
     # One results root and MLflow store for every repetition (see _search_once); a new run name each time.
     name = f"sleep-{os.urandom(3).hex()}"
-    parent = SearchRun(f"sqlite:///{root}/mlflow.db", "bench", name, None, tags={})
+    parent = Store(f"sqlite:///{root}/mlflow.db", "bench", None).start_run(name, tags={})
     tuner = tune.Tuner(
         tune.with_resources(_sleeper, {"cpu": 1.0, "gpu": 0.0}),
         param_space={"seconds": seconds, "i": tune.grid_search(list(range(trials)))},

@@ -7,8 +7,8 @@ from mlflow.tracking import MlflowClient
 
 START_SEARCH_RUN = textwrap.dedent("""
     import sys
-    from tune_lab.tracking import SearchRun
-    run = SearchRun(sys.argv[1], "mlp", sys.argv[2], None, tags={})
+    from tune_lab.tracking import Store
+    run = Store(sys.argv[1], "mlp", None).start_run(sys.argv[2], tags={})
     print(run.experiment_id, run.run_id)
 """)
 

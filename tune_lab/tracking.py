@@ -72,8 +72,11 @@ class TrialRuns(Callback):
     latest value of each epoch is the rerun's, as in summary.json (reports/source.py reads MLflow so).
     """
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str) -> None:
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, resumed: bool = False) -> None:
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        # Only a resumed search has runs of earlier drivers to find: a new one skips the query (per
+        # trial, over every run of the lab's experiment).
+        self.resumed = resumed
         self.runs: dict[str, str] = {}  # trial id -> its run
         self.logged_to: dict[str, int] = {}  # trial id -> the last epoch its run has
         self.logged: dict[str, dict[int, dict[str, float]]] = {}  # trial -> epoch -> metric -> value, while it reruns
@@ -89,7 +92,7 @@ class TrialRuns(Callback):
 
         client = self.client()
         if trial.trial_id not in self.runs:
-            found = self._logged_run(client, trial)
+            found = self._logged_run(client, trial) if self.resumed else []
             if found:
                 client.update_run(found[0].info.run_id, status="RUNNING")
             tags = {"mlflow.parentRunId": self.parent_run_id, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id}
@@ -143,7 +146,7 @@ class TrialRuns(Callback):
         client = self.client()
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:  # a trial this driver never started: one that waited at a rung when the search was resumed
-            found = self._logged_run(client, trial)
+            found = self._logged_run(client, trial) if self.resumed else []
             if not found:  # its actor never started (e.g. its node died first): no run to close
                 return
             run_id = self.runs[trial.trial_id] = found[0].info.run_id
@@ -187,7 +190,14 @@ class Store:
 
 
 class SearchRun:
-    """The parent run of one search, created on the driver before any trial starts."""
+    """The parent run of one search, created on the driver before any trial starts
+    (`Store.start_run`), or an interrupted search's, to continue it (`SearchRun.attach`)."""
+
+    uri: str
+    client: Any
+    experiment_id: str
+    run_id: str
+    resumed: bool  # runs of an earlier driver exist: TrialRuns looks a trial's up before making one
 
     @classmethod
     def attach(cls, uri: str, run_id: str) -> "SearchRun":
@@ -199,6 +209,7 @@ class SearchRun:
         run = self.client.get_run(run_id)
         self.experiment_id = run.info.experiment_id
         self.client.update_run(run_id, status="RUNNING")
+        self.resumed = True
         return self
 
     def trial_runs(self) -> dict[str, str]:
@@ -208,10 +219,6 @@ class SearchRun:
         )
         return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in children if TRIAL_ID_TAG in r.data.tags}
 
-    def __init__(self, uri: str, lab: str, run_name: str, artifact_root: str | None, tags: dict[str, str]) -> None:
-        started = Store(uri, lab, artifact_root).start_run(run_name, tags)
-        self.uri, self.client, self.experiment_id, self.run_id = started.uri, started.client, started.experiment_id, started.run_id
-
     @classmethod
     def start(cls, store: Store, run_name: str, tags: dict[str, str]) -> "SearchRun":
         """A new parent run in an opened store."""
@@ -220,6 +227,7 @@ class SearchRun:
         # Open the UI on its model-training runs table, not the GenAI traces overview.
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        self.resumed = False
         return self
 
     def run_history(self, run_id: str) -> Any:
@@ -229,7 +237,7 @@ class SearchRun:
         return run_history(self.client, run_id, list(self.client.get_run(run_id).data.metrics))
 
     def trial_callback(self) -> TrialRuns:
-        return TrialRuns(self.uri, self.experiment_id, self.run_id)
+        return TrialRuns(self.uri, self.experiment_id, self.run_id, resumed=self.resumed)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

@@ -178,12 +178,12 @@ def _reproduce_run(run: dict[str, Any], plan: Plan, folder: Path) -> Any:
     tune_lab.reproduce_run_id on theirs), not nested under it.
     """
     from tune_lab import paths
-    from tune_lab.tracking import SearchRun
+    from tune_lab.tracking import SearchRun, Store
 
     uri = run["mlflow"]["tracking_uri"]
     if run["mlflow"].get("run_id"):
         return SearchRun.attach(uri, run["mlflow"]["run_id"])
-    parent = SearchRun(uri, "reproduce", folder.name, paths.artifact_root(uri), tags={
+    parent = Store(uri, "reproduce", paths.artifact_root(uri)).start_run(folder.name, tags={
         "tune_lab.reproduce_plan": plan.name, "tune_lab.quick": str(plan.quick).lower(),
         "tune_lab.results": str(folder), "mlflow.note.content": plan.question,
     })
