@@ -63,7 +63,8 @@ def run_main(tree: Path, root: str, data_dir: str) -> dict[str, Any]:
     longest = max(training(summary))
     best = summary["best"]
     return {"case": "main", "wall_s": round(wall, 2), "longest_trial_s": round(longest, 2),
-            "fixed_overhead_s": round(wall - longest, 2), "best": best["config"]["optimizer"],
+            "fixed_overhead_s": round(wall - longest, 2), "driver_s": summary.get("driver_s"),  # phases, where recorded
+            "best": best["config"]["optimizer"],
             "statuses": {t["config"]["optimizer"]: t["status"] for t in summary["trials"]}}
 
 
@@ -113,6 +114,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         fixed = [r["fixed_overhead_s"] for r in runs if "fixed_overhead_s" in r]
         lines.append(f"| {tree} | {case} | {len(runs)} | {statistics.median(r['wall_s'] for r in runs):.1f} s | "
                      + (f"{statistics.median(fixed):.1f} s (target <= {FIXED_TARGET_S:g})" if fixed else "") + " |")
+    for (tree, case), runs in by.items():
+        phased = [r["driver_s"] for r in runs if r.get("driver_s")]
+        if phased:
+            lines.append(f"\nDriver phases, {tree} {case} (median s; data and mlflow_store run beside ray_start): "
+                         + ", ".join(f"{k} {statistics.median(p[k] for p in phased):.2f}" for k in phased[0]))
     for tree in dict.fromkeys(r["tree"] for r in rows):
         small, large = by.get((tree, "trials-10"), []), by.get((tree, "trials-100"), [])
         if small and large:

@@ -1,6 +1,7 @@
 """Run one search: data once on the driver, trials through Ray Tune, every trial in MLflow."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -11,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from trainables.registry import LabData
 from tune_lab import paths
@@ -23,6 +24,32 @@ from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space
 # warning each time Ray snapshots an experiment whose best checkpoint just improved.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+class Phases:
+    """Where a driver's seconds go: summary.json's `driver_s`, from which benchmarks/overhead.py
+    makes docs/benchmarks.md's breakdown of a search's fixed overhead.
+
+    `lap(name)`: the main thread's phases, one after another (each the time since the last lap);
+    `timed(name)`: a phase of another thread (the data and the MLflow store, while Ray starts).
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.last, 3)
+        self.last = now
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - began, 3)
 
 
 def banner(message: str) -> None:
@@ -153,12 +180,14 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     # the MLflow store meanwhile (docs/benchmarks.md, "Fixed overhead"). Ray starts in this
     # thread, which keeps its SIGTERM handling; no run is made until Ray is up and has the
     # resources the search asks for.
+    phases = Phases()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-lab-prepare")
-    prepared = pool.submit(_prepare, search, opts, uri, resume)
+    prepared = pool.submit(_prepare, search, opts, uri, resume, phases)
     pool.shutdown(wait=False)
     started_ray, stopping = False, None
     try:
         started_ray = start_ray(opts.address)
+        phases.lap("ray_start")
         from ray import tune
 
         from reports.source import SPEC_TAG
@@ -172,9 +201,11 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         from tune_lab.tensorboard import EventFiles
         from tune_lab.tracking import SearchRun
 
+        phases.lap("imports")  # Ray Tune and tune-lab's driver modules
         spec = search.spec
         resources = trial_resources(search, opts)
         data, store = prepared.result()
+        phases.lap("waiting_for_data_and_store")  # what is left of them once Ray is up
         print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({split_line(data, search)}); "
               f"results in {folder}", flush=True)
         header = search_header(search, opts, experiment, data.name, folder)
@@ -208,7 +239,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         else:
             tuner = _new_tuner(search, opts, trainable, resources, callbacks, root, experiment)
             save_state(search, opts, folder, tracking)
+        phases.lap("setup")  # the parent run, callbacks, the data into Ray's object store, the Tuner
         grid = tuner.fit()
+        phases.lap("trials")  # Tune's whole run: trial processes started, trained, stopped
         if started_ray:  # nothing below needs Ray: its processes stop while the summary and report are made
             stopping = threading.Thread(target=_stop_ray, name="tune-lab-stop-ray")
             stopping.start()
@@ -218,6 +251,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
                             run_history=parent.run_history)  # where a killed driver lost a trial's result files
         add_placement(summary, placement.records())
         add_events(summary, folder, parent.client)  # promotion ASHA: where each trial was paused, promoted or stopped
+        phases.lap("summary")
+        summary["driver_s"] = phases.seconds
         write_json(summary, folder, "summary.json")
         if not interrupted:
             report_dir = write_report(summary, folder, opts.data_dir)
@@ -225,6 +260,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             parent.mark_best((summary["best"] or {}).get("mlflow_run_id"))
             failed = any(t["status"] == "errored" for t in summary["trials"])
             parent.end(failed=failed or summary["best"] is None)
+            phases.lap("report_and_mlflow")
             summary["complete"] = True  # every trial run, report and MLflow done: nothing left to resume
             from tune_lab import pruning  # --keep-checkpoints: only now, a resume needs them all
 
@@ -257,17 +293,20 @@ def _stop_ray() -> None:
     ray.shutdown()
 
 
-def _prepare(search: Search, opts: SearchOptions, uri: str, resume: dict[str, Any] | None) -> tuple[Any, Any]:
+def _prepare(search: Search, opts: SearchOptions, uri: str, resume: dict[str, Any] | None,
+             phases: Phases) -> tuple[Any, Any]:
     """The search's data, and its MLflow store opened (a new search's lab experiment made; no run)."""
     from tune_lab.tracking import Store
 
-    data = load_dataset(search, opts)
-    if resume:  # the parent run exists: opening the store is all there is to do ahead
-        from mlflow.tracking import MlflowClient
+    with phases.timed("data"):
+        data = load_dataset(search, opts)
+    with phases.timed("mlflow_store"):
+        if resume:  # the parent run exists: opening the store is all there is to do ahead
+            from mlflow.tracking import MlflowClient
 
-        MlflowClient(tracking_uri=uri).get_run(resume["parent_run_id"])
-        return data, None
-    return data, Store(uri, search.lab, paths.artifact_root(uri))
+            MlflowClient(tracking_uri=uri).get_run(resume["parent_run_id"])
+            return data, None
+        return data, Store(uri, search.lab, paths.artifact_root(uri))
 
 
 def split_line(data: LabData, search: Search) -> str:
