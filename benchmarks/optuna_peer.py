@@ -9,7 +9,12 @@ TPE over a log-uniform lr in [1e-5, 0.3], 16 trials of at most 20 epochs,
 `n_jobs=2` (threads) with one torch thread each. The training loop is this file's own (batches
 are index slices of the in-memory tensors), not tune-lab's Trainer.
 
-    python -m benchmarks.optuna_peer [--data-dir D] [--trials 16] [--epochs 20] [--seed 0]
+    python -m benchmarks.optuna_peer [--data-dir D] [--trials 16] [--epochs 20] [--seed 0] [--common-seed]
+
+Each trial's initialisation and batch order come from seed + its trial number (a fresh draw per
+trial); with --common-seed from --seed alone, as `tune-lab --seed` seeds every trial of a search.
+The best validation accuracy of a search is a maximum over its trials, and a fresh draw per trial
+adds seed noise to that maximum (docs/benchmarks.md, issue 21), hence the option.
 
 prints one JSON line: wall seconds (data load included), trial-epochs, trials pruned, and the
 best trial's best validation accuracy with its test accuracy at that epoch.
@@ -56,7 +61,8 @@ def accuracy(model, x, y) -> float:
     return hits / len(y)
 
 
-def objective_for(splits, data, epochs: int, seed: int, log: dict[int, dict[str, Any]], lock: threading.Lock):
+def objective_for(splits, data, epochs: int, seed: int, log: dict[int, dict[str, Any]], lock: threading.Lock,
+                  common_seed: bool = False):
     import optuna
     import torch
     import torch.nn.functional as F
@@ -68,9 +74,10 @@ def objective_for(splits, data, epochs: int, seed: int, log: dict[int, dict[str,
     def objective(trial: optuna.Trial) -> float:
         torch.set_num_threads(1)  # per thread: n_jobs=2 is two threads of one process
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
-        gen = torch.Generator().manual_seed(seed + trial.number)
+        trial_seed = seed if common_seed else seed + trial.number
+        gen = torch.Generator().manual_seed(trial_seed)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + trial.number)
+            torch.manual_seed(trial_seed)
             model = MLP(math.prod(data.shape), data.num_classes, dropout=0.0)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
         steps = -(-len(y) // BATCH)
@@ -103,7 +110,7 @@ def objective_for(splits, data, epochs: int, seed: int, log: dict[int, dict[str,
     return objective
 
 
-def run(data_dir: str | None, trials: int, epochs: int, seed: int) -> dict[str, Any]:
+def run(data_dir: str | None, trials: int, epochs: int, seed: int, common_seed: bool = False) -> dict[str, Any]:
     began = time.perf_counter()
     import optuna
     import torch
@@ -117,12 +124,12 @@ def run(data_dir: str | None, trials: int, epochs: int, seed: int) -> dict[str, 
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
     )
-    study.optimize(objective_for(splits, data, epochs, seed, log, threading.Lock()), n_trials=trials, n_jobs=2)
+    study.optimize(objective_for(splits, data, epochs, seed, log, threading.Lock(), common_seed), n_trials=trials, n_jobs=2)
     wall = time.perf_counter() - began
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     best_number = max(log, key=lambda n: log[n]["best_val"])  # pruned trials' best epochs count too
     return {
-        "side": "optuna", "wall_s": round(wall, 1), "data_load_s": round(loaded, 1),
+        "side": "optuna, common seed" if common_seed else "optuna", "wall_s": round(wall, 1), "data_load_s": round(loaded, 1),
         "trial_epochs": sum(r["epochs"] for r in log.values()), "trials": len(study.trials),
         "stopped_early": len(pruned), "best_val_acc": log[best_number]["best_val"],
         "best_test_acc": log[best_number]["test_at_best"], "best_lr": log[best_number]["lr"],
@@ -137,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--common-seed", action="store_true", help="every trial seeded with --seed (tune-lab's way)")
     args = p.parse_args(argv)
-    print(json.dumps(run(args.data_dir, args.trials, args.epochs, args.seed)), flush=True)
+    print(json.dumps(run(args.data_dir, args.trials, args.epochs, args.seed, args.common_seed)), flush=True)
     return 0
 
 
