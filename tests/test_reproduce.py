@@ -53,6 +53,10 @@ def test_a_bad_plan_is_refused_in_one_line_naming_file_and_key(tmp_path, capsys)
         ({"title": "t", "question": "q", "sections": [{**good, "set": {"epochs": "x"}}]}, "sections[0] (a): set.epochs: 'x' is not allowed"),
         ({"title": "t", "question": "q", "sections": [good, good]}, "sections[1].key: 'a' is used twice"),
         ({"title": "t", "sections": [good]}, ": missing key 'question'"),
+        ({"title": "t", "question": "q", "sections": [{**good, "accept": {"w_error": 0.05}}]},
+         "sections[0].accept: unknown metric 'w_error' of lab mlp; allowed: train_loss"),
+        ({"title": "t", "question": "q", "sections": [{**good, "accept": {"val_acc": "high"}}]},
+         "sections[0].accept.val_acc: 'high' is not allowed"),
     ]
     for doc, said in cases:
         plan.write_text(json.dumps(doc))
@@ -229,3 +233,27 @@ def test_the_answer_of_a_lab_table_names_each_sweeps_best_and_the_published_verd
             "corrected: epochs=20 (90.00%), optimizer=adam (90.00%).") in text
     # the lab's epochs 20 / 40 and adam / sgd rows: 88.54 / 89.29 and 87.96 / 89.16 (reports.published)
     assert "corrected test acc %: above the lab's published test accuracy on 2 of 4 rows" in text
+
+
+def test_the_answer_says_whether_the_best_trial_meets_the_plans_acceptance():
+    """Lab 1's line fit: `accept: {w_error: 0.05, b_error: 0.05}` is judged on the best trial, bound by bound."""
+    from tune_lab.reproduce import answer
+
+    def trial(n: int, lr: float, val_loss: float, w_error: float, b_error: float) -> dict:
+        return {"trial_id": f"t{n}", "setting": {"lr": lr}, "config": {"lr": lr}, "status": "completed",
+                "best": {"val_loss": val_loss, "w_error": w_error, "b_error": b_error}, "epochs_run": 3,
+                "best_epoch": 3, "wall_time_s": 0.1}
+
+    def record(*trials: dict) -> dict:
+        best = min(trials, key=lambda t: t["best"]["val_loss"])
+        return {"lab": "linreg", "dataset": "synthetic", "subset": None, "metric": "val_loss", "mode": "min",
+                "metrics": ["train_loss", "val_loss", "w_error", "b_error"], "fixed": {}, "repeats": 1,
+                "trials": list(trials), "best": {"trial_id": best["trial_id"], "epoch": 3, "metrics": best["best"]}}
+
+    accept = {"w_error": 0.05, "b_error": 0.05}
+    good = answer(record(trial(0, 0.03, 1e-4, 0.0007, 0.0002), trial(1, 0.003, 1.04, 0.61, 0.77)), accept)
+    assert good.startswith("Best: **lr=0.03**")
+    assert "Acceptance: w_error 0.0007 (at most 0.05) met; b_error 0.0002 (at most 0.05) met: all met." in good
+    short = answer(record(trial(0, 0.01, 0.002, 0.01, 0.08)), accept)
+    assert "w_error 0.01 (at most 0.05) met; b_error 0.08 (at most 0.05) NOT met: not all met." in short
+    assert "Acceptance" not in answer(record(trial(0, 0.03, 1e-4, 0.0007, 0.0002)))  # a plan without accept:

@@ -9,7 +9,7 @@ plan that would fail in its third section fails before its first one runs.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
@@ -74,6 +74,7 @@ def _models() -> SimpleNamespace:
         subset: Optional[int] = samples()
         num_samples: Optional[int] = trials()
         quick: dict = Field(default_factory=dict, description="a mapping of subset, set, num_samples, skip")
+        accept: dict[str, float] = Field(default_factory=dict, description="a mapping of metric: bound (a number)")
 
     class QuickFile(BaseModel):
         model_config = strict
@@ -95,6 +96,9 @@ class Section:
     subset: int | None
     num_samples: int | None
     skipped: str | None = None  # why --quick leaves it out
+    # The lab's acceptance: metric -> bound its best trial must reach (at most for a metric where lower is
+    # better, at least where higher is), said met or not in the section's answer.
+    accept: dict[str, float] = field(default_factory=dict)
 
     @property
     def lab(self) -> str:
@@ -114,9 +118,9 @@ class Plan:
 def _checked(path: Path, where: str, model: Any, value: Any) -> Any:
     """`value` checked by `model`; a missing key is named as such (pydantic would show the whole mapping)."""
     if isinstance(value, dict):
-        for name, field in model.model_fields.items():
-            if field.is_required() and name not in value:
-                raise SearchSpaceError(f"{path}: {where + ': ' if where else ''}missing key {name!r} ({field.description})")
+        for name, info in model.model_fields.items():
+            if info.is_required() and name not in value:
+                raise SearchSpaceError(f"{path}: {where + ': ' if where else ''}missing key {name!r} ({info.description})")
     return validated(path, where, model, value)
 
 
@@ -138,6 +142,10 @@ def load_plan(name_or_path: str, quick: bool = False) -> Plan:
         if s.dataset is not None and s.dataset not in LABS[s.lab].datasets:
             raise SearchSpaceError(f"{path}: {where}.dataset: {s.dataset!r} is not allowed for lab {s.lab}; "
                                    f"expected one of {', '.join(LABS[s.lab].datasets)}")
+        for metric in s.accept:
+            if metric not in LABS[s.lab].metrics:
+                raise SearchSpaceError(f"{path}: {where}.accept: unknown metric {metric!r} of lab {s.lab}; "
+                                       f"allowed: {', '.join(LABS[s.lab].metrics)}")
         overrides = {**s.set, **q.set} if quick else dict(s.set)
         try:
             search = load_search(s.search, s.lab, overrides)
@@ -148,7 +156,7 @@ def load_plan(name_or_path: str, quick: bool = False) -> Plan:
             key=s.key, title=s.title.strip(), question=s.question.strip(), search=search, dataset=s.dataset,
             subset=(q.subset or s.subset) if quick else s.subset,
             num_samples=(q.num_samples or s.num_samples) if quick else s.num_samples,
-            skipped=q.skip if quick else None,
+            skipped=q.skip if quick else None, accept=dict(s.accept),
         ))
     return Plan(path=path, name=path.stem, title=doc.title.strip(), question=doc.question.strip(), quick=quick,
                 sections=sections)

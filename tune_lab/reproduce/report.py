@@ -36,9 +36,10 @@ def _gap(metric: str, a: float, b: float) -> str:
     return f"{100 * abs(a - b):.2f} points" if _percent(metric) else f"{abs(a - b):.4g}"
 
 
-def answer(record: dict[str, Any]) -> str:
+def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> str:
     """One paragraph answering the section's question from its results: the best setting, its metric
-    (mean ± std over seeds where there are several), how far the others are behind, the lab's figure."""
+    (mean ± std over seeds where there are several), how far the others are behind, the lab's figure,
+    and whether the best trial meets the plan's `accept` bounds (lab 1: w and b within 0.05)."""
     from reports.published import LAB_CONDITIONS
     from reports.table import LAB_COLUMN, comparison_rows, header, setting_label, sweep_verdict
     from reports.seeds import repeated, verdict_text
@@ -97,9 +98,26 @@ def answer(record: dict[str, Any]) -> str:
         row = next(r for r in comparison_rows(record) if r["best"] == "*")
         if row.get(LAB_COLUMN) not in (None, ""):
             text.append(f"The lab published {row[LAB_COLUMN]}% test accuracy for this setting.")
+    if accept:
+        text.append(_acceptance(record, winner, accept))
     if record.get("subset"):
         text.append(f"Trained on {record['subset']:,} training samples (--subset), not the whole split.")
     return " ".join(text)
+
+
+def _acceptance(record: dict[str, Any], winner: dict[str, Any], accept: dict[str, float]) -> str:
+    """'Acceptance: w_error 0.0005 (at most 0.05) met; ... : met.' for the best trial, at its selected epoch."""
+    from trainables.registry import LABS
+
+    parts, ok = [], True
+    for metric, bound in accept.items():
+        value = (winner.get("best") or {}).get(metric)
+        lower = LABS[record["lab"]].metrics[metric] == "min"
+        met = value is not None and (value <= bound if lower else value >= bound)
+        ok = ok and met
+        parts.append(f"{metric} {_value(metric, value)} ({'at most' if lower else 'at least'} {_value(metric, bound)}) "
+                     f"{'met' if met else 'NOT met'}")
+    return f"Acceptance: {'; '.join(parts)}: {'all met' if ok else 'not all met'}."
 
 
 def _sweep_answer(record: dict[str, Any], scored: list[dict[str, Any]]) -> str:
@@ -163,7 +181,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
         if not section.skipped and not (record or {}).get("complete"):
             entry["missing"] = "not run to its end yet: rerun the same command to finish it"
         if record and not entry["missing"]:
-            entry["answer"] = answer(record)
+            entry["answer"] = answer(record, section.accept)
             entry["tables"] = report_tables(record)
             wall = (run.get("sections") or {}).get(section.key, {}).get("wall_s")
             subset = f" ({record['subset']:,} training samples)" if record.get("subset") else ""
