@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import pandas as pd
 
 from reports import figures
@@ -47,9 +48,21 @@ def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, s
 
 
 def markdown_blocks(text: str) -> list[tuple[str, str]]:
-    """The little Markdown a lab's text uses, as (tag, text): '## ' headings, ``` blocks (pre), paragraphs (p)."""
-    blocks, code = [], None
+    """The little Markdown a lab's text uses, as (tag, text): '## ' headings, ``` blocks (pre), pipe tables
+    (table: its rows as escaped HTML, so that the templates' `<table>{{ text }}</table>` shows a table,
+    not lines of pipes; linreg's recovered w and b) and paragraphs (p)."""
+    blocks, code, table = [], None, []
+
+    def end_table() -> None:
+        if table:
+            blocks.append(("table", _html_rows(table)))
+            table.clear()
+
     for line in text.splitlines():
+        if code is None and line.startswith("|"):
+            table.append(line)
+            continue
+        end_table()
         if line.startswith("```"):
             if code is not None:
                 blocks.append(("pre", "\n".join(code)))
@@ -60,9 +73,19 @@ def markdown_blocks(text: str) -> list[tuple[str, str]]:
             blocks.append((f"h{min(6, len(line) - len(line.lstrip('#')))}", line.lstrip("#").strip()))
         elif line.strip():
             blocks.append(("p", line))
+    end_table()
     if code is not None:
         blocks.append(("pre", "\n".join(code)))
     return blocks
+
+
+def _html_rows(lines: list[str]) -> markupsafe.Markup:
+    """A Markdown pipe table's lines as <tr> rows (the first a header; the |---| line dropped), cells escaped."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+    rows = [row for row in rows if not all(set(cell) <= set("-: ") and cell for cell in row)]
+    html = [f"<tr>{''.join(f'<{tag}>{markupsafe.escape(cell)}</{tag}>' for cell in row)}</tr>"
+            for tag, row in (("th" if i == 0 else "td", row) for i, row in enumerate(rows))]
+    return markupsafe.Markup("".join(html))
 
 
 def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tuple[str, str]] = (),
