@@ -48,3 +48,23 @@ def test_one_epoch_learns_the_tiny_task(tiny_mnist):
     metrics = trainer.evaluate()
     assert train["samples"] == len(data.y_train)
     assert metrics["val_acc"] > 0.9 and metrics["test_acc"] > 0.9
+
+
+def test_trials_on_the_same_arrays_share_their_normalised_splits(tiny_mnist):
+    """A reused trial process builds trainer after trainer on the same data: normalised once."""
+    import dataclasses
+
+    data = load_images("mnist", tiny_mnist, subset=64)
+    first = Trainer(MLPConfig(epochs=1), data, torch.device("cpu"))
+    second = Trainer(MLPConfig(epochs=1, lr=0.1), data, torch.device("cpu"))
+    assert all(first.splits[s][0] is second.splits[s][0] for s in ("train", "val", "test"))
+    x = torch.tensor(data.x_val, dtype=torch.float32).div(255.0)
+    expected = (x - torch.tensor(data.mean).view(1, -1, 1, 1)) / torch.tensor(data.std).view(1, -1, 1, 1)
+    assert torch.equal(second.splits["val"][0], expected)
+    # other values (a copy, changed) are other arrays: normalised for themselves
+    changed = dataclasses.replace(data, x_val=255 - data.x_val)
+    third = Trainer(MLPConfig(epochs=1), changed, torch.device("cpu"))
+    flipped = torch.tensor(changed.x_val, dtype=torch.float32).div(255.0)
+    expected = (flipped - torch.tensor(data.mean).view(1, -1, 1, 1)) / torch.tensor(data.std).view(1, -1, 1, 1)
+    assert torch.equal(third.splits["val"][0], expected)
+    assert not torch.equal(third.splits["val"][0], first.splits["val"][0])
