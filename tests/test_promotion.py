@@ -403,18 +403,21 @@ scheduler: {promotion: {grace_period: 1, reduction_factor: 3}}
 
 @pytest.mark.parametrize("slots", [2, 1])
 def test_a_search_trains_as_many_trials_to_the_end_as_it_has_slots(ray_session, tiny_mnist, tmp_path, slots):
-    """Real trials, rungs 1 and 3: a third of four trials is one, so plain ASHA would train one trial to the end.
-    With two slots the end of the search trains two (the second slot would otherwise idle), with one slot one;
-    the others are stopped where they waited."""
+    """Real trials, rungs 1 and 3: a third of four trials is one, so plain ASHA trains one or two trials to the
+    end (two when a later arrival at rung 3 is its best). With two slots the end of the search trains at least
+    two (the second slot would otherwise idle), with one slot at least one; the others are stopped where they
+    waited."""
     summary = run_search("mlp", FINALISTS, tiny_mnist, tmp_path / "results", f"finalists-{slots}", "--seed", "3",
                          "--max-concurrent", str(slots), search="finalists")
+    state = json.loads((tmp_path / "results" / f"finalists-{slots}" / "promotion-asha.state").read_text())
     completed = [t for t in summary["trials"] if t["status"] == "completed"]
-    assert len(completed) == slots and all(t["epochs_run"] == 6 for t in completed)
+    asha_alone = len(state["records"]["3"]) // 3  # what rung 3 promotes by ASHA's own rule
+    assert slots <= len(completed) <= slots + asha_alone and all(t["epochs_run"] == 6 for t in completed)
+    if asha_alone == 0:  # fewer than three reached rung 3: every trial that completed is a finisher
+        assert set(state["finishers"]) >= {t["trial_id"] for t in completed}
     for trial in summary["trials"]:
         assert trial["history"]["training_iteration"] == list(range(1, trial["epochs_run"] + 1))
         if trial["status"] != "completed":
             assert trial["status"] == "stopped early" and trial["epochs_run"] in (1, 3)
             assert trial["schedule"][-1] == {"epoch": trial["epochs_run"], "event": "stopped"}
-    state = json.loads((tmp_path / "results" / f"finalists-{slots}" / "promotion-asha.state").read_text())
-    assert len(state["promoted"]["3"]) == slots  # floor(arrivals / 3) is at most one: the others are finishers
     assert {t["trial_id"] for t in completed} == set(state["promoted"]["3"])

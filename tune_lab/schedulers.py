@@ -12,7 +12,9 @@ their count over rf, the ones not yet promoted). A freed slot goes first to a pr
 trial (highest rung first), else to a new trial. When no new trial will come and a slot would
 idle, a rung that has promoted fewer trials than there are slots promotes its best waiting trial,
 a "finisher" (the lowest such rung first: the longest run starts first, so the last ends
-soonest), and a trial reaching such a rung then goes on without a pause. The search thus trains
+soonest), and a trial reaching such a rung then goes on without a pause; a finisher is chosen
+only once no trial still on its way to that rung could displace it (the end of a search decides
+as synchronous successive halving would: see `_coming`). The search thus trains
 at least as many trials to the end as it has slots, and starts those long runs while the last
 new trials still run. One finisher would leave the other slots idle for its whole last leg
 (with two slots, the mlp lr search's epochs 10-20: a third of its wall time), and near the
@@ -133,16 +135,27 @@ class PromotionASHA(FIFOScheduler):
         pickled (tuner.pkl) by the tune-lab that started it, without running __init__."""
         return vars(self).setdefault("_ranks", {})
 
-    def _promotable(self, trial_id: str, rung: int, at_least: int = 0) -> bool:
-        """In the top 1/rf of the trials that reached `rung`, not promoted yet; with `at_least`, in its top
-        `at_least` while the rung has promoted fewer (the finishers at the end of a search)."""
+    def _promotable(self, trial_id: str, rung: int, at_least: int = 0, coming: int = 0) -> bool:
+        """In the top 1/rf of the trials that reached `rung`, not promoted yet; or, with `at_least` (a finisher
+        at the end of a search), in its top `at_least` while the rung has promoted fewer, and so even if the
+        `coming` trials still on their way to the rung all arrive ahead of it."""
         if trial_id in self.promoted[rung]:
             return False
-        k = math.floor(len(self.records[rung]) / self.rf)
-        if len(self.promoted[rung]) < at_least:
-            k = max(k, at_least)
         self._ranked(rung)
-        return self._rank_cache()[rung][1].get(trial_id, k) < k
+        place = self._rank_cache()[rung][1].get(trial_id)
+        if place is None:
+            return False
+        if place < math.floor(len(self.records[rung]) / self.rf):
+            return True
+        return len(self.promoted[rung]) < at_least and place + coming < at_least
+
+    def _coming(self, trials: list[Trial], rung: int, trial_id: str | None = None) -> int:
+        """Trials running (or about to) below `rung`, other than `trial_id`: at the end of a search, the ones
+        that may still reach it. A finisher chosen before they arrive could be one a later arrival beats: ASHA's
+        asynchrony buys nothing once no new trial will start, so the end of a search decides as synchronous
+        successive halving would, as soon as no arrival can change the decision."""
+        return sum(1 for t in trials if t.status in (Trial.RUNNING, Trial.PENDING) and t.trial_id != trial_id
+                   and int((t.last_result or {}).get(TIME_ATTR, 0)) < rung)
 
     def _event(self, trial_id: str, epoch: int, event: str) -> None:
         self.events.append({"trial_id": trial_id, "epoch": epoch, "event": event})
@@ -204,7 +217,8 @@ class PromotionASHA(FIFOScheduler):
             self.promoted[epoch].append(trial_id)
             self._save()
             return TrialScheduler.CONTINUE
-        if self._finishing(tune_controller) and self._promotable(trial_id, epoch, at_least=self.slots or 1):
+        if self._finishing(tune_controller) and self._promotable(
+                trial_id, epoch, at_least=self.slots or 1, coming=self._coming(tune_controller.get_trials(), epoch, trial_id)):
             # A finisher's place at this rung is open and it is among the best there: the end-of-search rule would
             # promote it from its pause at once, so it goes on without one (no checkpoint restore in its long run).
             self.promoted[epoch].append(trial_id)
@@ -258,8 +272,10 @@ class PromotionASHA(FIFOScheduler):
         if free:
             finalists = self.slots or 1
             for rung in self.rungs:
+                coming = self._coming(trials, rung)
                 for trial_id in self._ranked(rung):
-                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(trial_id, rung, at_least=finalists):
+                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(
+                            trial_id, rung, at_least=finalists, coming=coming):
                         self.finishers.append(trial_id)
                         return self._promote(tune_controller, paused[trial_id], rung)
             # ... and while a finisher still runs, the slot it would leave idle takes the best waiting
