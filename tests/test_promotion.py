@@ -388,17 +388,8 @@ def test_a_runner_up_takes_an_idle_slot_only_if_it_ends_no_later_than_the_finish
     assert _choose(made, controller) is None and sorted(controller.stopped) == list("cdef")
 
 
-FINALISTS = """
-description: the end of a search, two slots or one
-lab: mlp
-metric: val_loss
-mode: min
-fixed: {epochs: 6, batch_size: 64, optimizer: sgd, momentum: 0.9}
-params:
-  lr: {grid: [0.05, 0.02, 0.01, 0.005]}
-search: grid
-scheduler: {promotion: {grace_period: 1, reduction_factor: 3}}
-"""
+FINALISTS = (RESUMABLE.replace("promotion ASHA killed while trials wait at rungs", "the end of a search, two slots or one")
+             .replace("epochs: 8, batch_size: 32", "epochs: 6, batch_size: 64").replace("reduction_factor: 2", "reduction_factor: 3"))
 
 
 @pytest.mark.parametrize("slots", [2, 1])
