@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import run_search
+from trainables.generative import last_grids
 
 FOUR_TRIALS = """
 description: four two-epoch cGAN trials, two at a time, so that trials 3 and 4 run on reused actors
@@ -42,3 +43,24 @@ def test_every_trial_keeps_its_grids_when_ray_reuses_actors(ray_session, tiny_mn
     report = root / "grids" / "report"  # the best trial's figures, and every trial's last grid beside the others'
     assert (report / "every_trial_grid.png").read_bytes().startswith(b"\x89PNG")
     assert "](every_trial_grid.png)" in (report / "report.md").read_text()
+    titles = [title for title, _ in last_grids(root / "grids")]
+    assert titles == [f"lr={lr} (epoch 2)" for lr in (0.0005, 0.001, 0.002, 0.004)]
+
+
+def test_a_variants_grid_is_titled_by_its_name(tmp_path):
+    """A sweep search's trial keeps its variant and values in params.json's `case`: the title is the variant's
+    name (and what varies within a variant), not the optimizer settings the variant stands for."""
+    cases = [{"variant": "faithful", "faithful": True, "optimizer": "sgd", "lr": 0.01},
+             {"variant": "corrected", "faithful": False, "optimizer": "adam", "lr": 0.0002}]
+    for i, case in enumerate(cases):
+        for lr_scale in (1, 10):
+            trial = tmp_path / f"run_trial_{i}_{lr_scale}"
+            (trial / "samples").mkdir(parents=True)
+            for epoch in (1, 3):
+                (trial / "samples" / f"epoch_{epoch:03d}.png").write_bytes(b"png")
+            case_here = {**case, "lr": case["lr"] * lr_scale}
+            (trial / "params.json").write_text(json.dumps({"epochs": 3, "lr": 0.5, "seed": 0, "case": case_here}))
+    (tmp_path / "summary.json").write_text("{}")  # not a trial folder
+    titles = [title for title, _ in last_grids(tmp_path)]
+    assert titles == ["corrected, lr=0.0002 (epoch 3)", "corrected, lr=0.002 (epoch 3)",
+                      "faithful, lr=0.01 (epoch 3)", "faithful, lr=0.1 (epoch 3)"]

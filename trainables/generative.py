@@ -227,30 +227,49 @@ def progress_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, 
 
 
 def trials_grids_figure(experiment_dir: str | pathlib.Path, out_png: str | pathlib.Path, title: str) -> bool:
-    """The last progress grid of every trial of a search, each titled by the settings its trials differ in
-    (lab 5's 'one grid per epoch setting'); False unless two trials have grids.
+    """The last progress grid of every trial of a search side by side (lab 5's 'one grid per epoch
+    setting'); False unless two trials have grids.
 
     The report's other figures show the best trial only; this one is how a reader compares the
     settings by eye. Each trial's folder keeps its grids when --keep-checkpoints prunes its checkpoint.
     """
+    panels = last_grids(experiment_dir)
+    if len(panels) < 2:
+        return False
+    _grids_figure(panels, out_png, title)
+    return True
+
+
+def last_grids(experiment_dir: str | pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+    """(title, PNG) of each trial's last progress grid, in the order of its settings, titled by what the
+    trials differ in: 'epochs=10 (epoch 10)', or a variant's name ('faithful (epoch 5)') rather than the
+    settings the variant stands for."""
     import json
 
     trials = []
     for trial_dir in sorted(pathlib.Path(experiment_dir).iterdir()):
         grids, params = epoch_grids(trial_dir), trial_dir / "params.json"
         if grids and params.is_file():
-            trials.append((json.loads(params.read_text()), grids[-1]))
-    if len(trials) < 2:
-        return False
-    differ = [key for key in trials[0][0] if len({json.dumps(t[0].get(key), sort_keys=True) for t in trials}) > 1]
+            config = json.loads(params.read_text())
+            config.update(config.pop("case", None) or {})  # a sweep search's case (its variant and values) wins
+            trials.append((config, grids[-1]))
+    def values(key: str, among: list) -> set[str]:
+        return {json.dumps(config.get(key), sort_keys=True) for config, _ in among}
+
+    differ = [key for key in trials[0][0] if len(values(key, trials)) > 1]
+    if "variant" in differ:  # a variant names its settings: keep only what varies within a variant
+        variants = {config["variant"] for config, _ in trials}
+        within = [key for key in differ if any(len(values(key, [t for t in trials if t[0]["variant"] == v])) > 1
+                                               for v in variants)]
+        differ = ["variant", *within]
+
+    def label(config: dict[str, Any]) -> str:
+        return ", ".join(str(config[key]) if key == "variant" else f"{key}={config.get(key)}" for key in differ)
 
     def order(trial: tuple[dict[str, Any], Any]) -> tuple:
         return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in (trial[0].get(k) for k in differ))
 
-    panels = [(", ".join(f"{key}={config.get(key)}" for key in differ) + f" (epoch {epoch})", path)
-              for config, (epoch, path) in sorted(trials, key=order)]
-    _grids_figure(panels, out_png, title)
-    return True
+    return [(f"{label(config)} (epoch {epoch})", path) for config, (epoch, path) in sorted(trials, key=order)]
 
 
 def trial_history(trial_dir: str | pathlib.Path) -> dict[str, list[float]]:
