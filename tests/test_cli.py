@@ -1,6 +1,7 @@
 """The command line: fast answers, one-line errors with exit code 2, nothing started on bad input."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -21,8 +22,9 @@ sys.exit(code)
 """
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
 
 
 def test_help_imports_no_heavy_library():
@@ -54,6 +56,15 @@ def test_unknown_set_key_fails_before_ray():
     assert done.returncode == 2
     assert "--set epoch: unknown parameter" in done.stderr
     assert "ray" not in done.stderr.split("HEAVY=")[1]
+
+
+def test_a_remote_results_root_without_a_tracking_server_is_refused_before_ray():
+    done = run_cli("mlp", "--search", "optimizer", "--storage", "s3://bucket/results", env={"MLFLOW_TRACKING_URI": ""})
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("HEAVY=")]
+    assert lines == ["tune-lab: error: --storage s3://bucket/results is remote: also give --tracking-uri "
+                     "(an MLflow server all nodes reach)"]
+    assert "torch" not in done.stderr.split("HEAVY=")[1]
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -32,7 +32,9 @@ def tracking_uri(explicit: str | None, root: str) -> str:
     if chosen:
         return chosen
     if "://" in root:
-        raise ValueError(f"--storage {root} is remote: also give --tracking-uri (an MLflow server all nodes reach)")
+        from tune_lab.usage import UsageError
+
+        raise UsageError(f"--storage {root} is remote: also give --tracking-uri (an MLflow server all nodes reach)")
     Path(root).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(root) / 'mlflow.db'}"
 

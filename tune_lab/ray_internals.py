@@ -25,14 +25,22 @@ For each: what it is, why tune-lab needs it, and the public API that would repla
   `num_unfinished_live_trials`, what their `max_concurrent` counts: a trial waiting at a rung must
   not hold a place, or the search stalls. Public: the `Searcher.on_pause` / `on_unpause` hooks
   exist (Ray's BOHB uses them), but neither the generator nor the limiter acts on them.
+- `quiet_default_auth_notice`: the logger of `ray._private.authentication.authentication_token_setup`,
+  raised to ERROR while a driver starts its own local Ray. Ray then turns on token authentication
+  as it always does, without its WARNING line saying so: that line came before the one line of any
+  error the search then ends with (a dataset that cannot be read is found while Ray starts, see
+  tune_lab/runner.py), and setting RAY_AUTH_MODE=token instead, which Ray accepts silently, is read
+  into Ray's cached config at import, too late. Public: a documented way to acknowledge the default.
 - `bookkeeping_keys`: `ray.tune.result.AUTO_RESULT_KEYS`, the keys Tune adds to every result (pid,
   timestamp, time_total_s ...), which the TensorBoard files leave out (tune_lab/tensorboard.py).
   Public: none; a documented list of them would do.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 TESTED_RAY = ">=2.60,<2.61"
 STATE_FILES = ("experiment_state-*.json", "basic-variant-state-*.json", "search_gen_state-*.json",
@@ -96,6 +104,17 @@ def hold_place(searcher: Any, trial_id: str, hold: bool) -> bool:
     if limiter:
         searcher.num_unfinished_live_trials += 1 if hold else -1
     return True
+
+
+@contextlib.contextmanager
+def quiet_default_auth_notice() -> Iterator[None]:
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        notice.setLevel(level)
 
 
 def bookkeeping_keys() -> frozenset[str]:

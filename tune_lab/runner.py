@@ -96,7 +96,10 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     else:
         for key, value in TRIAL_ENV.items():
             os.environ.setdefault(key, value)  # before Ray's processes start, so its workers inherit it
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        from tune_lab.ray_internals import quiet_default_auth_notice
+
+        with quiet_default_auth_notice():
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
     return True
 
 
@@ -174,7 +177,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     experiment = opts.experiment or f"{search.lab}-{search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     opts = dataclasses.replace(opts, experiment=experiment)
     folder = paths.experiment_dir(root, experiment)
-    uri = resume["tracking_uri"] if resume else paths.tracking_uri(opts.tracking_uri, root)
+    if "://" in root and not resume:  # a remote results root needs a tracking server: said before anything starts
+        paths.tracking_uri(opts.tracking_uri, root)
 
     # Ray's processes take seconds to start, most of them spent waiting: load the data and open
     # the MLflow store meanwhile (docs/benchmarks.md, "Fixed overhead"). Ray starts in this
@@ -182,7 +186,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     # resources the search asks for.
     phases = Phases()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-lab-prepare")
-    prepared = pool.submit(_prepare, search, opts, uri, resume, phases)
+    prepared = pool.submit(_prepare, search, opts, root, resume, phases)
     pool.shutdown(wait=False)
     started_ray, stopping = False, None
     try:
@@ -204,7 +208,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         phases.lap("imports")  # Ray Tune and tune-lab's driver modules
         spec = search.spec
         resources = trial_resources(search, opts)
-        data, store = prepared.result()
+        data, uri, store = prepared.result()
         phases.lap("waiting_for_data_and_store")  # what is left of them once Ray is up
         print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({split_line(data, search)}); "
               f"results in {folder}", flush=True)
@@ -293,9 +297,10 @@ def _stop_ray() -> None:
     ray.shutdown()
 
 
-def _prepare(search: Search, opts: SearchOptions, uri: str, resume: dict[str, Any] | None,
-             phases: Phases) -> tuple[Any, Any]:
-    """The search's data, and its MLflow store opened (a new search's lab experiment made; no run)."""
+def _prepare(search: Search, opts: SearchOptions, root: str, resume: dict[str, Any] | None,
+             phases: Phases) -> tuple[Any, str, Any]:
+    """The search's data, its tracking URI, and its MLflow store opened (a new search's lab
+    experiment made; no run). The data first: a search whose data cannot be read leaves nothing."""
     from tune_lab.tracking import Store
 
     with phases.timed("data"):
@@ -304,9 +309,10 @@ def _prepare(search: Search, opts: SearchOptions, uri: str, resume: dict[str, An
         if resume:  # the parent run exists: opening the store is all there is to do ahead
             from mlflow.tracking import MlflowClient
 
-            MlflowClient(tracking_uri=uri).get_run(resume["parent_run_id"])
-            return data, None
-        return data, Store(uri, search.lab, paths.artifact_root(uri))
+            MlflowClient(tracking_uri=resume["tracking_uri"]).get_run(resume["parent_run_id"])
+            return data, resume["tracking_uri"], None
+        uri = paths.tracking_uri(opts.tracking_uri, root)  # makes the results root of an SQLite store
+        return data, uri, Store(uri, search.lab, paths.artifact_root(uri))
 
 
 def split_line(data: LabData, search: Search) -> str:
