@@ -41,16 +41,29 @@ FIXED_TARGET_S, PER_TRIAL_TARGET_S, REPORT_TARGET_S = 15.0, 0.3, 60.0
 
 
 def tune_lab(tree: Path, args: list[str], root: str, data_dir: str) -> tuple[float, dict[str, Any]]:
-    """Run `tune-lab ARGS` from the checkout `tree`; its wall seconds and summary.json."""
+    """Run `tune-lab ARGS` from the checkout `tree`; its wall seconds and summary.json, with
+    `timeline`: seconds from the process's start to its MLflow parent run, to its first trial's
+    run (a trial process started), and to the end of its last trial's run."""
+    from mlflow.tracking import MlflowClient
+
     experiment = f"x{time.time_ns()}"
     env = {**os.environ, "PYTHONPATH": str(tree), "TUNE_LAB_DATA": data_dir}
     command = [sys.executable, "-m", "tune_lab", *args, "--storage", root, "--experiment", experiment]
-    began = time.perf_counter()
+    started, began = time.time(), time.perf_counter()
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return wall, json.loads((Path(root) / experiment / "summary.json").read_text())
+    summary = json.loads((Path(root) / experiment / "summary.json").read_text())
+    tracking = summary["mlflow"]
+    client = MlflowClient(tracking_uri=tracking["tracking_uri"])
+    parent = client.get_run(tracking["parent_run_id"]).info
+    runs = [r.info for r in client.search_runs([tracking["experiment_id"]], f"tags.mlflow.parentRunId = '{parent.run_id}'",
+                                               max_results=50_000)]
+    summary["timeline"] = {"parent_run_s": round(parent.start_time / 1000 - started, 2),
+                           "first_trial_s": round(min(r.start_time for r in runs) / 1000 - started, 2),
+                           "last_trial_end_s": round(max(r.end_time for r in runs) / 1000 - started, 2)}
+    return wall, summary
 
 
 def training(summary: dict[str, Any]) -> list[float]:
@@ -63,7 +76,8 @@ def run_main(tree: Path, root: str, data_dir: str) -> dict[str, Any]:
     longest = max(training(summary))
     best = summary["best"]
     return {"case": "main", "wall_s": round(wall, 2), "longest_trial_s": round(longest, 2),
-            "fixed_overhead_s": round(wall - longest, 2), "driver_s": summary.get("driver_s"),  # phases, where recorded
+            "fixed_overhead_s": round(wall - longest, 2), "timeline": summary["timeline"],
+            "driver_s": summary.get("driver_s"),  # phases, where recorded
             "best": best["config"]["optimizer"],
             "statuses": {t["config"]["optimizer"]: t["status"] for t in summary["trials"]}}
 
@@ -115,6 +129,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {tree} | {case} | {len(runs)} | {statistics.median(r['wall_s'] for r in runs):.1f} s | "
                      + (f"{statistics.median(fixed):.1f} s (target <= {FIXED_TARGET_S:g})" if fixed else "") + " |")
     for (tree, case), runs in by.items():
+        timed = [r["timeline"] for r in runs if r.get("timeline")]
+        if timed:
+            lines.append(f"\nTimeline, {tree} {case} (median s from the process's start): "
+                         + ", ".join(f"{k} {statistics.median(t[k] for t in timed):.2f}" for k in timed[0]))
         phased = [r["driver_s"] for r in runs if r.get("driver_s")]
         if phased:
             lines.append(f"\nDriver phases, {tree} {case} (median s; data and mlflow_store run beside ray_start): "

@@ -33,3 +33,18 @@ def test_quick_cli_benchmark_writes_json_and_markdown(tmp_path):
     markdown = (tmp_path / "quick.md").read_text()
     assert "## Targets" in markdown and "| help |" in markdown
     assert (tmp_path / "latest.json").is_file()
+
+
+def test_overhead_figures_take_the_training_out():
+    """Issue 19's derived figures: what 90 extra trials add beyond their share of the cores'
+    training, and each run's fixed overhead against its target, as the table prints them."""
+    from benchmarks.overhead import per_trial, table
+
+    small = {"tree": "after", "case": "trials-10", "wall_s": 30.0, "trials": 10, "training_s": 5.0, "slots": 2}
+    large = {"tree": "after", "case": "trials-100", "wall_s": 75.0, "trials": 100, "training_s": 50.0, "slots": 2}
+    assert per_trial(small, large) == (75.0 - 30.0 - (50.0 - 5.0) / 2) / 90  # 0.25 s
+    main = {"tree": "after", "case": "main", "wall_s": 40.0, "fixed_overhead_s": 14.0,
+            "timeline": {"parent_run_s": 4.0, "first_trial_s": 7.0, "last_trial_end_s": 37.0}}
+    printed = table([main, small, large])
+    assert "| after | main | 1 | 40.0 s | 14.0 s (target <= 15) |" in printed
+    assert "Per-trial overhead, after: 0.250 s" in printed and "first_trial_s 7.00" in printed
