@@ -26,12 +26,17 @@ def _title(record: dict[str, Any]) -> str:
     return f"tune-lab report: {record['lab']} / {record['search']} on {record['dataset']}"
 
 
+def _marks_caption(scheduler: str | None) -> str:
+    """What the all-trials figure's marks mean, for the scheduler that made them (FIFO stops nobody)."""
+    return {"promotion": " (x: stopped at a rung, ^: paused there and promoted)",
+            "asha": " (x: stopped early by ASHA)"}.get(scheduler or "", "")
+
+
 def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]:
     """(caption, file name) of every standard figure this search has data for."""
     wanted = [
         ("Best trial: train / val / test per epoch", "best_curves.png", figures.best_run_curves),
-        (f"Every trial's {record['metric']} per epoch " + ("(x: stopped at a rung, ^: paused there and promoted)"
-         if record.get("scheduler") == "promotion" else "(x: stopped early by ASHA)"), "all_trials.png",
+        (f"Every trial's {record['metric']} per epoch" + _marks_caption(record.get("scheduler")), "all_trials.png",
          figures.all_trials_curves),
         ("Train and validation loss of every trial", "loss_curves.png", figures.loss_curves),
     ]

@@ -1,5 +1,3 @@
-import sys
+from tune_lab.cli import run
 
-from tune_lab.cli import main
-
-sys.exit(main())
+run()

@@ -31,6 +31,11 @@ For each: what it is, why tune-lab needs it, and the public API that would repla
   error the search then ends with (a dataset that cannot be read is found while Ray starts, see
   tune_lab/runner.py), and setting RAY_AUTH_MODE=token instead, which Ray accepts silently, is read
   into Ray's cached config at import, too late. Public: a documented way to acknowledge the default.
+- Outside this module, one use (trial processes import trainables, which imports nothing of
+  tune_lab): `trainables/generative.progress_dir` takes a trial's folder in the results from
+  `tune.get_context().get_storage()` (a DeveloperAPI) and its `trial_fs_path`,
+  `storage_filesystem` and `trial_working_directory`, because `get_trial_dir()` names a reused
+  actor's unsynced working directory. Public: `get_trial_dir()` naming the trial's results folder.
 - `bookkeeping_keys`: `ray.tune.result.AUTO_RESULT_KEYS`, the keys Tune adds to every result (pid,
   timestamp, time_total_s ...), which the TensorBoard files leave out (tune_lab/tensorboard.py).
   Public: none; a documented list of them would do.
