@@ -181,7 +181,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         paths.tracking_uri(opts.tracking_uri, root)
 
     # Ray's processes take seconds to start, most of them spent waiting: load the data and open
-    # the MLflow store meanwhile (docs/benchmarks.md, "Fixed overhead"). Ray starts in this
+    # the MLflow store meanwhile (docs/benchmarks.md, "A search's own cost"). Ray starts in this
     # thread, which keeps its SIGTERM handling; no run is made until Ray is up and has the
     # resources the search asks for.
     phases = Phases()
