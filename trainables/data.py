@@ -249,16 +249,33 @@ def load_images(
     val, train = order[:n_val], order[n_val:]
     if subset is not None:
         train = train[:subset]
-    pixels = x_tr[train].astype(np.float64) / 255.0
+    x_train = np.ascontiguousarray(x_tr[train])
+    mean, std = channel_stats(x_train)
     return ImageData(
         name=name,
         classes=classes,
-        x_train=np.ascontiguousarray(x_tr[train]),
+        x_train=x_train,
         y_train=y_tr[train].astype(np.int64),
         x_val=np.ascontiguousarray(x_tr[val]),
         y_val=y_tr[val].astype(np.int64),
         x_test=np.ascontiguousarray(x_te),
         y_test=y_te.astype(np.int64),
-        mean=tuple(float(m) for m in pixels.mean(axis=(0, 2, 3))),
-        std=tuple(float(s) for s in pixels.std(axis=(0, 2, 3))),
+        mean=mean,
+        std=std,
     )
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each channel's mean and (population) std of uint8 images (N, C, H, W) scaled to [0, 1].
+
+    From each channel's 256-bin histogram: exact integer counts, and no float copy of the images
+    (0.3 GB for MNIST's training split, 1.1 GB for CIFAR-10's, ~0.25 s of a search's start-up).
+    """
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        counts = np.bincount(images[:, channel].ravel(), minlength=256).astype(np.float64)
+        mean = counts @ levels / counts.sum()
+        means.append(float(mean))
+        stds.append(float(np.sqrt(counts @ (levels - mean) ** 2 / counts.sum())))
+    return tuple(means), tuple(stds)
