@@ -26,8 +26,9 @@ def results_root(explicit: str | None = None) -> str:
     return str(Path(chosen).expanduser().resolve())
 
 
-def tracking_uri(explicit: str | None, root: str) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else an SQLite store in the results root."""
+def tracking_uri(explicit: str | None, root: str, make: bool = True) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else an SQLite store in the results root (the
+    root made unless `make` is False)."""
     chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI")
     if chosen:
         return chosen
@@ -35,7 +36,8 @@ def tracking_uri(explicit: str | None, root: str) -> str:
         from tune_lab.usage import UsageError
 
         raise UsageError(f"--storage {root} is remote: also give --tracking-uri (an MLflow server all nodes reach)")
-    Path(root).mkdir(parents=True, exist_ok=True)
+    if make:
+        Path(root).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(root) / 'mlflow.db'}"
 
 

@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 import time
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -185,8 +186,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     # thread, which keeps its SIGTERM handling; no run is made until Ray is up and has the
     # resources the search asks for.
     phases = Phases()
+    go_on = Go()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-lab-prepare")
-    prepared = pool.submit(_prepare, search, opts, root, resume, phases)
+    prepared = pool.submit(_prepare, search, opts, root, resume, phases, go_on)
     pool.shutdown(wait=False)
     started_ray, stopping = False, None
     try:
@@ -208,6 +210,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         phases.lap("imports")  # Ray Tune and tune-lab's driver modules
         spec = search.spec
         resources = trial_resources(search, opts)
+        go_on.decide(True)
         data, uri, store = prepared.result()
         phases.lap("waiting_for_data_and_store")  # what is left of them once Ray is up
         print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({split_line(data, search)}); "
@@ -272,6 +275,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             write_json(summary, folder, "summary.json")  # before the folders go: it never names a deleted one
             pruned_line = pruned.line(pruning.apply(pruned)) if pruned else None
     finally:
+        go_on.decide(False)  # a search that failed before its store was needed makes none, and leaves no thread behind
+        futures.wait([prepared])
         if stopping is not None:
             stopping.join()
         elif started_ray:
@@ -297,21 +302,48 @@ def _stop_ray() -> None:
     ray.shutdown()
 
 
+class Go:
+    """The driver's word to `_prepare`'s thread: go on to make what a search records, or not
+    (Ray could not start, or refused the resources asked for)."""
+
+    def __init__(self) -> None:
+        self.decided = threading.Event()
+        self.go = False
+
+    def decide(self, go: bool) -> None:
+        if not self.decided.is_set():
+            self.go = go
+            self.decided.set()
+
+    def wait(self) -> bool:
+        self.decided.wait()
+        return self.go
+
+
 def _prepare(search: Search, opts: SearchOptions, root: str, resume: dict[str, Any] | None,
-             phases: Phases) -> tuple[Any, str, Any]:
+             phases: Phases, go_on: Go) -> tuple[Any, str | None, Any]:
     """The search's data, its tracking URI, and its MLflow store opened (a new search's lab
-    experiment made; no run). The data first: a search whose data cannot be read leaves nothing."""
+    experiment made; no run).
+
+    Nothing is made for a search that fails first: the data is read before the store is opened,
+    and a store that does not exist yet (a new SQLite file, its results root) is made only once
+    the driver says go (Ray up, the resources there). An existing store opens at once.
+    """
     from tune_lab.tracking import Store
 
     with phases.timed("data"):
         data = load_dataset(search, opts)
-    with phases.timed("mlflow_store"):
-        if resume:  # the parent run exists: opening the store is all there is to do ahead
-            from mlflow.tracking import MlflowClient
+    if resume:  # the parent run exists: opening the store is all there is to do ahead
+        from mlflow.tracking import MlflowClient
 
+        with phases.timed("mlflow_store"):
             MlflowClient(tracking_uri=resume["tracking_uri"]).get_run(resume["parent_run_id"])
-            return data, resume["tracking_uri"], None
-        uri = paths.tracking_uri(opts.tracking_uri, root)  # makes the results root of an SQLite store
+        return data, resume["tracking_uri"], None
+    uri = paths.tracking_uri(opts.tracking_uri, root, make=False)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists() and not go_on.wait():
+        return data, None, None
+    uri = paths.tracking_uri(opts.tracking_uri, root)  # makes the results root of an SQLite store
+    with phases.timed("mlflow_store"):
         return data, uri, Store(uri, search.lab, paths.artifact_root(uri))
 
 
