@@ -40,26 +40,33 @@ TRIALS = ["mlp", "--search", "lr", "--subset", "1000", "--set", "epochs=2"]
 FIXED_TARGET_S, PER_TRIAL_TARGET_S, REPORT_TARGET_S = 15.0, 0.3, 60.0
 
 
+def run(tree: Path, args: list[str], data_dir: str) -> tuple[float, subprocess.CompletedProcess]:
+    """`tune-lab ARGS` as a fresh process from the checkout `tree`: its wall seconds, and what it printed."""
+    env = {**os.environ, "PYTHONPATH": str(tree), "TUNE_LAB_DATA": data_dir}
+    command = [sys.executable, "-m", "tune_lab", *args]
+    began = time.perf_counter()
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return time.perf_counter() - began, done
+
+
 def tune_lab(tree: Path, args: list[str], root: str, data_dir: str) -> tuple[float, dict[str, Any]]:
-    """Run `tune-lab ARGS` from the checkout `tree`; its wall seconds and summary.json, with
+    """Run the search `tune-lab ARGS` from the checkout `tree`; its wall seconds and summary.json, with
     `timeline`: seconds from the process's start to its MLflow parent run, to its first trial's
-    run (a trial process started), and to the end of its last trial's run."""
+    run (a trial process started), and to the end of its last trial's run; and `trial_runs_in_mlflow`."""
     from mlflow.tracking import MlflowClient
 
     experiment = f"x{time.time_ns()}"
-    env = {**os.environ, "PYTHONPATH": str(tree), "TUNE_LAB_DATA": data_dir}
-    command = [sys.executable, "-m", "tune_lab", *args, "--storage", root, "--experiment", experiment]
-    started, began = time.time(), time.perf_counter()
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    started = time.time()
+    wall, _ = run(tree, [*args, "--storage", root, "--experiment", experiment], data_dir)
     summary = json.loads((Path(root) / experiment / "summary.json").read_text())
     tracking = summary["mlflow"]
     client = MlflowClient(tracking_uri=tracking["tracking_uri"])
     parent = client.get_run(tracking["parent_run_id"]).info
     runs = [r.info for r in client.search_runs([tracking["experiment_id"]], f"tags.mlflow.parentRunId = '{parent.run_id}'",
                                                max_results=50_000)]
+    summary["trial_runs_in_mlflow"] = len(runs)
     summary["timeline"] = {"parent_run_s": round(parent.start_time / 1000 - started, 2),
                            "first_trial_s": round(min(r.start_time for r in runs) / 1000 - started, 2),
                            "last_trial_end_s": round(max(r.end_time for r in runs) / 1000 - started, 2)}
@@ -95,26 +102,14 @@ def per_trial(small: dict[str, Any], large: dict[str, Any]) -> float:
 
 
 def run_thousand(tree: Path, root: str, data_dir: str) -> dict[str, Any]:
-    from mlflow.tracking import MlflowClient
-
     wall, summary = tune_lab(tree, [*TRIALS, "--num-samples", "1000"], root, data_dir)
     folder = Path(summary["storage"])
-    tracking = summary["mlflow"]
-    client = MlflowClient(tracking_uri=tracking["tracking_uri"])
-    children = client.search_runs([tracking["experiment_id"]], f"tags.mlflow.parentRunId = '{tracking['parent_run_id']}'",
-                                  max_results=50_000)
-    env = {**os.environ, "PYTHONPATH": str(tree), "TUNE_LAB_DATA": data_dir}
-    began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tune_lab", "report", folder.name, "--storage", root],  # read from MLflow
-                          cwd=tree, env=env, capture_output=True, text=True)
-    report_s = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"tune-lab report failed ({done.returncode}): {done.stderr[-2000:]}")
+    report_s, done = run(tree, ["report", folder.name, "--storage", root], data_dir)  # read from MLflow
     if "read from mlflow" not in done.stdout:
         raise RuntimeError(f"tune-lab report did not read the search from MLflow: {done.stdout[-500:]}")
     disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {"case": "trials-1000", "wall_s": round(wall, 1), "trials_in_summary": len({t["trial_id"] for t in summary["trials"]}),
-            "trials_in_mlflow": len(children), "report_s": round(report_s, 1), "disk_mb": round(disk / 1e6, 1),
+            "trials_in_mlflow": summary["trial_runs_in_mlflow"], "report_s": round(report_s, 1), "disk_mb": round(disk / 1e6, 1),
             "folder": str(folder)}
 
 
