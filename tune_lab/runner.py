@@ -339,10 +339,9 @@ def _prepare(search: Search, opts: SearchOptions, root: str, resume: dict[str, A
         with phases.timed("mlflow_store"):
             MlflowClient(tracking_uri=resume["tracking_uri"]).get_run(resume["parent_run_id"])
         return data, resume["tracking_uri"], None
-    uri = paths.tracking_uri(opts.tracking_uri, root, make=False)
+    uri = paths.tracking_uri(opts.tracking_uri, root, make=False)  # the Store makes a new SQLite store's folder
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists() and not go_on.wait():
         return data, None, None
-    uri = paths.tracking_uri(opts.tracking_uri, root)  # makes the results root of an SQLite store
     with phases.timed("mlflow_store"):
         return data, uri, Store(uri, search.lab, paths.artifact_root(uri))
 
