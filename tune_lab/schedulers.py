@@ -263,8 +263,7 @@ class PromotionASHA(FIFOScheduler):
                         return self._promote(tune_controller, paused[trial_id], rung)
         if pending:
             return pending[0]
-        search_alg = ray_internals.search_algorithm(tune_controller)
-        if search_alg is None or not search_alg.is_finished() or not paused:
+        if not paused or not self._finishing(tune_controller):
             return None
         # No new trial will come and a slot would idle: a rung that has promoted fewer than `slots` promotes its
         # best (a "finisher": the search trains as many trials to the end as it has slots), the lowest such
