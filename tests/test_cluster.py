@@ -422,7 +422,10 @@ def test_search_survives_a_worker_node_dying(fake_gpu_cluster, tiny_mnist, tmp_p
         # Each failed attempt was cut by the kill, on the dead node (node None: it was placed
         # there but died before its first epoch reported), and the retry finished on the survivor.
         assert all(a["end"] >= killed_at and a["node_id"] in (dead, None) for a in failed), trial
-        assert last["node_id"] == survivor or (not failed and last["end"] < killed_at), trial
+        # A trial that never failed may have ended on the dead node: it finished its last epoch
+        # before the kill reached it. Its "end" is no clue to that, being the driver's clock when
+        # it handled the completion, which can come after killed_at (CI saw 0.75 s after).
+        assert last["node_id"] == survivor or not failed, trial
     assert max(gpu_peaks(trials).values()) <= 1.0 + 1e-9
     # the report (written to the URI storage) says which trials were retried, and how often
     import csv
