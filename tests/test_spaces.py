@@ -174,6 +174,20 @@ def test_set_overrides_fixed_and_searched_values(tmp_path):
         load_search(str(path), "mlp", {"colour": 1})
 
 
+def test_set_on_every_searched_parameter_leaves_one_trial():
+    """`--search lr --set lr=0.005` on the Optuna lr search: one trial of that setting, not a
+    traceback from an Optuna with nothing to suggest, nor 16 copies of one setting."""
+    from tune_lab.spaces import search_algorithm
+
+    shipped = load_search("lr", "mlp")
+    assert shipped.algorithm == "optuna" and shipped.num_samples == 16 and list(shipped.params) == ["lr"]
+    one = load_search("lr", "mlp", {"lr": 0.005})
+    assert (one.algorithm, one.num_samples, one.params, one.fixed["lr"]) == ("grid", 1, {}, 0.005)
+    assert search_algorithm(one, seed=0) is None and param_space(one, seed=0)["lr"] == 0.005
+    some = load_search("lr_optimizer", "mlp", {"lr": 0.005})  # a parameter left: still searched
+    assert (some.algorithm, some.num_samples, list(some.params)) == ("random", 18, ["optimizer"])
+
+
 def test_param_space_and_scheduler_follow_the_file(tmp_path):
     path = write(tmp_path, GOOD.replace("search: grid", "search: grid\nnum_samples: 2"))
     search = load_search(str(path), "mlp")

@@ -305,13 +305,16 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         for key in set(values) & set(sweeps):
             raise SearchSpaceError(f"{path}: variants.{name}.{key}: is swept; a variant may not change it")
 
+    algorithm, num_samples = doc.search, doc.num_samples
+    if doc.params and not params:  # --set fixed every searched parameter: the one setting left, once
+        algorithm, num_samples = "grid", 1  # (Optuna has nothing to suggest, and random draws would repeat it)
     scheduler, scheduler_args = _check_scheduler(path, doc.scheduler)
     if doc.dataset is not None and doc.dataset not in spec.datasets:
         raise SearchSpaceError(f"{path}: dataset: {doc.dataset!r} is not allowed for lab {lab}; expected one of {', '.join(spec.datasets)}")
     return Search(
         path=path, name=path.stem, lab=lab, description=str(doc.description).strip(),
-        metric=metric, mode=doc.mode or spec.metrics[metric], fixed=fixed, params=params, algorithm=doc.search,
-        num_samples=doc.num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=doc.dataset,
+        metric=metric, mode=doc.mode or spec.metrics[metric], fixed=fixed, params=params, algorithm=algorithm,
+        num_samples=num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=doc.dataset,
         sweeps=sweeps, variants=variants, repeats=doc.repeats,
     )
 
