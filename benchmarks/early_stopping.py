@@ -1,6 +1,6 @@
 """Issue 21, side by side: the Optuna peer against `tune-lab mlp --search lr`, in one run.
 
-    python -m benchmarks.early_stopping --data-dir $TUNE_LAB_DATA [--schedulers promotion asha] [--rounds 1] [--common-seed-peer]
+    python -m benchmarks.early_stopping --data-dir $TUNE_LAB_DATA [--schedulers promotion asha] [--rounds 1] [--common-seed-peer] [--plain-peer]
 
 Each side runs as its own fresh process, one after another (the peer first in odd rounds,
 last in even ones), on the same machine: `python -m benchmarks.optuna_peer` and
@@ -28,10 +28,10 @@ def _python() -> str:
     return sys.executable
 
 
-def run_peer(data_dir: str, seed: int, common_seed: bool = False) -> dict[str, Any]:
+def run_peer(data_dir: str, seed: int, variant: str | None = None) -> dict[str, Any]:
     began = time.perf_counter()
-    out = subprocess.run([_python(), "-m", "benchmarks.optuna_peer", "--data-dir", data_dir, "--seed", str(seed),
-                          *(["--common-seed"] if common_seed else [])],
+    flags = {None: [], "common": ["--common-seed"], "plain": ["--recipe", "plain"]}[variant]
+    out = subprocess.run([_python(), "-m", "benchmarks.optuna_peer", "--data-dir", data_dir, "--seed", str(seed), *flags],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - began
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--common-seed-peer", action="store_true",
                    help="also run the peer with every trial seeded alike, as tune-lab seeds its trials (benchmarks/optuna_peer.py)")
+    p.add_argument("--plain-peer", action="store_true",
+                   help="also run the peer at a constant lr without weight decay (optuna_peer.py --recipe plain)")
     p.add_argument("--out", default=None, help="JSON lines file (default: benchmarks/results/early-stopping-TIME.jsonl)")
     args = p.parse_args(argv)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"early-stopping-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl")
@@ -91,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
         MlflowClient(tracking_uri=f"sqlite:///{storage}/mlflow.db").search_experiments()
         for round_ in range(args.first_round, args.first_round + args.rounds):
-            sides = [("peer", None)] + [("peer", "common")] * args.common_seed_peer + [("tune-lab", s) for s in args.schedulers]
+            sides = ([("peer", None)] + [("peer", "common")] * args.common_seed_peer + [("peer", "plain")] * args.plain_peer
+                     + [("tune-lab", s) for s in args.schedulers])
             if round_ % 2 == 0:
                 sides.reverse()
             for kind, scheduler in sides:
-                row = (run_peer(args.data_dir, args.seed, scheduler == "common") if kind == "peer"
+                row = (run_peer(args.data_dir, args.seed, scheduler) if kind == "peer"
                        else run_tune_lab(args.data_dir, args.seed, scheduler, storage))
                 row |= {"round": round_, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
