@@ -111,15 +111,20 @@ def hold_place(searcher: Any, trial_id: str, hold: bool) -> bool:
     return True
 
 
+def quiet_default_auth_notice() -> contextlib.AbstractContextManager[None]:
+    return quieted("ray._private.authentication.authentication_token_setup")
+
+
 @contextlib.contextmanager
-def quiet_default_auth_notice() -> Iterator[None]:
-    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
-    level = notice.level
-    notice.setLevel(logging.ERROR)
+def quieted(logger: str) -> Iterator[None]:
+    """Ray's logger `logger` says only errors within the block."""
+    said = logging.getLogger(logger)
+    level = said.level
+    said.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        notice.setLevel(level)
+        said.setLevel(level)
 
 
 def bookkeeping_keys() -> frozenset[str]:

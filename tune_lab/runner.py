@@ -171,7 +171,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     as they were and continues unfinished ones from their checkpoints, and the trials keep
     their MLflow runs under the same parent run.
     """
-    from tune_lab.ray_internals import require_tested_ray, set_callbacks
+    from tune_lab.ray_internals import quieted, require_tested_ray, set_callbacks
 
     require_tested_ray()  # before Ray is imported: one line on a Ray tune-lab was not tested with
     root = paths.results_root(opts.storage)
@@ -241,7 +241,10 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         if resume:
             # Ray restores the search space, scheduler, searcher and trial states from the
             # experiment folder; the callbacks are replaced by fresh ones of this driver.
-            tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True, resume_errored=False)
+            # Its reading of the trials' results warns, a line each, of every trial that has none yet:
+            # those still pending at the stop, which start now (issue 18's kill -9: 14 such lines).
+            with quieted("ray.tune.analysis.experiment_analysis"):
+                tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True, resume_errored=False)
             set_callbacks(tuner, callbacks)
         else:
             tuner = _new_tuner(search, opts, trainable, resources, callbacks, root, experiment)
