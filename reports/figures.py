@@ -28,6 +28,15 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _log_if_wide(ax: Any, series: Any) -> None:
+    """A log y-axis where the values are positive and span 100x or more: on a linear one, linreg's
+    loss (24 at epoch 1 of its slowest trial, 1e-4 from epoch 2 of the good ones) drew every good
+    trial as one flat line at zero."""
+    values = [v for s in series for v in s if v is not None and math.isfinite(v)]
+    if values and min(values) > 0 and max(values) >= 100 * min(values):
+        ax.set_yscale("log")
+
+
 def _epochs(history: dict[str, list[Any]]) -> list[int]:
     """Epoch numbers of a trial's history (summaries written before they were stored: 1..n)."""
     if "training_iteration" in history:
@@ -103,6 +112,8 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
             if band:
                 ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.18, linewidth=0)
                 banded = True
+        if title != "accuracy":
+            _log_if_wide(ax, (history[m] for m in metrics))
         ax.axvline(trial["best_epoch"], color="grey", linewidth=0.8, linestyle="-.", label=f"best epoch ({trial['best_epoch']})")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -206,6 +217,8 @@ def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], ma
         handle, label = _band_handle(next(t for t in trials if t.get("seed_history")))
         handles.append(handle)
         labels.append(label)
+    if not metric.endswith("_acc"):
+        _log_if_wide(ax, (t["history"][metric] for t in trials))
     for rung in record.get("rungs") or []:
         ax.axvline(rung, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xlabel("epoch" + (" (dotted: ASHA rungs)" if record.get("rungs") else ""))
@@ -306,6 +319,7 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
         return None
     many = len(trials) > MANY_TRIALS
     fig, ax = plt.subplots(figsize=(12.5, 6) if many else (8.5, 5))
+    _log_if_wide(ax, (t["history"][split] for t in trials for split in ("train_loss", "val_loss")))
     colours = plt.cm.tab10(range(10))
     if many:  # the best in colour, the others' validation loss a grey mass beneath
         trials, rest = _top_and_rest(record, trials)

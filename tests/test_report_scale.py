@@ -303,3 +303,32 @@ def test_the_promotion_schedule_of_a_big_search_lists_its_best_and_counts_the_re
     assert sum(int(part.split(" at epoch")[0]) for part in more.split("Stopped, of all")[1].split(": ", 1)[1].split(";")[0].split(", ")) == stopped
     small = synthetic_record(5, scheduler="promotion")
     assert len([line for line in promotion_schedule(small).splitlines() if line.startswith("- ")]) == 5  # every trial, as before
+
+
+def test_losses_that_span_orders_of_magnitude_get_a_log_axis(tmp_path, monkeypatch):
+    """linreg's slowest trial starts at a loss of 24 and its good ones sit at 1e-4 from epoch 2: on a
+    linear axis every good trial was one flat line at zero. Losses within 100x keep a linear axis."""
+    import matplotlib.pyplot as plt
+
+    from reports import figures
+
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+
+    def scales(low: float) -> list[str]:
+        record = {**synthetic_record(3, epochs=3), "lab": "linreg", "metric": "val_loss", "mode": "min",
+                  "metrics": ["train_loss", "val_loss"]}
+        for i, trial in enumerate(record["trials"]):
+            trial.update(status="completed", best_epoch=3, history={
+                "training_iteration": [1, 2, 3],
+                "val_loss": [12.0, 3.5, 1.0] if i == 0 else [2 * low, low, low],
+                "train_loss": [24.0, 7.0, 2.0] if i == 0 else [3.5, low, low]})
+        record["best"] = {**record["best"], "trial_id": record["trials"][1]["trial_id"]}
+        drawn.clear()
+        figures.best_run_curves(record, tmp_path / "best.png")
+        figures.loss_curves(record, tmp_path / "loss.png")
+        return [drawn[0].axes[0].get_yscale(), drawn[1].axes[0].get_yscale(),
+                figures.all_trials_figure(record).axes[0].get_yscale()]
+
+    assert scales(1e-4) == ["log", "log", "log"]
+    assert scales(0.5) == ["linear", "linear", "linear"]
