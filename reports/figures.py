@@ -37,6 +37,16 @@ def _log_if_wide(ax: Any, series: Any) -> None:
         ax.set_yscale("log")
 
 
+def _epoch_axis(ax: Any) -> None:
+    """Whole epochs on the x-axis; one epoch alone (a one-epoch search) centred with its one tick,
+    where matplotlib would spread 0.95-1.05 over the axis in fractions of an epoch."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low, high = ax.dataLim.intervalx
+    if low == high:
+        ax.set_xlim(low - 1, high + 1)
+        ax.set_xticks([low])
+
+
 def _epochs(history: dict[str, list[Any]]) -> list[int]:
     """Epoch numbers of a trial's history (summaries written before they were stored: 1..n)."""
     if "training_iteration" in history:
@@ -116,7 +126,7 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
             _log_if_wide(ax, (history[m] for m in metrics))
         ax.axvline(trial["best_epoch"], color="grey", linewidth=0.8, linestyle="-.", label=f"best epoch ({trial['best_epoch']})")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax)
         ax.set_ylabel(f"{title} %" if title == "accuracy" else title)
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -182,7 +192,9 @@ def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour:
     values = [None if v is None else scale * v for v in trial["history"][metric]]
     variant = trial["config"].get("variant")
     style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
-    (line,) = ax.plot(epochs, values, style, marker=".", markersize=4, linewidth=1.3, color=colour, label=label)
+    one = len(epochs) == 1  # a lone point: big enough to see
+    (line,) = ax.plot(epochs, values, style, marker="o" if one else ".", markersize=8 if one else 4, linewidth=1.3,
+                      color=colour, label=label)
     band = _seed_band(trial, metric, scale)
     if band:
         ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.15, linewidth=0)
@@ -226,7 +238,7 @@ def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], ma
     each = f", each the mean of {record['repeats']} seeds" if repeated(record) else ""
     ax.set_title(f"{metric} of every trial ({counted}{each})")
     ax.grid(alpha=0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax)
 
 
 def _top_and_rest(record: dict[str, Any], trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -336,7 +348,7 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
     best = f"; in colour the {len(trials)} best by {record['metric']}" if many else ""
     ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']}{best})")
     ax.grid(alpha=0.3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax)
     if many:
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles[1:] + handles[:1], labels[1:] + labels[:1], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

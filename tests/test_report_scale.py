@@ -332,3 +332,13 @@ def test_losses_that_span_orders_of_magnitude_get_a_log_axis(tmp_path, monkeypat
 
     assert scales(1e-4) == ["log", "log", "log"]
     assert scales(0.5) == ["linear", "linear", "linear"]
+
+
+def test_a_one_epoch_search_draws_its_epoch_as_one_tick():
+    """A one-epoch search (lab 2's quick stem section): the x-axis showed 0.95-1.05 in fractions of an epoch."""
+    from reports import figures
+
+    record = {**synthetic_record(3, epochs=1), "rungs": []}  # ASHA has no rung within one epoch
+    ax = figures.all_trials_figure(record).axes[0]
+    assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.0, 2.0)
+    assert all(line.get_markersize() == 8 for line in ax.get_lines() if len(line.get_xdata()) == 1 and line.get_label()[0] != "_")
