@@ -342,3 +342,17 @@ def test_a_one_epoch_search_draws_its_epoch_as_one_tick():
     ax = figures.all_trials_figure(record).axes[0]
     assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.0, 2.0)
     assert all(line.get_markersize() == 8 for line in ax.get_lines() if len(line.get_xdata()) == 1 and line.get_label()[0] != "_")
+
+
+def test_shorter_trials_are_drawn_over_longer_ones():
+    """Lab 5's epochs search trains one curve for 10, 30, 50 and 70 epochs: drawn last, the 70 hid the others."""
+    from reports import figures
+
+    record = synthetic_record(12, epochs=10)
+    ax = figures.all_trials_figure(record).axes[0]
+    lines = [line for line in ax.get_lines() if not line.get_label().startswith("_") and len(line.get_xdata()) > 0]
+    assert len({len(line.get_xdata()) for line in lines}) > 2  # stopped at different rungs
+    for short in lines:
+        for long in lines:
+            if len(short.get_xdata()) < len(long.get_xdata()):
+                assert short.get_zorder() > long.get_zorder(), (short.get_label(), long.get_label())
