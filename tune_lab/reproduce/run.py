@@ -109,7 +109,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     parent = _reproduce_run(run, plan, folder)
     write_json(run, str(folder), RUN_FILE)
     print(f"tune-lab: reproduce {plan.name}{' --quick' if plan.quick else ''}: {len(plan.sections)} sections; results in {folder} "
-          f"(interrupted, the same command continues it)", flush=True)
+          f"(if it is interrupted, the same command continues it)", flush=True)
 
     started_ray, ray_up = False, False
     code = 0
