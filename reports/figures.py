@@ -196,7 +196,7 @@ def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour:
     # Shorter trials on top: a search over epochs trains the same curve longer (lab 5's 10, 30, 50 and
     # 70 epochs), and the longest, drawn last, hid the others along the whole of its length.
     (line,) = ax.plot(epochs, values, style, marker="o" if one else ".", markersize=8 if one else 4, linewidth=1.3,
-                      color=colour, label=label, zorder=2 + 1 / max(1, len(epochs)))
+                      color=colour, label=label, zorder=2 + 1 / len(epochs))
     band = _seed_band(trial, metric, scale)
     if band:
         ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.15, linewidth=0)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from trainables.registry import LABS, lab_names
-from tune_lab.spaces import SEARCH_DIR, SearchSpaceError, available_searches, load_search, param_space, scheduler
+from tune_lab.spaces import (SEARCH_DIR, SearchSpaceError, available_searches, load_search, param_space, scheduler,
+                             search_algorithm)
 
 GOOD = """
 lab: mlp
@@ -177,8 +178,6 @@ def test_set_overrides_fixed_and_searched_values(tmp_path):
 def test_set_on_every_searched_parameter_leaves_one_trial():
     """`--search lr --set lr=0.005` on the Optuna lr search: one trial of that setting, not a
     traceback from an Optuna with nothing to suggest, nor 16 copies of one setting."""
-    from tune_lab.spaces import search_algorithm
-
     shipped = load_search("lr", "mlp")
     assert shipped.algorithm == "optuna" and shipped.num_samples == 16 and list(shipped.params) == ["lr"]
     one = load_search("lr", "mlp", {"lr": 0.005})
@@ -250,8 +249,6 @@ def test_bad_sweeps_are_refused(tmp_path):
 def test_random_search_with_a_seed_is_seeded():
     """Ray's default generator samples unseeded; with --seed, two searches must try the same settings."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    from tune_lab.spaces import search_algorithm
 
     search = load_search("lr_optimizer", "mlp", {})
     assert search.algorithm == "random"
