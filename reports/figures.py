@@ -12,10 +12,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from reports.seeds import repeated  # noqa: E402
 from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
+from trainables.plotting import epoch_axis  # noqa: E402
 
 DPI = 120
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
@@ -35,16 +35,6 @@ def _log_if_wide(ax: Any, series: Any) -> None:
     values = [v for s in series for v in s if v is not None and math.isfinite(v)]
     if values and min(values) > 0 and max(values) >= 100 * min(values):
         ax.set_yscale("log")
-
-
-def _epoch_axis(ax: Any) -> None:
-    """Whole epochs on the x-axis; one epoch alone (a one-epoch search) centred with its one tick,
-    where matplotlib would spread 0.95-1.05 over the axis in fractions of an epoch."""
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    low, high = ax.dataLim.intervalx
-    if low == high:
-        ax.set_xlim(low - 1, high + 1)
-        ax.set_xticks([low])
 
 
 def _epochs(history: dict[str, list[Any]]) -> list[int]:
@@ -126,7 +116,7 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
             _log_if_wide(ax, (history[m] for m in metrics))
         ax.axvline(trial["best_epoch"], color="grey", linewidth=0.8, linestyle="-.", label=f"best epoch ({trial['best_epoch']})")
         ax.set_xlabel("epoch")
-        _epoch_axis(ax)
+        epoch_axis(ax)
         ax.set_ylabel(f"{title} %" if title == "accuracy" else title)
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -240,7 +230,7 @@ def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], ma
     each = f", each the mean of {record['repeats']} seeds" if repeated(record) else ""
     ax.set_title(f"{metric} of every trial ({counted}{each})")
     ax.grid(alpha=0.3)
-    _epoch_axis(ax)
+    epoch_axis(ax)
 
 
 def _top_and_rest(record: dict[str, Any], trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -350,7 +340,7 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
     best = f"; in colour the {len(trials)} best by {record['metric']}" if many else ""
     ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']}{best})")
     ax.grid(alpha=0.3)
-    _epoch_axis(ax)
+    epoch_axis(ax)
     if many:
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles[1:] + handles[:1], labels[1:] + labels[:1], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -174,3 +174,17 @@ def test_generative_data_is_what_the_loop_needs(tiny_mnist):
 
     assert data.checkpoint_info() == {"name": "mnist", "classes": data.classes, "shape": [1, 28, 28]}
     assert CGANConfig().width == 16 and CGANConfig().aux_weight == 10.0
+
+
+def test_a_one_epoch_gan_trial_draws_its_epoch_as_one_tick(tmp_path):
+    """Lab 5's quick cGAN section trains one epoch: its D/G figure spread 0.95-1.05 in fractions of an epoch."""
+    import json
+
+    from trainables.generative import gan_curves_figure
+
+    (tmp_path / "result.json").write_text(json.dumps(
+        {"training_iteration": 1, "d_loss": 0.52, "g_loss": 1.31, "d_real": 0.61, "d_fake": 0.38}) + "\n")
+    figure = gan_curves_figure(tmp_path, tmp_path / "gan_curves.png", "one epoch")
+    assert [list(ax.get_xticks()) for ax in figure.axes] == [[1.0], [1.0]]
+    assert (tmp_path / "gan_curves.png").read_bytes().startswith(b"\x89PNG")
+    assert gan_curves_figure(tmp_path / "nothing here", tmp_path / "none.png", "no trial") is None

@@ -16,7 +16,7 @@ import textwrap
 import warnings
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,13 @@ from torch import nn
 
 from trainables.data import ImageData, load_images
 from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint, make_optimizer
+from trainables.plotting import epoch_axis
 from trainables.quality import (
     ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, readable_share, reference_state,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SIDE = 28
 SAMPLES_FOLDER = "samples"
@@ -290,14 +294,14 @@ def trial_history(trial_dir: str | pathlib.Path) -> dict[str, list[float]]:
     return history
 
 
-def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, what: str) -> bool:
-    """D and G losses per epoch (left) and D's mean score on real and on fake images (right)."""
+def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path, what: str) -> Figure | None:
+    """D and G losses per epoch (left) and D's mean score on real and on fake images (right); None if
+    the trial has no GAN history."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     history = trial_history(trial_dir)
     if "d_loss" not in history:
-        return False
+        return None
     epochs = history.get("training_iteration") or list(range(1, len(history["d_loss"]) + 1))
     fig = Figure(figsize=(11, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -309,12 +313,12 @@ def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path
     right.set_title("D's mean score per epoch")
     for ax in (left, right):
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
     fig.suptitle(what, fontsize=11)
     fig.savefig(out_png, dpi=110)
-    return True
+    return fig
 
 
 # --------------------------------------------------------------------------- GAN training
