@@ -1,6 +1,7 @@
 """Issue 21, side by side: the Optuna peer against `tune-lab mlp --search lr`, in one run.
 
     python -m benchmarks.early_stopping --data-dir $TUNE_LAB_DATA [--schedulers promotion asha] [--rounds 1] [--common-seed-peer] [--plain-peer]
+    python -m benchmarks.early_stopping --data-dir $TUNE_LAB_DATA --rungs 1:3 2:3 --seeds 0 1 2 3
 
 Each side runs as its own fresh process, one after another (the peer first in odd rounds,
 last in even ones), on the same machine: `python -m benchmarks.optuna_peer` and
@@ -8,6 +9,11 @@ last in even ones), on the same machine: `python -m benchmarks.optuna_peer` and
 the peer trains: the lab's corrected MLP without dropout). Wall time is the whole process,
 interpreter start, data load, Ray start, MLflow and report included. Prints a Markdown table
 and one JSON line per run (also written to --out).
+
+`--rungs G:R ...` runs promotion ASHA once per pair instead of the search file's own rungs: the
+file `search_spaces/mlp/lr.yaml` with `scheduler: {promotion: {grace_period: G, reduction_factor:
+R}}`, written beside the results. `--seeds` gives each round its own seed, the same on both
+sides (one round per seed; --rounds is then ignored).
 """
 from __future__ import annotations
 
@@ -38,9 +44,23 @@ def run_peer(data_dir: str, seed: int, variant: str | None = None) -> dict[str, 
     return {**result, "wall_s": round(wall, 1), "inner_wall_s": result["wall_s"]}
 
 
-def run_tune_lab(data_dir: str, seed: int, scheduler: str, storage: str) -> dict[str, Any]:
-    experiment = f"bench21-{scheduler}-{time.strftime('%H%M%S')}"
-    command = [str(Path(_python()).with_name("tune-lab")), "mlp", "--search", "lr", "--set", "dropout=0",
+def lr_search_with_rungs(rungs: str, folder: str) -> str:
+    """lr.yaml with promotion ASHA at `rungs` ("G:R": grace period, reduction factor), as a file in `folder`."""
+    import yaml
+
+    grace, factor = rungs.split(":")
+    doc = yaml.safe_load((ROOT / "search_spaces" / "mlp" / "lr.yaml").read_text())
+    doc["lab"] = "mlp"  # a search file outside search_spaces/ names its lab
+    doc["scheduler"] = {"promotion": {"grace_period": int(grace), "reduction_factor": float(factor)}}
+    path = Path(folder) / f"lr-rungs-{grace}-{factor}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def run_tune_lab(data_dir: str, seed: int, scheduler: str, storage: str, rungs: str | None = None) -> dict[str, Any]:
+    experiment = f"bench21-{scheduler}-{(rungs or '').replace(':', '-')}-{time.strftime('%H%M%S')}"
+    search = lr_search_with_rungs(rungs, storage) if rungs else "lr"
+    command = [str(Path(_python()).with_name("tune-lab")), "mlp", "--search", search, "--set", "dropout=0",
                "--dataset", "mnist", "--data-dir", data_dir, "--seed", str(seed), "--scheduler", scheduler,
                "--storage", storage, "--experiment", experiment]
     began = time.perf_counter()
@@ -51,7 +71,7 @@ def run_tune_lab(data_dir: str, seed: int, scheduler: str, storage: str) -> dict
     summary = json.loads((Path(storage) / experiment / "summary.json").read_text())
     trials, best = summary["trials"], summary["best"]
     return {
-        "side": f"tune-lab ({scheduler})", "command": "tune-lab " + " ".join(command[1:]),
+        "side": f"tune-lab ({scheduler}{', rungs ' + rungs if rungs else ''})", "seed": seed, "command": "tune-lab " + " ".join(command[1:]),
         "wall_s": round(wall, 1), "trial_epochs": sum(t["epochs_run"] for t in trials), "trials": len(trials),
         "stopped_early": sum(t["status"] == "stopped early" for t in trials),
         "best_val_acc": best["metrics"]["val_acc"], "best_test_acc": best["metrics"]["test_acc"],
@@ -62,9 +82,9 @@ def run_tune_lab(data_dir: str, seed: int, scheduler: str, storage: str) -> dict
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| round | side | wall | trial-epochs | stopped early | best val / test |", "|---|---|---|---|---|---|"]
+    lines = ["| round | seed | side | wall | trial-epochs | stopped early | best val / test |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['round']} | {r['side']} | {r['wall_s']:.0f} s | {r['trial_epochs']} | "
+        lines.append(f"| {r['round']} | {r['seed']} | {r['side']} | {r['wall_s']:.0f} s | {r['trial_epochs']} | "
                      f"{r['stopped_early']} of {r['trials']} | {100 * r['best_val_acc']:.2f} / {100 * r['best_test_acc']:.2f} % |")
     return "\n".join(lines)
 
@@ -76,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--first-round", type=int, default=1, help="number of the first round (even: tune-lab first)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="one round per seed (both sides seeded alike)")
+    p.add_argument("--rungs", nargs="+", default=None, metavar="G:R",
+                   help="promotion ASHA with grace period G and reduction factor R, one tune-lab run per pair")
     p.add_argument("--common-seed-peer", action="store_true",
                    help="also run the peer with every trial seeded alike, as tune-lab seeds its trials (benchmarks/optuna_peer.py)")
     p.add_argument("--plain-peer", action="store_true",
@@ -92,15 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         from mlflow.tracking import MlflowClient
 
         MlflowClient(tracking_uri=f"sqlite:///{storage}/mlflow.db").search_experiments()
-        for round_ in range(args.first_round, args.first_round + args.rounds):
+        seeds = args.seeds or [args.seed] * args.rounds
+        tune_lab_sides = ([("tune-lab", ("promotion", r)) for r in args.rungs] if args.rungs
+                          else [("tune-lab", (s, None)) for s in args.schedulers])
+        for round_, seed in enumerate(seeds, start=args.first_round):
             sides = ([("peer", None)] + [("peer", "common")] * args.common_seed_peer + [("peer", "plain")] * args.plain_peer
-                     + [("tune-lab", s) for s in args.schedulers])
+                     + tune_lab_sides)
             if round_ % 2 == 0:
                 sides.reverse()
-            for kind, scheduler in sides:
-                row = (run_peer(args.data_dir, args.seed, scheduler) if kind == "peer"
-                       else run_tune_lab(args.data_dir, args.seed, scheduler, storage))
-                row |= {"round": round_, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            for kind, variant in sides:
+                row = (run_peer(args.data_dir, seed, variant) if kind == "peer"
+                       else run_tune_lab(args.data_dir, seed, variant[0], storage, rungs=variant[1]))
+                row |= {"round": round_, "seed": seed, "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
                 load = os.getloadavg()[0]
                 rows.append(row)
