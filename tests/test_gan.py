@@ -186,5 +186,6 @@ def test_a_one_epoch_gan_trial_draws_its_epoch_as_one_tick(tmp_path):
         {"training_iteration": 1, "d_loss": 0.52, "g_loss": 1.31, "d_real": 0.61, "d_fake": 0.38}) + "\n")
     figure = gan_curves_figure(tmp_path, tmp_path / "gan_curves.png", "one epoch")
     assert [list(ax.get_xticks()) for ax in figure.axes] == [[1.0], [1.0]]
+    assert {line.get_markersize() for ax in figure.axes for line in ax.get_lines()} == {8}  # visible dots
     assert (tmp_path / "gan_curves.png").read_bytes().startswith(b"\x89PNG")
     assert gan_curves_figure(tmp_path / "nothing here", tmp_path / "none.png", "no trial") is None

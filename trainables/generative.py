@@ -305,11 +305,12 @@ def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path
     epochs = history.get("training_iteration") or list(range(1, len(history["d_loss"]) + 1))
     fig = Figure(figsize=(11, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
-    left.plot(epochs, history["d_loss"], marker="o", markersize=3, label="D (critic) loss")
-    left.plot(epochs, history["g_loss"], marker="o", markersize=3, label="G loss")
+    size = 8 if len(epochs) == 1 else 3  # one epoch has no line to show it: a dot big enough to see
+    left.plot(epochs, history["d_loss"], marker="o", markersize=size, label="D (critic) loss")
+    left.plot(epochs, history["g_loss"], marker="o", markersize=size, label="G loss")
     left.set_title("Losses per epoch (mean over the epoch's steps)")
-    right.plot(epochs, history["d_real"], marker="o", markersize=3, color="tab:green", label="real images")
-    right.plot(epochs, history["d_fake"], marker="o", markersize=3, color="tab:red", label="generated images")
+    right.plot(epochs, history["d_real"], marker="o", markersize=size, color="tab:green", label="real images")
+    right.plot(epochs, history["d_fake"], marker="o", markersize=size, color="tab:red", label="generated images")
     right.set_title("D's mean score per epoch")
     for ax in (left, right):
         ax.set_xlabel("epoch")
