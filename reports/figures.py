@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from reports.seeds import repeated  # noqa: E402
 from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
-from trainables.plotting import epoch_axis  # noqa: E402
+from trainables.plotting import epoch_axis, point_size  # noqa: E402
 
 DPI = 120
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
@@ -182,10 +182,10 @@ def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour:
     values = [None if v is None else scale * v for v in trial["history"][metric]]
     variant = trial["config"].get("variant")
     style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
-    one = len(epochs) == 1  # a lone point: big enough to see
     # Shorter trials on top: a search over epochs trains the same curve longer (lab 5's 10, 30, 50 and
     # 70 epochs), and the longest, drawn last, hid the others along the whole of its length.
-    (line,) = ax.plot(epochs, values, style, marker="o" if one else ".", markersize=8 if one else 4, linewidth=1.3,
+    (line,) = ax.plot(epochs, values, style, marker="o" if len(epochs) == 1 else ".",
+                      markersize=point_size(epochs, 4), linewidth=1.3,
                       color=colour, label=label, zorder=2 + 1 / len(epochs))
     band = _seed_band(trial, metric, scale)
     if band:

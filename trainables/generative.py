@@ -24,7 +24,7 @@ from torch import nn
 
 from trainables.data import ImageData, load_images
 from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint, make_optimizer
-from trainables.plotting import epoch_axis
+from trainables.plotting import epoch_axis, point_size
 from trainables.quality import (
     ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, readable_share, reference_state,
 )
@@ -305,7 +305,7 @@ def gan_curves_figure(trial_dir: str | pathlib.Path, out_png: str | pathlib.Path
     epochs = history.get("training_iteration") or list(range(1, len(history["d_loss"]) + 1))
     fig = Figure(figsize=(11, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
-    size = 8 if len(epochs) == 1 else 3  # one epoch has no line to show it: a dot big enough to see
+    size = point_size(epochs, 3)
     left.plot(epochs, history["d_loss"], marker="o", markersize=size, label="D (critic) loss")
     left.plot(epochs, history["g_loss"], marker="o", markersize=size, label="G loss")
     left.set_title("Losses per epoch (mean over the epoch's steps)")

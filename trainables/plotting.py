@@ -18,3 +18,11 @@ def epoch_axis(ax: Any) -> None:
     if low == high:
         ax.set_xlim(low - 1, high + 1)
         ax.set_xticks([low])
+
+
+LONE_POINT_SIZE = 8
+
+
+def point_size(epochs: list[Any], usual: float) -> float:
+    """The marker size of a curve over `epochs`: `usual`, or big enough to see when one epoch has no line to show it."""
+    return LONE_POINT_SIZE if len(epochs) == 1 else usual
