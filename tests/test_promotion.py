@@ -358,6 +358,27 @@ def test_one_slot_one_finisher():
     assert _choose(made, controller) is None  # the slot is a's
 
 
+def test_a_trial_told_to_pause_frees_its_slot_while_ray_still_saves_it():
+    """Ray keeps a trial RUNNING while it saves the checkpoint of a pause, then stops it. Once the searcher has no
+    more trials, Ray hands the stopped trial's process to a successor only if one is staged by then; otherwise every
+    later promotion starts a new trial process (~5-8 s of a slot on two cores, docs/benchmarks.md). So the successor
+    is chosen as soon as the trial is told to pause: with one slot, the finisher a as soon as j, the search's last
+    new trial, is told to wait at rung 1 (and j, waiting, is no longer one that could overtake a at rung 9)."""
+    from ray.tune.experiment import Trial
+
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=2)
+    _to_the_end_phase(made, controller, trials)
+    made.slots = 1
+    last = controller.trials["j"] = Trial("run_trial", config={"epochs": 20}, trial_id="j", stub=True)
+    last.set_status(Trial.RUNNING)
+    assert _choose(made, controller) is None  # j has the slot, and might still reach rung 9 ahead of a
+    result = {"training_iteration": 1, "val_acc": 0.5, "should_checkpoint": True}
+    last.update_last_result(result)
+    assert made.on_trial_result(controller, last, result) == "PAUSE"
+    assert last.status == Trial.RUNNING  # as in Ray until the checkpoint is saved
+    assert _choose(made, controller) == "a" and made.finishers == ["a"]
+
+
 def test_a_runner_up_takes_an_idle_slot_only_if_it_ends_no_later_than_the_finisher():
     """The runner-up rule, where it acts: a scheduler given no slot count (one finisher, and a slot whenever
     Ray asks). Nine epochs, rungs 1 and 3. While the finisher a runs its 6 last epochs from rung 3, b, also
@@ -412,3 +433,7 @@ def test_a_search_trains_as_many_trials_to_the_end_as_it_has_slots(ray_session, 
             assert trial["status"] == "stopped early" and trial["epochs_run"] in (1, 3)
             assert trial["schedule"][-1] == {"epoch": trial["epochs_run"], "event": "stopped"}
     assert {t["trial_id"] for t in completed} == set(state["promoted"]["3"])
+    # Every trial, resumed or new, ran in one of `slots` trial processes: Ray reused them (reuse_actors) to the end.
+    pids = {json.loads(line)["pid"] for folder in (tmp_path / "results" / f"finalists-{slots}").glob("run_trial_*")
+            for line in (folder / "result.json").read_text().splitlines()}
+    assert len(pids) == slots
