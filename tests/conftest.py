@@ -34,6 +34,16 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_of_the_session(tmp_path_factory):
+    """Derived data (decoded MNIST copies, CIFAR-10 built from its archive, reference classifiers) goes to one
+    folder per test session, never the user's ~/.cache: module- and session-scoped fixtures load datasets outside
+    any test's monkeypatch. Tests that look at the cache set their own."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TUNE_LAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _offline_and_isolated(monkeypatch, tmp_path):
     """Tests never download, and never write outside their tmp_path."""

@@ -1,6 +1,11 @@
 """Data: torchvision loading, the fixed split, the digits fallback and the offline refusal."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,41 @@ def test_tiny_mnist_loads_with_a_fixed_split(tiny_mnist):
     assert a.num_classes == 10 and len(a.mean) == 1 and 0 < a.std[0] < 1
     small = load_images("mnist", tiny_mnist, subset=100)
     assert len(small.y_train) == 100 and np.array_equal(small.y_val, a.y_val)
+
+
+def _load_in_a_fresh_process(root: Path, cache: Path) -> dict:
+    """load_images("mnist", root) in a new interpreter, as a search's driver would: what it read, and whether it
+    imported torchvision to read it."""
+    code = ("import json, sys; from trainables.data import load_images; d = load_images('mnist', sys.argv[1]); "
+            "print(json.dumps({'torchvision': 'torchvision' in sys.modules, 'classes': d.classes, "
+            "'train': int(d.x_train.astype('int64').sum()), 'labels': d.y_test.tolist(), 'mean': d.mean}))")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True,
+                          env={**os.environ, "TUNE_LAB_CACHE": str(cache)}, cwd=Path(__file__).resolve().parents[1])
+    return json.loads(done.stdout)
+
+
+def test_mnist_is_decoded_by_torchvision_once_then_read_from_a_copy_that_follows_the_raw_files(tiny_mnist, tmp_path):
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(tiny_mnist, root)  # this test rewrites a raw file
+    first = _load_in_a_fresh_process(root, cache)
+    assert first["torchvision"] and len(list((cache / "decoded").glob("mnist-*.npz"))) == 1
+    again = _load_in_a_fresh_process(root, cache)
+    assert not again["torchvision"]  # the start-up's ~2 s of importing torchvision, saved
+    assert {k: v for k, v in again.items() if k != "torchvision"} == {k: v for k, v in first.items() if k != "torchvision"}
+
+    labels = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[-1] = (raw[-1] + 1) % 10  # the last test label changed: the copy no longer stands
+    labels.write_bytes(bytes(raw))
+    changed = _load_in_a_fresh_process(root, cache)
+    assert changed["torchvision"] and changed["labels"][-1] == (first["labels"][-1] + 1) % 10
+    assert not _load_in_a_fresh_process(root, cache)["torchvision"]  # and the new copy is used from then on
+
+    copy = next((cache / "decoded").glob("mnist-*.npz"))
+    copy.write_bytes(copy.read_bytes()[:1000])  # cut short (a full disk, a kill while another search wrote it)
+    assert _load_in_a_fresh_process(root, cache)["labels"] == changed["labels"]
+    assert [p.name for p in (cache / "decoded").iterdir()] == [copy.name]  # made again, nothing left beside it
+    assert not _load_in_a_fresh_process(root, cache)["torchvision"]
 
 
 def test_data_dir_resolution(monkeypatch, tmp_path):

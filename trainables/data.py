@@ -5,11 +5,15 @@ that is ~47 MB for MNIST, cheap to share, and no trial ever re-reads or re-decod
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,8 @@ DEFAULT_DATA_DIR = Path("~/.cache/tune-lab/data").expanduser()
 # Where datasets built from a compact archive are written when the data dir is read-only.
 CACHE_ENV = "TUNE_LAB_CACHE"
 CIFAR_FOLDER = "cifar-10-batches-py"
+# Where torchvision keeps each digit dataset's IDX files under a data dir: <data dir>/<folder>/raw.
+TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 CIFAR_ARCHIVE, CIFAR_MATERIALIZE = "cifar10-jpg.tar.xz", "materialize_cifar10.py"
 # Held-out validation images; searches select on these, never on the test set.
 VAL_SIZE = 5000
@@ -125,6 +131,54 @@ def _load_torchvision(name: str, root: Path, allow_download: bool, explicit: str
     except Exception as exc:  # truncated or corrupt IDX files
         raise DatasetUnavailable(f"{name}: the files in {root / cls.__name__ / 'raw'} could not be read: {exc}") from exc
     return list(train.classes), x_tr[:, None], y_tr, x_te[:, None], y_te
+
+
+def _raw_manifest(raw: Path) -> str:
+    """Every file in a raw folder, with its size and modification time: a decoded copy stands while this is unchanged."""
+    return json.dumps(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in raw.iterdir() if p.is_file()))
+
+
+def _decoded_copy_path(name: str, root: Path) -> Path:
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "decoded" / f"{name}-{digest}.npz"
+
+
+def _save_whole(path: Path, **arrays: np.ndarray) -> None:
+    """An .npz written whole or not at all (a search reading it meanwhile sees the old file or none); nothing
+    when the cache is read-only or full: it only saves time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.savez(out, **arrays)
+        os.replace(partial, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+
+
+def _load_digit_images(name: str, root: Path, allow_download: bool, explicit: str | os.PathLike | None = None):
+    """MNIST or Fashion-MNIST: torchvision reads the IDX files once per data dir, and its arrays are kept in the
+    cache (~55 MB). Later searches read that copy instead: the driver then never imports torchvision, ~2 s of the
+    one core a search's start-up keeps busy (docs/benchmarks.md, "A search's own cost"). A copy whose raw files
+    have changed since, or that cannot be read, is made again; one that cannot be written is not kept."""
+    raw = root / TORCHVISION_FOLDERS[name] / "raw"
+    copy = _decoded_copy_path(name, root)
+    if copy.is_file() and raw.is_dir():
+        try:
+            with np.load(copy, allow_pickle=False) as saved:
+                if str(saved["manifest"]) == _raw_manifest(raw):
+                    return ([str(c) for c in saved["classes"]], saved["x_train"], saved["y_train"],
+                            saved["x_test"], saved["y_test"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # cut short, or not ours: read the raw files again
+            pass
+    classes, x_tr, y_tr, x_te, y_te = _load_torchvision(name, root, allow_download, explicit)
+    _save_whole(copy, manifest=np.asarray(_raw_manifest(raw)), classes=np.asarray(classes),
+                x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    return classes, x_tr, y_tr, x_te, y_te
 
 
 def cache_dir() -> Path:
@@ -239,7 +293,7 @@ def load_images(
     if name == "digits":
         classes, x_tr, y_tr, x_te, y_te = _load_digits()
     elif name in ("mnist", "fashion_mnist"):
-        classes, x_tr, y_tr, x_te, y_te = _load_torchvision(name, resolve_data_dir(data_dir), allow_download, data_dir)
+        classes, x_tr, y_tr, x_te, y_te = _load_digit_images(name, resolve_data_dir(data_dir), allow_download, data_dir)
     elif name == "cifar10":
         classes, x_tr, y_tr, x_te, y_te = _load_cifar10(resolve_data_dir(data_dir), allow_download, data_dir)
     else:
