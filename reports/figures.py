@@ -107,7 +107,7 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
         for m in metrics:
             scale = 100 if m.endswith("_acc") else 1
             values = [None if v is None else scale * v for v in history[m]]
-            (line,) = ax.plot(epochs, values, SPLIT_STYLE.get(_split(m), "-"), marker="o", markersize=3, label=m)
+            (line,) = ax.plot(epochs, values, SPLIT_STYLE.get(_split(m), "-"), marker="o", markersize=point_size(epochs, 3), label=m)
             band = _seed_band(trial, m, scale)
             if band:
                 ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.18, linewidth=0)

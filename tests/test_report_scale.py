@@ -334,14 +334,23 @@ def test_losses_that_span_orders_of_magnitude_get_a_log_axis(tmp_path, monkeypat
     assert scales(0.5) == ["linear", "linear", "linear"]
 
 
-def test_a_one_epoch_search_draws_its_epoch_as_one_tick():
-    """A one-epoch search (lab 2's quick stem section): the x-axis showed 0.95-1.05 in fractions of an epoch."""
+def test_a_one_epoch_search_draws_its_epoch_as_one_tick(tmp_path, monkeypatch):
+    """A one-epoch search (lab 2's quick stem section): the x-axis showed 0.95-1.05 in fractions of an epoch,
+    and its points, with no line through them, at the size of a line's markers."""
+    import matplotlib.pyplot as plt
+
     from reports import figures
 
     record = {**synthetic_record(3, epochs=1), "rungs": []}  # ASHA has no rung within one epoch
     ax = figures.all_trials_figure(record).axes[0]
     assert list(ax.get_xticks()) == [1] and ax.get_xlim() == (0.0, 2.0)
     assert all(line.get_markersize() == 8 for line in ax.get_lines() if len(line.get_xdata()) == 1 and line.get_label()[0] != "_")
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    figures.best_run_curves(record, tmp_path / "best.png")
+    curves = [line for ax in drawn[0].axes for line in ax.get_lines() if line.get_label().split("_")[-1] in ("loss", "acc")]
+    assert curves and {line.get_markersize() for line in curves} == {8}
+    assert all(list(ax.get_xticks()) == [1] for ax in drawn[0].axes if ax.get_visible())
 
 
 def test_shorter_trials_are_drawn_over_longer_ones():
