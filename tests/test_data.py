@@ -39,6 +39,13 @@ def _load_in_a_fresh_process(root: Path, cache: Path) -> dict:
     return json.loads(done.stdout)
 
 
+def test_the_raw_folders_are_where_torchvision_reads_them():
+    """tune-lab names the folders without importing torchvision (see trainables.data._load_digit_images)."""
+    from trainables.data import TORCHVISION_FOLDERS, _torchvision_class
+
+    assert {name: _torchvision_class(name).__name__ for name in TORCHVISION_FOLDERS} == TORCHVISION_FOLDERS
+
+
 def test_mnist_is_decoded_by_torchvision_once_then_read_from_a_copy_that_follows_the_raw_files(tiny_mnist, tmp_path):
     root, cache = tmp_path / "data", tmp_path / "cache"
     shutil.copytree(tiny_mnist, root)  # this test rewrites a raw file

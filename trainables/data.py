@@ -101,22 +101,27 @@ def _torchvision_class(name: str):
     return {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
 
 
-def _missing_raw_files(cls, root: Path) -> list[Path]:
-    raw = root / cls.__name__ / "raw"
+def _raw_folder(name: str, root: Path) -> Path:
+    """Where torchvision reads (and downloads) a digit dataset's IDX files under the data dir `root`."""
+    return root / TORCHVISION_FOLDERS[name] / "raw"
+
+
+def _missing_raw_files(name: str, cls, root: Path) -> list[Path]:
+    raw = _raw_folder(name, root)
     names = [os.path.basename(url).removesuffix(".gz") for url, _ in cls.resources]
     return [raw / n for n in names if not (raw / n).is_file()]
 
 
 def _load_torchvision(name: str, root: Path, allow_download: bool, explicit: str | os.PathLike | None = None):
     cls = _torchvision_class(name)
-    missing = _missing_raw_files(cls, root)
+    missing = _missing_raw_files(name, cls, root)
     if missing and allow_download:
         def fetch(tmp: str) -> None:
             cls(tmp, train=True, download=True)
             cls(tmp, train=False, download=True)
 
         try:
-            download_into(root, fetch, cls.__name__)
+            download_into(root, fetch, TORCHVISION_FOLDERS[name])
         except Exception as exc:  # offline, read-only directory, mirror down ...
             raise DatasetUnavailable(
                 f"{name}: {missing[0]} is missing and downloading it failed ({exc.__class__.__name__}: "
@@ -129,7 +134,7 @@ def _load_torchvision(name: str, root: Path, allow_download: bool, explicit: str
         x_tr, y_tr = train.data.numpy(), train.targets.numpy()
         x_te, y_te = test.data.numpy(), test.targets.numpy()
     except Exception as exc:  # truncated or corrupt IDX files
-        raise DatasetUnavailable(f"{name}: the files in {root / cls.__name__ / 'raw'} could not be read: {exc}") from exc
+        raise DatasetUnavailable(f"{name}: the files in {_raw_folder(name, root)} could not be read: {exc}") from exc
     return list(train.classes), x_tr[:, None], y_tr, x_te[:, None], y_te
 
 
@@ -165,7 +170,7 @@ def _load_digit_images(name: str, root: Path, allow_download: bool, explicit: st
     cache (~55 MB). Later searches read that copy instead: the driver then never imports torchvision, ~2 s of the
     one core a search's start-up keeps busy (docs/benchmarks.md, "A search's own cost"). A copy whose raw files
     have changed since, or that cannot be read, is made again; one that cannot be written is not kept."""
-    raw = root / TORCHVISION_FOLDERS[name] / "raw"
+    raw = _raw_folder(name, root)
     copy = _decoded_copy_path(name, root)
     if copy.is_file() and raw.is_dir():
         try:
