@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from trainables.errors import DatasetUnavailable
+from trainables.files import written_whole
 
 DEFAULT_DATA_DIR = Path("~/.cache/tune-lab/data").expanduser()
 # Where datasets built from a compact archive are written when the data dir is read-only.
@@ -151,18 +152,8 @@ def _decoded_copy_path(name: str, root: Path) -> Path:
 def _save_whole(path: Path, **arrays: np.ndarray) -> None:
     """An .npz written whole or not at all (a search reading it meanwhile sees the old file or none); nothing
     when the cache is read-only or full: it only saves time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(partial, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
+    with contextlib.suppress(OSError), written_whole(path) as partial, partial.open("wb") as out:
+        np.savez(out, **arrays)  # to an open file: given a name, np.savez would add ".npz" to it
 
 
 def _load_digit_images(name: str, root: Path, allow_download: bool, explicit: str | os.PathLike | None = None):

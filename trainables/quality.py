@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data import ImageData
+from trainables.files import written_whole
 
 CACHE_ENV = "TUNE_LAB_CACHE"
 FEATURE_BATCH = 1000
@@ -160,10 +161,8 @@ def reference_state(data: ImageData, recipe: ReferenceRecipe | None = None) -> d
         "dataset": data.name, "recipe": asdict(recipe), "channels": model.channels, "num_classes": model.num_classes,
         "val_acc": accuracy, "state": model.state_dict(),
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(saved, partial)
-    os.replace(partial, path)  # concurrent searches: the last complete file wins, none is half-written
+    with written_whole(path) as partial:  # concurrent searches: the last complete file wins
+        torch.save(saved, partial)
     return saved
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from trainables.files import write_bytes_whole
 from tune_lab.ray_internals import STATE_FILES, driver_staging_folder
-from tune_lab.results import replace_atomically
 
 SNAPSHOT = "driver-state.zip"
 
@@ -64,7 +64,7 @@ def _write_snapshot(folder: Path, contents: dict[str, bytes]) -> None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # fast: it runs in Tune's loop
         for name, data in contents.items():
             archive.writestr(name, data)
-    replace_atomically(folder / SNAPSHOT, buffer.getvalue())
+    write_bytes_whole(folder / SNAPSHOT, buffer.getvalue())
 
 
 class DriverStateKeeper(Callback):
@@ -118,7 +118,7 @@ def repair(folder: str | Path) -> list[str]:
     with zipfile.ZipFile(snapshot) as archive:
         kept = {name: archive.read(name) for name in archive.namelist()}
     for name, data in kept.items():
-        replace_atomically(folder / name, data)
+        write_bytes_whole(folder / name, data)
     for path in cut:
         if path.name not in kept:
             path.unlink()

@@ -8,6 +8,7 @@ from typing import Any, Callable
 from reports.record import in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
 from trainables.config import effective_config
+from trainables.files import write_bytes_whole
 
 
 def _error_line(error: BaseException) -> str:
@@ -92,13 +93,5 @@ def write_json(data: dict[str, Any], folder: str, name: str) -> Path | str:
             out.write(text.encode())
         return f"{folder}/{name}"
     path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, text.encode())
+    write_bytes_whole(path, text.encode())
     return path
-
-
-def replace_atomically(path: Path, data: bytes) -> None:
-    """Write `path` so that a reader, or a driver killed mid-write, sees the old file or the new one, never half."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)

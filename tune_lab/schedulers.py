@@ -50,6 +50,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from trainables.files import write_bytes_whole, written_whole
 from tune_lab import ray_internals
 from tune_lab.paths import SCHEDULER_STATE
 from tune_lab.tracking import flat_params
@@ -164,14 +165,10 @@ class PromotionASHA(FIFOScheduler):
     def _save(self) -> None:
         if not self.state_file:
             return
-        from tune_lab.results import replace_atomically
-
         state = {"rungs": self.rungs, "records": {str(r): v for r, v in self.records.items()},
                  "promoted": {str(r): v for r, v in self.promoted.items()},
                  "waiting": self.waiting, "events": self.events, "finishers": self.finishers}
-        path = Path(self.state_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, json.dumps(state, indent=1).encode())
+        write_bytes_whole(self.state_file, json.dumps(state, indent=1).encode())
 
     def _load(self) -> None:
         """The rung table of an interrupted search (once, on the first trial added after a resume)."""
@@ -358,13 +355,8 @@ class ResumableASHA(ASHAScheduler):
     def _save(self) -> None:
         if not self.state_file:
             return
-        import os
-
-        path = Path(self.state_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        self.save(str(partial))
-        os.replace(partial, path)
+        with written_whole(self.state_file) as partial:
+            self.save(str(partial))
 
     def _load(self) -> None:
         self._loaded = True

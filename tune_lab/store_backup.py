@@ -22,6 +22,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from trainables.files import written_whole
+
 
 def _filesystem(uri: str):
     import pyarrow.fs
@@ -64,20 +66,17 @@ def restore(uri: str, db: Path) -> str:
     fs, path = _filesystem(uri)
     if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
         return f"no copy at {uri} yet: MLflow starts a new store in {db}"
-    partial = db.with_name(db.name + ".partial")
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with fs.open_input_stream(path) as data, open(partial, "wb") as out:
-        while chunk := data.read(1 << 20):
-            out.write(chunk)
-    check = sqlite3.connect(partial)
-    try:
-        verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        check.close()
-    if verdict != "ok":
-        partial.unlink()
-        raise RuntimeError(f"the copy at {uri} is not a sound SQLite database ({verdict}); {db} not written")
-    partial.replace(db)
+    with written_whole(db) as partial:  # an unsound copy raises below: removed, nothing written to db
+        with fs.open_input_stream(path) as data, open(partial, "wb") as out:
+            while chunk := data.read(1 << 20):
+                out.write(chunk)
+        check = sqlite3.connect(partial)
+        try:
+            verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            check.close()
+        if verdict != "ok":
+            raise RuntimeError(f"the copy at {uri} is not a sound SQLite database ({verdict}); {db} not written")
     return f"restored {db} from {uri}"
 
 
