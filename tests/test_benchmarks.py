@@ -48,3 +48,19 @@ def test_overhead_figures_take_the_training_out():
     printed = table([main, small, large])
     assert "| after | main | 1 | 40.0 s | 14.0 s (target <= 15) |" in printed
     assert "Per-trial overhead, after: 0.250 s" in printed and "first_trial_s 7.00" in printed
+
+
+def test_rung_signal_figures_rank_each_signal_against_the_end():
+    """benchmarks/rung_signals.py: a signal that orders the trials as their 20-epoch best does gets rho 1 and keeps the
+    best of all at every rung; one that orders them backwards gets rho -1 and keeps the worst when it keeps one."""
+    from benchmarks.rung_signals import signal_figures
+
+    # Three trials: accuracy early says c > b > a, the end says a > b > c; the loss says a < b < c (a best) throughout.
+    curves = [{"lr": lr, "val_acc": [early] * 9 + [end] * 11, "val_loss": [loss] * 20}
+              for lr, early, end, loss in ((1e-3, 0.90, 0.99, 0.1), (2e-3, 0.91, 0.98, 0.2), (3e-3, 0.92, 0.97, 0.3))]
+    figures = signal_figures(curves, epochs=(1, 9), picks=((9, 1), (9, 2)))
+    assert figures["trials"] == 3 and figures["best_of_all"] == 0.99
+    assert figures["spearman"]["val_loss"] == {1: 1.0, 9: 1.0}
+    assert figures["spearman"]["val_acc"] == {1: -1.0, 9: -1.0}
+    assert figures["kept_best"]["val_loss"] == {"9:1": 0.99, "9:2": 0.99}
+    assert figures["kept_best"]["val_acc"] == {"9:1": 0.97, "9:2": 0.98}
