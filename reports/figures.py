@@ -18,6 +18,7 @@ from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa:
 from trainables.plotting import epoch_axis, point_size  # noqa: E402
 
 DPI = 120
+COINCIDING = 0.002  # curves closer than this share of the axis's height look like one line
 SPLIT_STYLE = {"train": "-", "val": "--", "test": ":"}
 
 
@@ -161,8 +162,14 @@ def all_trials_figure(record: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(12, 5.5) if many else (8.5, 5))
     colours = plt.cm.tab20(range(20)) if many else plt.cm.tab10(range(10))
     marks: set[str] = set()
+    drawn: list[tuple[dict[str, Any], str]] = []
+    tolerance = COINCIDING * _span(record, trials)
     for i, trial in enumerate(trials):
-        _trial_curve(ax, record, trial, colours[i % len(colours)], setting_label(trial, record), marks)
+        label = setting_label(trial, record)
+        twin = next((name for other, name in drawn if _coincide(record, trial, other, tolerance)), None)
+        _trial_curve(ax, record, trial, colours[i % len(colours)], label if twin is None else f"{label} (dashed: on {twin})",
+                     marks, dashed=twin is not None)
+        drawn.append((trial, label))
     handles, labels = ax.get_legend_handles_labels()
     _axes_text(ax, record, trials, marks, handles, labels, f"{len(trials)} trials")
     if many:  # beside the plot, where it hides no curve
@@ -172,21 +179,45 @@ def all_trials_figure(record: dict[str, Any]) -> Any:
     return fig
 
 
+def _scaled(record: dict[str, Any], trial: dict[str, Any]) -> tuple[list[int], list[float | None]]:
+    """A trial's epochs and its searched metric as the figure draws it (accuracy in %)."""
+    metric = record["metric"]
+    scale = 100 if metric.endswith("_acc") else 1
+    return _epochs(trial["history"]), [None if v is None else scale * v for v in trial["history"][metric]]
+
+
+def _span(record: dict[str, Any], trials: list[dict[str, Any]]) -> float:
+    values = [v for t in trials for v in _scaled(record, t)[1] if v is not None and math.isfinite(v)]
+    return max(values) - min(values) if values else 0.0
+
+
+def _coincide(record: dict[str, Any], trial: dict[str, Any], other: dict[str, Any], tolerance: float) -> bool:
+    """The two curves cover each other: the same epochs, values within `tolerance`. (A shorter curve on a longer
+    one's first epochs is drawn on top of it instead, see _trial_curve.)"""
+    epochs, values = _scaled(record, trial)
+    other_epochs, other_values = _scaled(record, other)
+    if len(epochs) < 2 or epochs != other_epochs:  # a lone point has no line to dash
+        return False
+    return all((a is None) == (b is None) and (a is None or abs(a - b) <= tolerance) for a, b in zip(values, other_values))
+
+
 def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour: Any, label: str, marks: set[str],
-                 promoted_size: float = 9) -> None:
-    """One trial's line in its colour, its seed band, and its promoted / stopped / failed marks (named in `marks`)."""
+                 promoted_size: float = 9, dashed: bool = False) -> None:
+    """One trial's line in its colour, its seed band, and its promoted / stopped / failed marks (named in `marks`).
+    `dashed`: its curve lies on one drawn before (lab 1's faithful nll is cross-entropy), which shows through the gaps."""
     metric = record["metric"]
     scale = 100 if metric.endswith("_acc") else 1
     variants = list(record.get("variants") or {})
-    epochs = _epochs(trial["history"])
-    values = [None if v is None else scale * v for v in trial["history"][metric]]
+    epochs, values = _scaled(record, trial)
     variant = trial["config"].get("variant")
     style = ("-", "--", ":")[variants.index(variant) % 3] if variant in variants else "-"
     # Shorter trials on top: a search over epochs trains the same curve longer (lab 5's 10, 30, 50 and
     # 70 epochs), and the longest, drawn last, hid the others along the whole of its length.
     (line,) = ax.plot(epochs, values, style, marker="o" if len(epochs) == 1 else ".",
-                      markersize=point_size(epochs, 4), linewidth=1.3,
-                      color=colour, label=label, zorder=2 + 1 / len(epochs))
+                      markersize=point_size(epochs, 4), linewidth=2.2 if dashed else 1.3,
+                      color=colour, label=label, zorder=2 + 1 / len(epochs) + 0.001 * dashed)
+    if dashed:
+        line.set_dashes((3, 3))
     band = _seed_band(trial, metric, scale)
     if band:
         ax.fill_between(epochs, *band, color=line.get_color(), alpha=0.15, linewidth=0)

@@ -365,3 +365,33 @@ def test_shorter_trials_are_drawn_over_longer_ones():
         for long in lines:
             if len(short.get_xdata()) < len(long.get_xdata()):
                 assert short.get_zorder() > long.get_zorder(), (short.get_label(), long.get_label())
+
+
+def test_a_curve_that_lies_on_another_is_dashed_and_says_on_which(tmp_path):
+    """Lab 1's faithful `loss=nll` trains what cross-entropy trains: drawn last, its curve hid the other one
+    whole. A curve on one drawn before (the same epochs, within 0.2 % of the axis) is dashed over it, and its
+    legend entry names the one beneath; a curve that differs, or covers only the first epochs, is drawn as before."""
+    import matplotlib.pyplot as plt
+
+    from reports import figures
+    from reports.table import setting_label
+
+    record = synthetic_record(5, epochs=4)
+    curves = [[0.90, 0.94, 0.95, 0.96], [0.80, 0.85, 0.88, 0.90], [0.90, 0.94, 0.95, 0.96],
+              [0.80, 0.85, 0.88, 0.9001], [0.90, 0.94]]
+    for trial, values in zip(record["trials"], curves):
+        trial.update(status="completed", history={"training_iteration": list(range(1, len(values) + 1)), "val_acc": values})
+    fig = figures.all_trials_figure(record)
+    try:
+        labels = [setting_label(t, record) for t in record["trials"]]
+        lines = {line.get_label(): line for line in fig.axes[0].get_lines() if not line.get_label().startswith("_")}
+        assert list(lines) == [labels[0], labels[1], f"{labels[2]} (dashed: on {labels[0]})",
+                               f"{labels[3]} (dashed: on {labels[1]})", labels[4]]
+        dashed = [label for label, line in lines.items() if line.get_linestyle() != "-"]
+        assert dashed == [f"{labels[2]} (dashed: on {labels[0]})", f"{labels[3]} (dashed: on {labels[1]})"]
+        assert lines[dashed[0]].get_zorder() > lines[labels[0]].get_zorder()
+        legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        assert legend[2] == dashed[0]
+        figures._save(fig, tmp_path / "coinciding.png")
+    finally:
+        plt.close(fig)
