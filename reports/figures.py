@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from reports.seeds import repeated  # noqa: E402
 from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
 from trainables.plotting import epoch_axis, point_size  # noqa: E402
+from trainables.registry import LABS, get_lab  # noqa: E402
 
 DPI = 120
 COINCIDING = 0.002  # curves closer than this share of the axis's height look like one line
@@ -335,48 +336,52 @@ def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> 
     return fig
 
 
-# What a lab's train_loss / val_loss are, for the loss figure's axis (others: "loss").
-LOSS_UNITS = {
-    "seq2seq": "loss per target word",
-    "ae": "MSE per pixel",
-    "vae": "loss per image (corrected: -ELBO, nats)",
-}
-
-
 def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
     """Train (dashed) and validation (solid) loss per epoch of every trial, one colour per trial.
 
     For labs without accuracies (seq2seq, autoencoders) this is the lab's "loss curves per
-    data size" when the search varies the data (e.g. seq2seq's max_length search).
+    data size" when the search varies the data (e.g. seq2seq's max_length search). The axis says
+    what the loss measures (the lab's `loss_unit`); trials whose settings make it measure different
+    things (the VAE's faithful loss against its ELBO) get a panel each, never one shared axis.
     """
     trials = [t for t in record["trials"] if t.get("history", {}).get("train_loss") and t["history"].get("val_loss")]
     if not trials or any(m.endswith("_acc") for m in record["metrics"]):
         return None
+    unit_of = get_lab(record["lab"]).loss_unit_of if record["lab"] in LABS else (lambda config: "loss")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for trial in trials:
+        groups.setdefault(unit_of(trial.get("config") or {}), []).append(trial)
     many = len(trials) > MANY_TRIALS
-    fig, ax = plt.subplots(figsize=(12.5, 6) if many else (8.5, 5))
-    _log_if_wide(ax, (t["history"][split] for t in trials for split in ("train_loss", "val_loss")))
-    colours = plt.cm.tab10(range(10))
-    if many:  # the best in colour, the others' validation loss a grey mass beneath
-        trials, rest = _top_and_rest(record, trials)
-        _grey_rest(ax, rest, "val_loss", 1, f"{len(rest)} other trials: val")
-        colours = TOP_COLOURS
-    for i, trial in enumerate(trials):
-        epochs, colour = _epochs(trial["history"]), colours[i % len(colours)]
-        label = setting_label(trial, record)
-        ax.plot(epochs, trial["history"]["val_loss"], "-", marker=".", color=colour, label=f"{label}: val")
-        ax.plot(epochs, trial["history"]["train_loss"], "--", marker="x", markersize=4, color=colour,
-                label=f"{label}: train")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(LOSS_UNITS.get(record["lab"], "loss"), fontsize=9)
-    best = f"; in colour the {len(trials)} best by {record['metric']}" if many else ""
-    ax.set_title(f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']}{best})")
-    ax.grid(alpha=0.3)
-    epoch_axis(ax)
-    if many:
+    width, height = (12.5, 6) if many else (8.5, 5)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(width, height * (1 if len(groups) == 1 else 0.75 * len(groups))),
+                             squeeze=False)
+    colours = TOP_COLOURS if many else plt.cm.tab10(range(10))
+    index = {id(t): i for i, t in enumerate(trials)}  # a trial keeps its colour whichever panel it is in
+    for ax, (unit, members) in zip(axes[:, 0], groups.items()):
+        _log_if_wide(ax, (t["history"][split] for t in members for split in ("train_loss", "val_loss")))
+        shown = members
+        if many:  # the best in colour, the others' validation loss a grey mass beneath
+            shown, rest = _top_and_rest(record, members)
+            _grey_rest(ax, rest, "val_loss", 1, f"{len(rest)} other trials: val")
+            index = {id(t): i for i, t in enumerate(shown)}
+        for trial in shown:
+            epochs, colour = _epochs(trial["history"]), colours[index[id(trial)] % len(colours)]
+            label = setting_label(trial, record)
+            ax.plot(epochs, trial["history"]["val_loss"], "-", marker=".", color=colour, label=f"{label}: val")
+            ax.plot(epochs, trial["history"]["train_loss"], "--", marker="x", markersize=4, color=colour,
+                    label=f"{label}: train")
+        ax.set_ylabel("\n".join(textwrap.wrap(unit, 28)), fontsize=9)
+        ax.grid(alpha=0.3)
+        epoch_axis(ax)
         handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles[1:] + handles[:1], labels[1:] + labels[:1], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if many:
+            handles, labels = handles[1:] + handles[:1], labels[1:] + labels[:1]
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1, 0].set_xlabel("epoch")
+    best = f"; in colour the best by {record['metric']}" if many else ""
+    split = "; one panel per kind of loss" if len(groups) > 1 else ""
+    title = f"Train (dashed) and validation (solid) loss of each trial ({record['dataset']}{best}{split})"
+    axes[0, 0].set_title("\n".join(textwrap.wrap(title, 70)))
     return _save(fig, path)
 
 

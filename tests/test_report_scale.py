@@ -395,3 +395,39 @@ def test_a_curve_that_lies_on_another_is_dashed_and_says_on_which(tmp_path):
         figures._save(fig, tmp_path / "coinciding.png")
     finally:
         plt.close(fig)
+
+
+def test_a_vae_search_of_the_labs_loss_and_the_elbo_draws_each_on_its_own_axis(tmp_path, monkeypatch):
+    """vae --search model compares the lab's loss (MSE per pixel + KL) with the corrected -ELBO (nats per image):
+    drawn on one axis labelled as the ELBO, the faithful trials' numbers were read in the wrong unit. Each
+    kind of loss gets its panel, labelled with what the lab says it measures (trainables.hparams.vae_loss_unit)."""
+    import matplotlib.pyplot as plt
+
+    from reports import figures
+    from reports.table import setting_label
+    from trainables.registry import get_lab
+
+    record = {**synthetic_record(4, epochs=3), "lab": "vae", "metric": "val_mse", "mode": "min",
+              "metrics": ["train_loss", "val_loss", "val_mse"]}
+    for i, trial in enumerate(record["trials"]):
+        faithful = i % 2 == 0
+        trial["config"] = {**trial["config"], "faithful": faithful}
+        trial.update(status="completed", best_epoch=3, history={
+            "training_iteration": [1, 2, 3],
+            "train_loss": [31.0, 29.0, 28.0] if faithful else [130.0, 110.0, 104.0],
+            "val_loss": [30.0, 28.5, 28.0] if faithful else [125.0, 108.0, 103.0]})
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    assert figures.loss_curves(record, tmp_path / "loss.png").is_file()
+    axes = drawn[0].axes
+    units = [get_lab("vae").loss_unit_of({"faithful": True}), get_lab("vae").loss_unit_of({"faithful": False})]
+    assert units == ["the lab's loss: MSE per pixel + KL per image", "-ELBO per image (nats)"]
+    assert [" ".join(ax.get_ylabel().split()) for ax in axes] == units
+    for ax, members in zip(axes, (record["trials"][0::2], record["trials"][1::2])):
+        labels = [line.get_label() for line in ax.get_lines()]
+        assert labels == [f"{setting_label(t, record)}: {split}" for t in members for split in ("val", "train")]
+    assert "one panel per kind of loss" in " ".join(axes[0].get_title().split()) and axes[1].get_xlabel() == "epoch"
+    seq2seq = {**record, "lab": "seq2seq"}  # one unit for every trial: one panel, as before
+    drawn.clear()
+    figures.loss_curves(seq2seq, tmp_path / "one.png")
+    assert len(drawn[0].axes) == 1 and drawn[0].axes[0].get_ylabel() == "loss per target word"

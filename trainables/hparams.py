@@ -8,7 +8,7 @@ reads its settings from the dataclass registered here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from trainables.config import hp
 from trainables.registry import register_lab
@@ -64,6 +64,7 @@ class MLPConfig(TrainConfig):
     metrics={"train_loss": "min", "val_loss": "min", "w_error": "min", "b_error": "min"},
     metric="val_loss",
     gpu_fraction=0.1,
+    loss_unit="mean squared error",
 )
 @dataclass
 class LinRegConfig(TrainConfig):
@@ -107,6 +108,7 @@ class ResNetConfig(TrainConfig):
     metrics={"train_loss": "min", "val_loss": "min", "val_bleu": "max", "test_bleu": "max"},
     metric="val_bleu",
     gpu_fraction=0.25,
+    loss_unit="loss per target word",
 )
 @dataclass
 class Seq2SeqConfig(TrainConfig):
@@ -228,11 +230,22 @@ class AutoencoderConfig(TrainConfig):
     metrics={"train_loss": "min", "val_loss": "min", "val_mse": "min", "test_mse": "min"},
     metric="val_mse",
     gpu_fraction=0.25,
+    loss_unit="MSE per pixel",
 )
 @dataclass
 class AEConfig(AutoencoderConfig):
     # The lab's settings (Adam, 20 epochs, a 64-d code); lr 5e-3 was the best of `ae --search lr`.
     lr: float = hp(0.005, min=0.0, max=100.0)
+
+
+def vae_loss_unit(config: Mapping[str, Any]) -> str:
+    """The VAE's loss as a trial's settings make it (trainables.vae.vae_objective); an unset key has VAEConfig's default."""
+    if config.get("faithful", VAEConfig.faithful):
+        return "the lab's loss: MSE per pixel + KL per image"
+    weight = config.get("kl_weight", VAEConfig.kl_weight)
+    if config.get("recon_loss", VAEConfig.recon_loss) == "bce":
+        return "-ELBO per image (nats)" if weight == 1 else f"BCE + {weight:g} x KL per image (nats)"
+    return f"squared error summed per image + {weight:g} x KL"
 
 
 @register_lab(
@@ -245,6 +258,7 @@ class AEConfig(AutoencoderConfig):
     metric="val_elbo",
     gpu_fraction=0.25,
     sampler="unconditional",
+    loss_unit=vae_loss_unit,
 )
 @dataclass
 class VAEConfig(AutoencoderConfig):

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T", bound=type)
+# What a lab's train_loss / val_loss measure, for the axis of the report's loss figure: one phrase, or
+# a function of a trial's config where a setting changes the loss (the VAE's faithful loss is no ELBO).
+LossUnit = str | Callable[[Mapping[str, Any]], str]
 Mode = Literal["min", "max"]
 SAMPLERS = (None, "unconditional", "conditional")
 
@@ -68,10 +71,15 @@ class LabSpec:
     # What `tune-lab generate` draws from the best checkpoint: None (nothing), "unconditional"
     # (from noise) or "conditional" (of a requested class, --digit) through `sample_images`.
     sampler: str | None = None
+    loss_unit: LossUnit = "loss"
 
     @property
     def default_dataset(self) -> str:
         return self.datasets[0]
+
+    def loss_unit_of(self, config: Mapping[str, Any]) -> str:
+        """What one trial's train_loss / val_loss measure (see LossUnit)."""
+        return self.loss_unit(config) if callable(self.loss_unit) else self.loss_unit
 
     def load(self) -> LabModule:
         """The lab's module (imports torch), checked against the contract."""
@@ -97,6 +105,7 @@ def register_lab(
     fallback_dataset: str | None = None,
     gpu_fraction: float = 1.0,
     sampler: str | None = None,
+    loss_unit: LossUnit = "loss",
 ) -> Callable[[T], T]:
     """Register the decorated hyperparameter dataclass as lab `name`."""
     if sampler not in SAMPLERS:
@@ -109,7 +118,7 @@ def register_lab(
             raise ValueError(f"lab {name!r} is registered twice")
         LABS[name] = LabSpec(name=name, config=config_cls, module=module, datasets=datasets, description=description,
                              metrics=dict(metrics), metric=metric, fallback_dataset=fallback_dataset,
-                             gpu_fraction=gpu_fraction, sampler=sampler)
+                             gpu_fraction=gpu_fraction, sampler=sampler, loss_unit=loss_unit)
         return config_cls
 
     return decorate
