@@ -12,6 +12,8 @@ STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the f
 # copies them back after each step, which would put the copy from before the kill back over it.
 SCHEDULER_STATE = "promotion-asha.state"
 ASHA_STATE = "asha.state"  # ResumableASHA's rungs and stops (a pickle), not *.pkl for the same reason
+# In a `tune-lab reproduce` folder: the plan and options it started with, MLflow ids, wall times.
+REPRODUCE_RUN = "reproduce.json"
 
 
 def results_root(explicit: str | None = None) -> str:

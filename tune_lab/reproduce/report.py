@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tune_lab.reproduce.plan import Plan
-from tune_lab.reproduce.run import RUN_FILE
+from tune_lab.paths import REPRODUCE_RUN
 from tune_lab.results import read_json
 
 
@@ -165,7 +165,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
     from reports.build import TEMPLATES, markdown_blocks
     from reports.table import report_tables
 
-    run = read_json(folder / RUN_FILE) or {}
+    run = read_json(folder / REPRODUCE_RUN) or {}
     out = folder / "report"
     if out.exists():
         shutil.rmtree(out)

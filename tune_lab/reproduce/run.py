@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from tune_lab.options import SearchOptions
+from tune_lab.paths import REPRODUCE_RUN
 from tune_lab.reproduce.plan import Plan
+from tune_lab.reproduce.report import write_combined_report
 from tune_lab.results import complete_summary, read_json, write_json
 from tune_lab.usage import UsageError
 
-RUN_FILE = "reproduce.json"  # in the reproduce folder: the plan and options it started with, MLflow ids, wall times
 # SearchOptions a reproduce passes on to every section (the others are the plan's, or one per section).
 PASSED_ON = ("data_dir", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "address", "tracking_uri", "seed",
              "max_failures")
@@ -30,7 +31,7 @@ def default_experiment(plan: Plan, root: str) -> tuple[str, bool]:
     so that rerunning a killed command as it was typed continues it; else a new reproduce-LAB[-quick]-TIME."""
     prefix = f"reproduce-{plan.name}{'-quick' if plan.quick else ''}-"
     for folder in sorted(Path(root).glob(prefix + "*"), reverse=True):  # names end in a sortable time
-        run = read_json(folder / RUN_FILE)
+        run = read_json(folder / REPRODUCE_RUN)
         if run and run.get("plan_name") == plan.name and bool(run.get("quick")) == plan.quick and not run.get("complete"):
             return folder.name, True
     return prefix + time.strftime("%Y%m%d-%H%M%S"), False
@@ -85,7 +86,6 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     root) and `experiment` (the reproduce folder's name). Returns the exit code.
     """
     from tune_lab import paths
-    from tune_lab.reproduce.report import write_combined_report  # here: report.py reads this module's RUN_FILE
     from tune_lab.runner import run_search, start_ray
 
     root = paths.results_root(opts.storage)
@@ -96,7 +96,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     folder = Path(root) / experiment
     if continued:
         print(f"tune-lab: continuing the unfinished {folder} (give --experiment NAME to start another)", flush=True)
-    run = read_json(folder / RUN_FILE)
+    run = read_json(folder / REPRODUCE_RUN)
     _started_with(plan, folder, run)
     folder.mkdir(parents=True, exist_ok=True)
     if run is None:
@@ -104,10 +104,10 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
         run = {"plan": str(plan.path), "plan_name": plan.name, "title": plan.title, "quick": plan.quick,
                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "repeats": repeats,
                "options": {k: getattr(opts, k) for k in PASSED_ON}, "mlflow": {"tracking_uri": uri}, "sections": {}}
-        write_json(run, str(folder), RUN_FILE)
+        write_json(run, str(folder), REPRODUCE_RUN)
     uri = run["mlflow"]["tracking_uri"]
     parent = _reproduce_run(run, plan, folder)
-    write_json(run, str(folder), RUN_FILE)
+    write_json(run, str(folder), REPRODUCE_RUN)
     print(f"tune-lab: reproduce {plan.name}{' --quick' if plan.quick else ''}: {len(plan.sections)} sections; results in {folder} "
           f"(if it is interrupted, the same command continues it)", flush=True)
 
@@ -140,7 +140,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
             record = run["sections"].setdefault(section.key, {"wall_s": 0.0})
             record["wall_s"] = round(record["wall_s"] + time.monotonic() - began, 1)
             record["parent_run_id"] = (summary.get("mlflow") or {}).get("parent_run_id")
-            write_json(run, str(folder), RUN_FILE)
+            write_json(run, str(folder), REPRODUCE_RUN)
             if parent is not None and record["parent_run_id"]:
                 parent.client.set_tag(parent.run_id, f"tune_lab.section.{section.key}", record["parent_run_id"])
             if summary.get("interrupted"):
@@ -159,7 +159,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
         parent.client.log_artifacts(parent.run_id, str(report_dir), "report")
         parent.end(failed=code != 0)
     run["complete"] = True  # a rerun without --experiment starts a new reproduce
-    write_json(run, str(folder), RUN_FILE)
+    write_json(run, str(folder), REPRODUCE_RUN)
     print(f"\nReport: {report_dir / 'report.html'}  ({report_dir / 'report.md'})")
     return code
 
