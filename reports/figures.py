@@ -30,12 +30,16 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _log_if_wide(ax: Any, series: Any) -> None:
-    """A log y-axis where the values are positive and span 100x or more: on a linear one, linreg's
-    loss (24 at epoch 1 of its slowest trial, 1e-4 from epoch 2 of the good ones) drew every good
-    trial as one flat line at zero."""
+def _wide(series: Any) -> bool:
+    """Positive values that span 100x or more: on a linear axis, linreg's loss (24 at epoch 1 of its
+    slowest trial, 1e-4 from epoch 2 of the good ones) drew every good trial as one flat line at zero."""
     values = [v for s in series for v in s if v is not None and math.isfinite(v)]
-    if values and min(values) > 0 and max(values) >= 100 * min(values):
+    return bool(values) and min(values) > 0 and max(values) >= 100 * min(values)
+
+
+def _log_if_wide(ax: Any, series: Any) -> None:
+    """A log y-axis where the values are `_wide`."""
+    if _wide(series):
         ax.set_yscale("log")
 
 
@@ -164,10 +168,12 @@ def all_trials_figure(record: dict[str, Any]) -> Any:
     colours = plt.cm.tab20(range(20)) if many else plt.cm.tab10(range(10))
     marks: set[str] = set()
     drawn: list[tuple[dict[str, Any], str]] = []
-    tolerance = COINCIDING * _span(record, trials)
+    # As the axis will show them: _axes_text puts a loss that spans 100x on a log axis.
+    log = not record["metric"].endswith("_acc") and _wide(_scaled(record, t)[1] for t in trials)
+    tolerance = COINCIDING * _span(record, trials, log)
     for i, trial in enumerate(trials):
         label = setting_label(trial, record)
-        twin = next((name for other, name in drawn if _coincide(record, trial, other, tolerance)), None)
+        twin = next((name for other, name in drawn if _coincide(record, trial, other, tolerance, log)), None)
         _trial_curve(ax, record, trial, colours[i % len(colours)], label if twin is None else f"{label} (dashed: on {twin})",
                      marks, dashed=twin is not None)
         drawn.append((trial, label))
@@ -180,23 +186,25 @@ def all_trials_figure(record: dict[str, Any]) -> Any:
     return fig
 
 
-def _scaled(record: dict[str, Any], trial: dict[str, Any]) -> tuple[list[int], list[float | None]]:
-    """A trial's epochs and its searched metric as the figure draws it (accuracy in %)."""
+def _scaled(record: dict[str, Any], trial: dict[str, Any], log: bool = False) -> tuple[list[int], list[float | None]]:
+    """A trial's epochs and its searched metric as the figure draws it (accuracy in %); `log`: as heights on a log axis."""
     metric = record["metric"]
     scale = 100 if metric.endswith("_acc") else 1
-    return _epochs(trial["history"]), [None if v is None else scale * v for v in trial["history"][metric]]
+    values = [None if v is None or (log and not v > 0) else (math.log10(v) if log else scale * v)
+              for v in trial["history"][metric]]
+    return _epochs(trial["history"]), values
 
 
-def _span(record: dict[str, Any], trials: list[dict[str, Any]]) -> float:
-    values = [v for t in trials for v in _scaled(record, t)[1] if v is not None and math.isfinite(v)]
+def _span(record: dict[str, Any], trials: list[dict[str, Any]], log: bool = False) -> float:
+    values = [v for t in trials for v in _scaled(record, t, log)[1] if v is not None and math.isfinite(v)]
     return max(values) - min(values) if values else 0.0
 
 
-def _coincide(record: dict[str, Any], trial: dict[str, Any], other: dict[str, Any], tolerance: float) -> bool:
-    """The two curves cover each other: the same epochs, values within `tolerance`. (A shorter curve on a longer
-    one's first epochs is drawn on top of it instead, see _trial_curve.)"""
-    epochs, values = _scaled(record, trial)
-    other_epochs, other_values = _scaled(record, other)
+def _coincide(record: dict[str, Any], trial: dict[str, Any], other: dict[str, Any], tolerance: float, log: bool = False) -> bool:
+    """The two curves cover each other: the same epochs, heights on the axis within `tolerance`. (A shorter curve on
+    a longer one's first epochs is drawn on top of it instead, see _trial_curve.)"""
+    epochs, values = _scaled(record, trial, log)
+    other_epochs, other_values = _scaled(record, other, log)
     if len(epochs) < 2 or epochs != other_epochs:  # a lone point has no line to dash
         return False
     return all((a is None) == (b is None) and (a is None or abs(a - b) <= tolerance) for a, b in zip(values, other_values))

@@ -395,6 +395,19 @@ def test_a_curve_that_lies_on_another_is_dashed_and_says_on_which(tmp_path):
         figures._save(fig, tmp_path / "coinciding.png")
     finally:
         plt.close(fig)
+    # Heights as the axis shows them: linreg's losses, 24 down to 1e-4, go on a log axis, where 1e-4 and 3e-4
+    # lie far apart although both are within 0.2 % of 24 from zero.
+    record = {**synthetic_record(3, epochs=3), "lab": "linreg", "metric": "val_loss", "mode": "min",
+              "metrics": ["train_loss", "val_loss"]}
+    for trial, values in zip(record["trials"], ([24.0, 3.0, 1.0], [2e-4, 1e-4, 1e-4], [6e-4, 3e-4, 3e-4])):
+        trial.update(status="completed", history={"training_iteration": [1, 2, 3], "val_loss": values})
+    fig = figures.all_trials_figure(record)
+    try:
+        assert fig.axes[0].get_yscale() == "log"
+        assert not any("dashed" in line.get_label() or line.get_linestyle() != "-" for line in fig.axes[0].get_lines()
+                       if not line.get_label().startswith("_"))
+    finally:
+        plt.close(fig)
 
 
 def test_a_vae_search_of_the_labs_loss_and_the_elbo_draws_each_on_its_own_axis(tmp_path, monkeypatch):
