@@ -10,6 +10,12 @@ the peer trains: the lab's corrected MLP without dropout). Wall time is the whol
 interpreter start, data load, Ray start, MLflow and report included. Prints a Markdown table
 and one JSON line per run (also written to --out).
 
+`--summarize FILE ...` runs nothing: it reads earlier results (JSON lines) and prints, against each
+kind of peer, how many seeds meet each line of the acceptance and the paired averages over seeds
+(scipy's paired t-test), the latest run of each side and seed counting.
+
+    python -m benchmarks.early_stopping --summarize benchmarks/results/early-stopping-2026120[23]T2*.jsonl
+
 `--rungs G:R ...` runs promotion ASHA once per pair instead of the search file's own rungs: the
 file `search_spaces/mlp/lr.yaml` with `scheduler: {promotion: {grace_period: G, reduction_factor:
 R}}`, written beside the results. `--seeds` gives each round its own seed, the same on both
@@ -81,6 +87,55 @@ def run_tune_lab(data_dir: str, seed: int, scheduler: str, storage: str, rungs: 
     }
 
 
+ACCEPTANCE = {  # issue 21's lines, tune-lab against the peer of the same seed
+    "wall no more": lambda t, p: t["wall_s"] <= p["wall_s"],
+    "trial-epochs within 1.2x": lambda t, p: t["trial_epochs"] <= 1.2 * p["trial_epochs"],
+    "best val at least": lambda t, p: t["best_val_acc"] >= p["best_val_acc"],
+}
+
+
+def acceptance(rows: list[dict[str, Any]], tune_lab_side: str = "tune-lab (promotion)") -> dict[str, dict[str, Any]]:
+    """Per kind of peer: the seeds with both sides, how many meet each line and all three, and each figure's means
+    and paired difference over those seeds (tune-lab minus peer, with the paired t-test's p). A later row of
+    the same side and seed replaces an earlier one."""
+    from scipy.stats import ttest_rel
+
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        latest[(row["side"], row["seed"])] = row
+    ours = {seed: row for (side, seed), row in latest.items() if side == tune_lab_side}
+    verdicts: dict[str, dict[str, Any]] = {}
+    for peer in sorted({side for side, _ in latest if not side.startswith("tune-lab")}):
+        seeds = sorted(seed for (side, seed) in latest if side == peer and seed in ours)
+        if not seeds:
+            continue
+        pairs = [(ours[s], latest[(peer, s)]) for s in seeds]
+        met = {line: sum(check(t, p) for t, p in pairs) for line, check in ACCEPTANCE.items()}
+        figures = {}
+        for key in ("wall_s", "trial_epochs", "best_val_acc", "best_test_acc"):
+            a, b = [t[key] for t, _ in pairs], [p[key] for _, p in pairs]
+            p_value = float(ttest_rel(a, b).pvalue) if len(seeds) > 1 else float("nan")
+            figures[key] = {"tune_lab": sum(a) / len(a), "peer": sum(b) / len(b),
+                            "difference": (sum(a) - sum(b)) / len(a), "p": p_value}
+        verdicts[peer] = {"seeds": seeds, "met": met,
+                          "all three": sum(all(check(t, p) for check in ACCEPTANCE.values()) for t, p in pairs),
+                          "figures": figures}
+    return verdicts
+
+
+def acceptance_text(verdicts: dict[str, dict[str, Any]]) -> str:
+    lines = []
+    for peer, v in verdicts.items():
+        n = len(v["seeds"])
+        lines.append(f"against {peer} ({n} seeds: {', '.join(map(str, v['seeds']))}): "
+                     + ", ".join(f"{line} {count} of {n}" for line, count in v["met"].items()) + f", all three {v['all three']} of {n}")
+        for key, f in v["figures"].items():
+            scale, unit = (100, " points") if key.endswith("_acc") else (1, "")
+            lines.append(f"  {key}: tune-lab {scale * f['tune_lab']:.2f}, peer {scale * f['peer']:.2f}, "
+                         f"difference {scale * f['difference']:+.2f}{unit} (paired t-test p = {f['p']:.3f})")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| round | seed | side | wall | trial-epochs | stopped early | best val / test |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -91,7 +146,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=os.environ.get("TUNE_LAB_DATA"), required=os.environ.get("TUNE_LAB_DATA") is None)
+    p.add_argument("--data-dir", default=os.environ.get("TUNE_LAB_DATA"), help="real MNIST (default: $TUNE_LAB_DATA)")
     p.add_argument("--schedulers", nargs="+", default=["promotion"], choices=["promotion", "asha", "fifo"])
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--first-round", type=int, default=1, help="number of the first round (even: tune-lab first)")
@@ -104,7 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plain-peer", action="store_true",
                    help="also run the peer at a constant lr without weight decay (optuna_peer.py --recipe plain)")
     p.add_argument("--out", default=None, help="JSON lines file (default: benchmarks/results/early-stopping-TIME.jsonl)")
+    p.add_argument("--summarize", nargs="+", default=None, metavar="FILE",
+                   help="run nothing: the acceptance over the seeds of these results files")
     args = p.parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for name in args.summarize for line in Path(name).read_text().splitlines() if line.strip()]
+        print(acceptance_text(acceptance(rows)))
+        return 0
+    if not args.data_dir:
+        p.error("--data-dir (or TUNE_LAB_DATA) is needed to run the searches")
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"early-stopping-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []

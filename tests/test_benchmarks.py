@@ -64,3 +64,26 @@ def test_rung_signal_figures_rank_each_signal_against_the_end():
     assert figures["spearman"]["val_acc"] == {1: -1.0, 9: -1.0}
     assert figures["kept_best"]["val_loss"] == {"9:1": 0.99, "9:2": 0.99}
     assert figures["kept_best"]["val_acc"] == {"9:1": 0.97, "9:2": 0.98}
+
+
+def test_the_early_stopping_acceptance_counts_each_line_per_seed_and_pairs_the_averages():
+    """benchmarks/early_stopping.py --summarize: per kind of peer, the seeds meeting each of issue 21's lines
+    (a later run of a side and seed replacing an earlier one) and the paired means over the seeds."""
+    from benchmarks.early_stopping import acceptance, acceptance_text
+
+    def row(side, seed, wall, epochs, val):
+        return {"side": side, "seed": seed, "wall_s": wall, "trial_epochs": epochs, "best_val_acc": val, "best_test_acc": val}
+
+    ours = "tune-lab (promotion)"
+    rows = [row("optuna", 0, 100, 80, 0.984), row(ours, 0, 90, 70, 0.985),     # all three met
+            row("optuna", 1, 50, 40, 0.983), row(ours, 1, 80, 60, 0.980),      # none: 60 > 1.2 x 40
+            row(ours, 2, 70, 60, 0.990), row("optuna", 2, 60, 60, 0.980),
+            row(ours, 2, 55, 60, 0.990),                                         # rerun of seed 2: this one counts
+            row("optuna, plain recipe", 0, 80, 70, 0.975), row("optuna", 3, 1, 1, 0.5)]  # seed 3: no tune-lab row
+    verdicts = acceptance(rows, ours)
+    main = verdicts["optuna"]
+    assert main["seeds"] == [0, 1, 2]
+    assert main["met"] == {"wall no more": 2, "trial-epochs within 1.2x": 2, "best val at least": 2} and main["all three"] == 2
+    assert main["figures"]["wall_s"]["difference"] == ((90 - 100) + (80 - 50) + (55 - 60)) / 3
+    assert verdicts["optuna, plain recipe"]["seeds"] == [0] and verdicts["optuna, plain recipe"]["all three"] == 0  # 90 s > 80 s
+    assert "against optuna (3 seeds: 0, 1, 2): wall no more 2 of 3" in acceptance_text(verdicts)
