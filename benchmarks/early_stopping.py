@@ -12,9 +12,10 @@ and one JSON line per run (also written to --out).
 
 `--summarize FILE ...` runs nothing: it reads earlier results (JSON lines) and prints, against each
 kind of peer, how many seeds meet each line of the acceptance and the paired averages over seeds
-(scipy's paired t-test), the latest run of each side and seed counting.
+(scipy's paired t-test), the latest run of each side and seed counting. Give it the files of one
+version of the code (docs/benchmarks.md names them):
 
-    python -m benchmarks.early_stopping --summarize benchmarks/results/early-stopping-2026120[23]T2*.jsonl
+    python -m benchmarks.early_stopping --summarize benchmarks/results/early-stopping-A.jsonl early-stopping-B.jsonl
 
 `--rungs G:R ...` runs promotion ASHA once per pair instead of the search file's own rungs: the
 file `search_spaces/mlp/lr.yaml` with `scheduler: {promotion: {grace_period: G, reduction_factor:
