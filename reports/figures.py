@@ -111,7 +111,7 @@ def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
     for ax, (title, metrics) in zip(axes.flat, groups):
         banded = False
         for m in metrics:
-            scale = 100 if m.endswith("_acc") else 1
+            scale = _scale(m)
             values = [None if v is None else scale * v for v in history[m]]
             (line,) = ax.plot(epochs, values, SPLIT_STYLE.get(_split(m), "-"), marker="o", markersize=point_size(epochs, 3), label=m)
             band = _seed_band(trial, m, scale)
@@ -167,16 +167,15 @@ def all_trials_figure(record: dict[str, Any]) -> Any:
     fig, ax = plt.subplots(figsize=(12, 5.5) if many else (8.5, 5))
     colours = plt.cm.tab20(range(20)) if many else plt.cm.tab10(range(10))
     marks: set[str] = set()
-    drawn: list[tuple[dict[str, Any], str]] = []
-    # As the axis will show them: _axes_text puts a loss that spans 100x on a log axis.
-    log = not record["metric"].endswith("_acc") and _wide(_scaled(record, t)[1] for t in trials)
-    tolerance = COINCIDING * _span(record, trials, log)
-    for i, trial in enumerate(trials):
+    heights = _heights(record, trials)
+    tolerance = COINCIDING * _span(heights)
+    drawn: list[tuple[tuple[list[int], list[float | None]], str]] = []
+    for i, (trial, curve) in enumerate(zip(trials, heights)):
         label = setting_label(trial, record)
-        twin = next((name for other, name in drawn if _coincide(record, trial, other, tolerance, log)), None)
+        twin = next((name for other, name in drawn if _coincide(curve, other, tolerance)), None)
         _trial_curve(ax, record, trial, colours[i % len(colours)], label if twin is None else f"{label} (dashed: on {twin})",
                      marks, dashed=twin is not None)
-        drawn.append((trial, label))
+        drawn.append((curve, label))
     handles, labels = ax.get_legend_handles_labels()
     _axes_text(ax, record, trials, marks, handles, labels, f"{len(trials)} trials")
     if many:  # beside the plot, where it hides no curve
@@ -186,25 +185,35 @@ def all_trials_figure(record: dict[str, Any]) -> Any:
     return fig
 
 
-def _scaled(record: dict[str, Any], trial: dict[str, Any], log: bool = False) -> tuple[list[int], list[float | None]]:
-    """A trial's epochs and its searched metric as the figure draws it (accuracy in %); `log`: as heights on a log axis."""
-    metric = record["metric"]
-    scale = 100 if metric.endswith("_acc") else 1
-    values = [None if v is None or (log and not v > 0) else (math.log10(v) if log else scale * v)
-              for v in trial["history"][metric]]
-    return _epochs(trial["history"]), values
+def _scale(metric: str) -> float:
+    """Accuracies are drawn in %."""
+    return 100 if metric.endswith("_acc") else 1
 
 
-def _span(record: dict[str, Any], trials: list[dict[str, Any]], log: bool = False) -> float:
-    values = [v for t in trials for v in _scaled(record, t, log)[1] if v is not None and math.isfinite(v)]
+def _scaled(record: dict[str, Any], trial: dict[str, Any]) -> tuple[list[int], list[float | None]]:
+    """A trial's epochs and its searched metric as the figure draws it."""
+    scale = _scale(record["metric"])
+    return _epochs(trial["history"]), [None if v is None else scale * v for v in trial["history"][record["metric"]]]
+
+
+def _heights(record: dict[str, Any], trials: list[dict[str, Any]]) -> list[tuple[list[int], list[float | None]]]:
+    """Each trial's curve as heights on the axis the figure will use: _axes_text puts a loss that spans 100x
+    on a log axis, where its heights are the logarithms."""
+    curves = [_scaled(record, t) for t in trials]
+    if record["metric"].endswith("_acc") or not _wide(values for _, values in curves):
+        return curves
+    return [(epochs, [math.log10(v) if v is not None and v > 0 else None for v in values]) for epochs, values in curves]
+
+
+def _span(curves: list[tuple[list[int], list[float | None]]]) -> float:
+    values = [v for _, vs in curves for v in vs if v is not None and math.isfinite(v)]
     return max(values) - min(values) if values else 0.0
 
 
-def _coincide(record: dict[str, Any], trial: dict[str, Any], other: dict[str, Any], tolerance: float, log: bool = False) -> bool:
-    """The two curves cover each other: the same epochs, heights on the axis within `tolerance`. (A shorter curve on
-    a longer one's first epochs is drawn on top of it instead, see _trial_curve.)"""
-    epochs, values = _scaled(record, trial, log)
-    other_epochs, other_values = _scaled(record, other, log)
+def _coincide(curve: tuple[list[int], list[float | None]], other: tuple[list[int], list[float | None]], tolerance: float) -> bool:
+    """The two curves cover each other: the same epochs, heights within `tolerance`. (A shorter curve on a longer
+    one's first epochs is drawn on top of it instead, see _trial_curve.)"""
+    (epochs, values), (other_epochs, other_values) = curve, other
     if len(epochs) < 2 or epochs != other_epochs:  # a lone point has no line to dash
         return False
     return all((a is None) == (b is None) and (a is None or abs(a - b) <= tolerance) for a, b in zip(values, other_values))
@@ -215,7 +224,7 @@ def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour:
     """One trial's line in its colour, its seed band, and its promoted / stopped / failed marks (named in `marks`).
     `dashed`: its curve lies on one drawn before (lab 1's faithful nll is cross-entropy), which shows through the gaps."""
     metric = record["metric"]
-    scale = 100 if metric.endswith("_acc") else 1
+    scale = _scale(metric)
     variants = list(record.get("variants") or {})
     epochs, values = _scaled(record, trial)
     variant = trial["config"].get("variant")
@@ -304,7 +313,7 @@ def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> 
     """The all-trials figure of a big search: the TOP_TRIALS best in colour, labelled with their setting
     and best value, over every other trial as one thin light-grey line (its marks small and grey)."""
     metric = record["metric"]
-    scale = 100 if metric.endswith("_acc") else 1
+    scale = _scale(metric)
     top, rest = _top_and_rest(record, trials)
     fig, ax = plt.subplots(figsize=(12.5, 6))
     _grey_rest(ax, rest, metric, scale, f"{len(rest)} other trials")
@@ -400,7 +409,7 @@ def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
     scored = _scored(record)
     if not params or not scored:
         return None
-    scale = 100 if metric.endswith("_acc") else 1
+    scale = _scale(metric)
     many = len(scored) > MANY_TRIALS
     if many:  # smaller points, the completed trials drawn over the stopped ones
         scored = sorted(scored, key=lambda t: t["status"] != "stopped early")
