@@ -52,16 +52,10 @@ def run_curves(data_dir: str, seed: int, storage: Path) -> Path:
 
 
 def read_curves(experiment: Path) -> list[dict[str, Any]]:
-    """Each finished trial's lr and its per-epoch val_acc and val_loss, from Ray's result.json."""
-    curves = []
-    for folder in sorted(experiment.glob("run_trial_*")):
-        path = folder / "result.json"
-        if not path.is_file():
-            continue
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        params = json.loads((folder / "params.json").read_text())
-        curves.append({"lr": params["lr"], "val_acc": [r["val_acc"] for r in rows], "val_loss": [r["val_loss"] for r in rows]})
-    return curves
+    """Each trial's lr and its per-epoch val_acc and val_loss, from the search's summary.json."""
+    trials = json.loads((experiment / "summary.json").read_text())["trials"]
+    return [{"lr": t["config"]["lr"], "val_acc": t["history"]["val_acc"], "val_loss": t["history"]["val_loss"]}
+            for t in trials if t.get("history", {}).get("val_acc")]
 
 
 def signal_figures(curves: list[dict[str, Any]], epochs=EPOCHS, picks=PICKS) -> dict[str, Any]:
@@ -101,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tune-lab-rung-signals-") as scratch:
         if args.source:
             experiments = {int(e.name.rsplit("-", 1)[1]): e for e in sorted(Path(args.source).glob("*-*"))
-                           if e.is_dir() and e.name.rsplit("-", 1)[1].isdigit() and any(e.glob("run_trial_*"))}
+                           if e.name.rsplit("-", 1)[1].isdigit() and (e / "summary.json").is_file()}
         else:
             if not args.data_dir:
                 p.error("--data-dir (or TUNE_LAB_DATA) is needed to train the curves")
