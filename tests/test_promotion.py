@@ -13,7 +13,7 @@ from trainables.hparams import MLPConfig
 from trainables.mlp import Trainer
 from trainables.seeds import SeedSequence
 from tune_lab.cli import EXIT_USAGE, main
-from tune_lab.schedulers import PromotionASHA, ResumableASHA, RungOptunaSearch, rung_epochs
+from tune_lab.schedulers import PromotionASHA, ResumableASHA, RungOptunaSearch, promotion_caps, rung_epochs
 from tune_lab.spaces import SearchSpaceError, load_search, scheduler
 
 BASE = """
@@ -281,14 +281,15 @@ class _Controller:
         trial.set_status("TERMINATED")
 
 
-def _scheduler_and_trials(names, slots, state_file=None):
+def _scheduler_and_trials(names, slots, state_file=None, trials=None):
     from ray.tune.experiment import Trial
 
+    count = trials
     trials = {name: Trial("run_trial", config={"epochs": 20}, trial_id=name, stub=True) for name in names}
     for trial in trials.values():
         trial.set_status(Trial.RUNNING)
     made = PromotionASHA(max_t=20, grace_period=1, reduction_factor=3, metric="val_acc", mode="max", slots=slots,
-                         state_file=state_file)
+                         state_file=state_file, trials=count)
     return made, _Controller(trials), trials
 
 
@@ -323,12 +324,14 @@ def _to_the_end_phase(made, controller, trials):
     controller.finished = True
 
 
-def test_the_end_of_a_search_trains_as_many_finishers_as_slots_the_longest_run_first(tmp_path):
+@pytest.mark.parametrize("count", [None, 9])  # 9 trials: caps 3, 1, 1, which this rung table reaches, not passes
+def test_the_end_of_a_search_trains_as_many_finishers_as_slots_the_longest_run_first(tmp_path, count):
     """Two slots: two finishers, not one (a lone finisher leaves the other slot idle for its last leg). b, the
     best trial rung 3 has not promoted, starts first, from epoch 3; a goes on from rung 9 in the other slot;
-    b passes rung 9 without a pause (a pause would only cost a restore); c, third at rung 3, is not trained."""
+    b passes rung 9 without a pause (a pause would only cost a restore); c, third at rung 3, is not trained.
+    The same with the caps of a nine-trial search: a finisher is not held back by its rung's cap."""
     state = tmp_path / "promotion-asha.state"
-    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=2, state_file=str(state))
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=2, state_file=str(state), trials=count)
     _to_the_end_phase(made, controller, trials)
 
     assert _choose(made, controller) == "b"  # 17 epochs to go, before a's 11
@@ -347,6 +350,63 @@ def test_the_end_of_a_search_trains_as_many_finishers_as_slots_the_longest_run_f
     saved = json.loads(state.read_text())
     assert saved["finishers"] == ["b", "a", "b"] and saved["promoted"]["9"] == ["a", "b"]
 
+
+
+def test_caps_are_what_synchronous_halving_promotes_over_the_whole_search():
+    assert promotion_caps([1, 3, 9], 16, 3) == {1: 6, 3: 2, 9: 1}  # the mlp lr search
+    assert promotion_caps([1, 2, 4], 12, 2) == {1: 6, 2: 3, 4: 2}
+    assert promotion_caps([1, 3, 9], None, 3) == {}
+
+
+def _rising(made, controller, trials):
+    """Nine trials reach rung 1, each better than all before it (TPE improving on its random start)."""
+    return [_report(made, controller, trials[name], 1, 0.90 + 0.01 * k) for k, name in enumerate("abcdefghi")]
+
+
+@pytest.mark.parametrize("count, went_on", [(None, 7), (6, 2), (9, 3)])
+def test_a_rung_promotes_by_rank_no_more_than_its_cap(count, went_on):
+    """ASHA's rule alone lets each later, better arrival go on once three are there: seven of nine. Capped by the
+    search's size (6 trials: 2 at rung 1; 9 trials: 3), the rest wait at the rung, the later ones among them."""
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, trials=count)
+    decisions = _rising(made, controller, trials)
+    assert decisions.count("CONTINUE") == went_on
+    assert decisions[:2] == ["PAUSE", "PAUSE"] and decisions[2] == "CONTINUE"  # c: the first with two behind it
+    assert _choose(made, controller) is None  # every paused trial is behind the cap: nobody promoted while new ones come
+    assert len(made.waiting) == 9 - went_on
+    assert f"{went_on} promoted" in made.debug_string()
+
+
+def test_a_resumed_search_keeps_its_caps_and_what_counted_against_them(tmp_path):
+    """The promotions already made before a kill count against the cap after the resume."""
+    state = str(tmp_path / "promotion-asha.state")
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, state_file=state, trials=6)
+    assert [_report(made, controller, trials[n], 1, v) for n, v in zip("abcd", (0.90, 0.91, 0.92, 0.93))] == [
+        "PAUSE", "PAUSE", "CONTINUE", "CONTINUE"]
+    resumed, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, state_file=state, trials=6)
+    pending = trials["i"]
+    pending.set_status("PENDING")
+    resumed.on_trial_add(controller, pending)  # the first trial added after a resume reads the rung table
+    pending.set_status("RUNNING")
+    assert resumed.promoted[1] == ["c", "d"]
+    assert [_report(resumed, controller, trials[n], 1, v) for n, v in zip("efgh", (0.94, 0.95, 0.96, 0.97))] == [
+        "PAUSE"] * 4
+
+
+def test_a_scheduler_pickled_without_caps_resumes_uncapped():
+    """A search started by a tune-lab before the caps is resumed from its pickled scheduler, which has none."""
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, trials=6)
+    del made.caps
+    assert _rising(made, controller, trials).count("CONTINUE") == 7
+
+
+def test_a_search_counts_its_trials():
+    assert load_search("lr", "mlp").trial_count() == 16
+    assert load_search("lr", "mlp").trial_count(40) == 40
+    grid = load_search("optimizer", "mlp")
+    assert grid.trial_count() == len(grid.params["optimizer"].args) * grid.num_samples
+    assert grid.trial_count(2) == 2 * grid.trial_count(1)
+    sweeps = load_search("table2", "mlp")  # one trial per sweep case
+    assert sweeps.trial_count() == len(sweeps.cases()) * sweeps.num_samples > 1
 
 
 def test_one_slot_one_finisher():

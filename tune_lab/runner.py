@@ -404,7 +404,8 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
         tune_config=tune.TuneConfig(
             metric=search.metric, mode=search.mode,
             search_alg=search_alg,
-            scheduler=scheduler(search, opts.scheduler, slots=slots, state_file=state_file),
+            scheduler=scheduler(search, opts.scheduler, slots=slots, state_file=state_file,
+                                trials=search.trial_count(opts.num_samples)),
             num_samples=opts.num_samples or search.num_samples,
             max_concurrent_trials=max_concurrent,
             reuse_actors=True,

@@ -24,6 +24,15 @@ issue 21). While a finisher runs, a slot that would idle takes the best waiting 
 highest rung if it can finish no later than the finisher (a runner-up that costs no wall time).
 What still waits when nothing runs is stopped there ("stopped early").
 
+A rung promotes by the top-1/rf rule only up to what synchronous successive halving would promote
+there over the whole search (`promotion_caps`: with 16 trials and rf 3, 6 at the first rung, 2 at
+the second, 1 at the third). ASHA's rule compares a trial with the trials at the rung *so far*,
+so when later trials keep ranking above earlier ones (TPE's suggestions improving on its random
+start) every one of them goes on, and the cost of a search depends on the order its trials
+came in: 60 to 110 trial-epochs for the same mlp lr search over 25 seeds; capped, 60 to 62, at
+the same best accuracy (docs/benchmarks.md, issue 21). A trial the cap holds back waits at its
+rung like any other and can still be a finisher.
+
 Exactness of a pause: a paused function trainable is restored from its latest checkpoint. The
 scheduler pauses only on a result that carries a checkpoint (`should_checkpoint`), and
 `run_trial` saves one at every rung epoch (`pause_epochs`), with the random streams of the
@@ -72,6 +81,17 @@ def rung_epochs(grace_period: int, reduction_factor: float, max_t: int) -> list[
         k += 1
 
 
+def promotion_caps(rungs: list[int], trials: int | None, reduction_factor: float) -> dict[int, int]:
+    """Rung -> the most trials it promotes by ASHA's rule: ceil(n / rf), n the trials synchronous successive
+    halving would bring to that rung out of `trials` (the whole search). No caps when the count is unknown."""
+    caps: dict[int, int] = {}
+    if trials:
+        for rung in rungs:
+            trials = math.ceil(trials / reduction_factor)
+            caps[rung] = trials
+    return caps
+
+
 def planned_epochs(config: dict[str, Any], default: int) -> int:
     """A trial's own last epoch: its sweep case's epochs, else its config's, else `default`."""
     case = config.get("case") if isinstance(config.get("case"), dict) else {}
@@ -86,19 +106,21 @@ class PromotionASHA(FIFOScheduler):
     """Promotion-based asynchronous successive halving (see the module docstring).
 
     `slots`: how many trials can run at once (promotions are handed out when one is free);
-    None means "whenever asked". `state_file`: where the rung table and the event log are kept
+    None means "whenever asked". `trials`: how many trials the search starts (the rungs' caps; None:
+    uncapped, ASHA's rule alone). `state_file`: where the rung table and the event log are kept
     so that `tune-lab resume` continues the same decisions; None keeps them in memory only.
     """
 
     def __init__(self, *, max_t: int, grace_period: int = 1, reduction_factor: float = 3,
                  metric: str | None = None, mode: str | None = None, slots: int | None = None,
-                 state_file: str | None = None) -> None:
+                 state_file: str | None = None, trials: int | None = None) -> None:
         super().__init__()
         if reduction_factor <= 1 or grace_period < 1 or max_t < 1:
             raise ValueError("PromotionASHA needs grace_period >= 1, reduction_factor > 1, max_t >= 1")
         self.max_t, self.rf, self.slots = int(max_t), reduction_factor, slots
         self.rungs = rung_epochs(grace_period, reduction_factor, max_t)
         self._metric, self._mode = metric, mode
+        self.caps = promotion_caps(self.rungs, trials, reduction_factor)
         self.state_file = state_file
         self.records: dict[int, dict[str, float]] = {r: {} for r in self.rungs}  # rung -> trial -> score (higher is better)
         self.promoted: dict[int, list[str]] = {r: [] for r in self.rungs}
@@ -137,18 +159,23 @@ class PromotionASHA(FIFOScheduler):
         return vars(self).setdefault("_ranks", {})
 
     def _promotable(self, trial_id: str, rung: int, at_least: int = 0, coming: int = 0) -> bool:
-        """In the top 1/rf of the trials that reached `rung`, not promoted yet; or, with `at_least` (a finisher
-        at the end of a search), in its top `at_least` while the rung has promoted fewer, and so even if the
-        `coming` trials still on their way to the rung all arrive ahead of it."""
+        """In the top 1/rf of the trials that reached `rung`, not promoted yet, while the rung is under its cap;
+        or, with `at_least` (a finisher at the end of a search), in its top `at_least` while the rung has promoted
+        fewer, and so even if the `coming` trials still on their way to the rung all arrive ahead of it."""
         if trial_id in self.promoted[rung]:
             return False
         self._ranked(rung)
         place = self._rank_cache()[rung][1].get(trial_id)
         if place is None:
             return False
-        if place < math.floor(len(self.records[rung]) / self.rf):
+        if place < math.floor(len(self.records[rung]) / self.rf) and self._under_cap(rung):
             return True
         return len(self.promoted[rung]) < at_least and place + coming < at_least
+
+    def _under_cap(self, rung: int) -> bool:
+        # A search pickled by a tune-lab without caps (resumed by this one) has no `caps`: uncapped, as it began.
+        cap = vars(self).get("caps", {}).get(rung)
+        return cap is None or len(self.promoted[rung]) < cap
 
     def _coming(self, trials: list[Trial], rung: int, trial_id: str | None = None) -> int:
         """Trials running (or about to) below `rung`, other than `trial_id`: at the end of a search, the ones
@@ -225,7 +252,7 @@ class PromotionASHA(FIFOScheduler):
         if not result.get("should_checkpoint"):
             # No checkpoint at this epoch: a pause would lose epochs. Decide now, as stopping ASHA would.
             keep = max(1, math.ceil(len(self.records[epoch]) / self.rf))
-            if trial_id in self._ranked(epoch)[:keep]:
+            if trial_id in self._ranked(epoch)[:keep] and self._under_cap(epoch):
                 self.promoted[epoch].append(trial_id)
                 self._save()
                 return TrialScheduler.CONTINUE
@@ -315,7 +342,9 @@ class PromotionASHA(FIFOScheduler):
                 getattr(target, name)(trial_id)
 
     def debug_string(self) -> str:
-        counts = ", ".join(f"epoch {r}: {len(self.records[r])} reached, {len(self.promoted[r])} promoted" for r in self.rungs)
+        caps = vars(self).get("caps", {})
+        counts = ", ".join(f"epoch {r}: {len(self.records[r])} reached, {len(self.promoted[r])} promoted"
+                           + (f" (at most {caps[r]} by rank)" if r in caps else "") for r in self.rungs)
         return f"Using promotion ASHA (rf {self.rf:g}): {counts}; {len(self.waiting)} waiting"
 
 

@@ -111,6 +111,12 @@ class Search:
         combos = [dict(zip(listed, values)) for values in itertools.product(*listed.values())]
         return [{**base, **combo, **case} for combo in combos for case in self.cases() or [{}]]
 
+    def trial_count(self, num_samples: int | None = None) -> int:
+        """How many trials the search starts: its grid (every combination, each sweep case) times num_samples;
+        Optuna's and random draws are num_samples trials."""
+        grid = math.prod(len(p.args) for p in self.params.values() if p.distribution == "grid")
+        return grid * max(1, len(self.cases())) * (num_samples or self.num_samples)
+
     def varied_by_cases(self) -> list[str]:
         return (["variant"] if self.variants else []) + list(self.sweeps)
 
@@ -429,9 +435,10 @@ def search_algorithm(search: Search, seed: int | None):
     return RungOptunaSearch(seed=seed, max_t=search.max_epochs())
 
 
-def scheduler(search: Search, name: str | None = None, *, slots: int | None = None, state_file: str | None = None):
-    """Ray's FIFO or (stopping) ASHA, or tune-lab's promotion ASHA (`slots`: see PromotionASHA; `state_file`: where
-    either ASHA keeps its decisions for `tune-lab resume`)."""
+def scheduler(search: Search, name: str | None = None, *, slots: int | None = None, state_file: str | None = None,
+              trials: int | None = None):
+    """Ray's FIFO or (stopping) ASHA, or tune-lab's promotion ASHA (`slots`, `trials`: see PromotionASHA;
+    `state_file`: where either ASHA keeps its decisions for `tune-lab resume`)."""
     from ray.tune.schedulers import FIFOScheduler
 
     if (name or search.scheduler) == "fifo":
@@ -442,7 +449,8 @@ def scheduler(search: Search, name: str | None = None, *, slots: int | None = No
         from tune_lab.schedulers import PromotionASHA
 
         return PromotionASHA(max_t=max_t, grace_period=min(args["grace_period"], max_t),
-                             reduction_factor=args["reduction_factor"], slots=slots, state_file=state_file)
+                             reduction_factor=args["reduction_factor"], slots=slots, state_file=state_file,
+                             trials=trials)
     from tune_lab.schedulers import ResumableASHA
 
     return ResumableASHA(  # Ray's ASHA, its decisions kept in `state_file` for a resume
