@@ -468,22 +468,30 @@ def param_importance(record: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _epochs_in_words(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
 def promotion_schedule(record: dict[str, Any]) -> str:
     """Markdown: where each trial of a promotion-ASHA search paused, was promoted or stopped; '' otherwise."""
     rows = [t for t in record["trials"] if t.get("schedule")]
     if not rows:
         return ""
     rungs = ", ".join(str(r) for r in record.get("rungs") or [])
+    caps = record.get("rung_caps") or []  # absent from a search run before the caps
+    capped = (", and at most " + ", ".join(f"{c} at epoch {r}" for r, c in zip(record["rungs"], caps))
+              + " (what synchronous successive halving would promote over the whole search)") if caps else ""
     lines = ["## Promotion ASHA: where each trial waited", "",
              f"Trials pause at epochs {rungs} and go on only when among the top 1/rf of those that reached "
-             "the same epoch (a freed slot goes to a promotable trial first); what still waits at the end is stopped.", ""]
+             f"the same epoch{capped}; a freed slot goes to a promotable trial first. Once no new trial will come, "
+             "as many trials as there are slots go on to the end; what still waits then is stopped.", ""]
     shown = rows
     if len(rows) > TERMINAL_TRIALS:  # a big search: its best trials, then how many stopped where
         waited = {t["trial_id"] for t in rows}
         shown = [t for t in ranked_trials(record) if t["trial_id"] in waited][:TERMINAL_TRIALS]
     for trial in shown:
         steps = "; ".join(f"{e['event']} at epoch {e['epoch']}" for e in trial["schedule"])
-        lines.append(f"- {setting_label(trial, record)}: {steps}; {trial['status']} after {trial['epochs_run']} epochs")
+        lines.append(f"- {setting_label(trial, record)}: {steps}; {trial['status']} after {_epochs_in_words(trial['epochs_run'])}")
     if len(shown) < len(rows):
         stopped = Counter(t["epochs_run"] for t in rows if t["status"] == "stopped early")
         where = ", ".join(f"{n} at epoch {epoch}" for epoch, n in sorted(stopped.items())) or "none"

@@ -77,7 +77,6 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
     # A dead tracking server should fail in seconds, not after MLflow's minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    import pandas as pd
     from mlflow.tracking import MlflowClient
 
     if not _reachable(uri):

@@ -493,6 +493,9 @@ def test_a_search_trains_as_many_trials_to_the_end_as_it_has_slots(ray_session, 
             assert trial["status"] == "stopped early" and trial["epochs_run"] in (1, 3)
             assert trial["schedule"][-1] == {"epoch": trial["epochs_run"], "event": "stopped"}
     assert {t["trial_id"] for t in completed} == set(state["promoted"]["3"])
+    assert summary["rung_caps"] == [2, 1]  # four trials: ceil(4 / 3) at rung 1, ceil(2 / 3) at rung 3
+    report = (tmp_path / "results" / f"finalists-{slots}" / "report" / "report.md").read_text()
+    assert "at most 2 at epoch 1, 1 at epoch 3 (what synchronous" in report and "after 1 epoch;" not in report
     # Every trial, resumed or new, ran in one of `slots` trial processes: Ray reused them (reuse_actors) to the end.
     pids = {json.loads(line)["pid"] for folder in (tmp_path / "results" / f"finalists-{slots}").glob("run_trial_*")
             for line in (folder / "result.json").read_text().splitlines()}

@@ -127,15 +127,17 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
     """The search-level facts of summary.json, also stored on the MLflow parent run."""
     scheduler_name = opts.scheduler or search.scheduler
     args = (search.scheduler_args or ASHA_DEFAULTS) if scheduler_name in ("asha", "promotion") else {}
-    rungs = []
+    rungs, caps = [], []
     if scheduler_name == "asha":  # the epochs at which ASHA compares trials, as Ray places them
         grace, factor, max_t = args["grace_period"], args["reduction_factor"], search.max_epochs()
         count = int(math.log(max_t / grace) / math.log(factor) + 1) if max_t > grace else 0
         rungs = sorted(grace * factor**k for k in range(count))
     elif scheduler_name == "promotion":  # the epochs at which trials pause (run_trial checkpoints there)
-        from tune_lab.schedulers import rung_epochs
+        from tune_lab.schedulers import promotion_caps, rung_epochs
 
         rungs = rung_epochs(min(args["grace_period"], search.max_epochs()), args["reduction_factor"], search.max_epochs())
+        capped = promotion_caps(rungs, search.trial_count(opts.num_samples), args["reduction_factor"])
+        caps = [capped[r] for r in rungs]  # the most each rung promotes by rank, as the scheduler is built
     return {
         "experiment": experiment, "lab": search.lab, "search": search.name, "search_file": str(search.path),
         "description": search.description, "dataset": dataset, "metric": search.metric, "mode": search.mode,
@@ -144,7 +146,7 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
         "sweeps": search.sweeps, "variants": search.variants,
         "params": {name: {p.distribution: p.args} for name, p in search.params.items()},
         "fixed": search.fixed, "algorithm": search.algorithm, "scheduler": scheduler_name,
-        "scheduler_args": args, "rungs": rungs, "storage": folder, "repeats": search.repeats,
+        "scheduler_args": args, "rungs": rungs, "rung_caps": caps, "storage": folder, "repeats": search.repeats,
         "subset": opts.subset,  # training samples kept (--subset): a lab's published figure needs them all
     }
 
