@@ -281,10 +281,9 @@ class _Controller:
         trial.set_status("TERMINATED")
 
 
-def _scheduler_and_trials(names, slots, state_file=None, trials=None):
+def _scheduler_and_trials(names, slots, state_file=None, count=None):
     from ray.tune.experiment import Trial
 
-    count = trials
     trials = {name: Trial("run_trial", config={"epochs": 20}, trial_id=name, stub=True) for name in names}
     for trial in trials.values():
         trial.set_status(Trial.RUNNING)
@@ -331,7 +330,7 @@ def test_the_end_of_a_search_trains_as_many_finishers_as_slots_the_longest_run_f
     b passes rung 9 without a pause (a pause would only cost a restore); c, third at rung 3, is not trained.
     The same with the caps of a nine-trial search: a finisher is not held back by its rung's cap."""
     state = tmp_path / "promotion-asha.state"
-    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=2, state_file=str(state), trials=count)
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=2, state_file=str(state), count=count)
     _to_the_end_phase(made, controller, trials)
 
     assert _choose(made, controller) == "b"  # 17 epochs to go, before a's 11
@@ -367,7 +366,7 @@ def _rising(made, controller, trials):
 def test_a_rung_promotes_by_rank_no_more_than_its_cap(count, went_on):
     """ASHA's rule alone lets each later, better arrival go on once three are there: seven of nine. Capped by the
     search's size (6 trials: 2 at rung 1; 9 trials: 3), the rest wait at the rung, the later ones among them."""
-    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, trials=count)
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, count=count)
     decisions = _rising(made, controller, trials)
     assert decisions.count("CONTINUE") == went_on
     assert decisions[:2] == ["PAUSE", "PAUSE"] and decisions[2] == "CONTINUE"  # c: the first with two behind it
@@ -379,10 +378,10 @@ def test_a_rung_promotes_by_rank_no_more_than_its_cap(count, went_on):
 def test_a_resumed_search_keeps_its_caps_and_what_counted_against_them(tmp_path):
     """The promotions already made before a kill count against the cap after the resume."""
     state = str(tmp_path / "promotion-asha.state")
-    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, state_file=state, trials=6)
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, state_file=state, count=6)
     assert [_report(made, controller, trials[n], 1, v) for n, v in zip("abcd", (0.90, 0.91, 0.92, 0.93))] == [
         "PAUSE", "PAUSE", "CONTINUE", "CONTINUE"]
-    resumed, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, state_file=state, trials=6)
+    resumed, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, state_file=state, count=6)
     pending = trials["i"]
     pending.set_status("PENDING")
     resumed.on_trial_add(controller, pending)  # the first trial added after a resume reads the rung table
@@ -394,7 +393,7 @@ def test_a_resumed_search_keeps_its_caps_and_what_counted_against_them(tmp_path)
 
 def test_a_scheduler_pickled_without_caps_resumes_uncapped():
     """A search started by a tune-lab before the caps is resumed from its pickled scheduler, which has none."""
-    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, trials=6)
+    made, controller, trials = _scheduler_and_trials("abcdefghi", slots=None, count=6)
     del made.caps
     assert _rising(made, controller, trials).count("CONTINUE") == 7
 

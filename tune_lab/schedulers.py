@@ -85,10 +85,9 @@ def promotion_caps(rungs: list[int], trials: int | None, reduction_factor: float
     """Rung -> the most trials it promotes by ASHA's rule: ceil(n / rf), n the trials synchronous successive
     halving would bring to that rung out of `trials` (the whole search). No caps when the count is unknown."""
     caps: dict[int, int] = {}
-    if trials:
-        for rung in rungs:
-            trials = math.ceil(trials / reduction_factor)
-            caps[rung] = trials
+    reaching = trials or 0  # trials at the rung below: the whole search at the first
+    for rung in rungs if trials else []:
+        reaching = caps[rung] = math.ceil(reaching / reduction_factor)
     return caps
 
 
