@@ -373,14 +373,14 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(len(groups), 1, figsize=(width, height * (1 if len(groups) == 1 else 0.75 * len(groups))),
                              squeeze=False)
     colours = TOP_COLOURS if many else plt.cm.tab10(range(10))
-    index = {id(t): i for i, t in enumerate(trials)}  # a trial keeps its colour whichever panel it is in
     for ax, (unit, members) in zip(axes[:, 0], groups.items()):
         _log_if_wide(ax, (t["history"][split] for t in members for split in ("train_loss", "val_loss")))
         shown = members
         if many:  # the best in colour, the others' validation loss a grey mass beneath
             shown, rest = _top_and_rest(record, members)
             _grey_rest(ax, rest, "val_loss", 1, f"{len(rest)} other trials: val")
-            index = {id(t): i for i, t in enumerate(shown)}
+        # Few trials: each keeps its colour whichever panel it is in; many: each panel's best in TOP_COLOURS' order.
+        index = {id(t): i for i, t in enumerate(shown if many else trials)}
         for trial in shown:
             epochs, colour = _epochs(trial["history"]), colours[index[id(trial)] % len(colours)]
             label = setting_label(trial, record)

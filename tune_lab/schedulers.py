@@ -171,9 +171,12 @@ class PromotionASHA(FIFOScheduler):
             return True
         return len(self.promoted[rung]) < at_least and place + coming < at_least
 
+    def _caps(self) -> dict[int, int]:
+        """Rung -> its cap. A search pickled by a tune-lab without caps (resumed by this one) has none: uncapped, as it began."""
+        return vars(self).get("caps", {})
+
     def _under_cap(self, rung: int) -> bool:
-        # A search pickled by a tune-lab without caps (resumed by this one) has no `caps`: uncapped, as it began.
-        cap = vars(self).get("caps", {}).get(rung)
+        cap = self._caps().get(rung)
         return cap is None or len(self.promoted[rung]) < cap
 
     def _coming(self, trials: list[Trial], rung: int, trial_id: str | None = None) -> int:
@@ -341,7 +344,7 @@ class PromotionASHA(FIFOScheduler):
                 getattr(target, name)(trial_id)
 
     def debug_string(self) -> str:
-        caps = vars(self).get("caps", {})
+        caps = self._caps()
         counts = ", ".join(f"epoch {r}: {len(self.records[r])} reached, {len(self.promoted[r])} promoted"
                            + (f" (at most {caps[r]} by rank)" if r in caps else "") for r in self.rungs)
         return f"Using promotion ASHA (rf {self.rf:g}): {counts}; {len(self.waiting)} waiting"
