@@ -12,6 +12,11 @@ import pytest
 
 REAL_DATA = os.environ.get("TUNE_LAB_DATA")
 
+# The suite means the CPU, on a GPU host too: torch and Ray, here and in every process the tests
+# start, see no GPU (the clusters of fake GPUs in tests/test_cluster.py excepted: they run only where
+# the host has none). benchmarks/gpu_check.py is what runs on a GPU.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 # CI replays the same generated search files every run (a red CI must be reproducible);
 # a developer's runs keep exploring new ones.
 from hypothesis import settings  # noqa: E402
@@ -29,7 +34,7 @@ def ray_session():
     from tune_lab.runner import start_ray
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    start_ray(None, num_cpus=2)  # started the way `tune-lab` starts it
+    start_ray(None, num_cpus=2, num_gpus=0)  # started the way `tune-lab` starts it
     yield ray
     ray.shutdown()
 

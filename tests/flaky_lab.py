@@ -11,6 +11,7 @@ from trainables import mlp
 from trainables.config import hp
 from trainables.hparams import CLASSIFIER_METRICS, MLPConfig
 from trainables.registry import LABS, register_lab
+from trainables.seeds import SeedSequence
 
 load_data, report_figures, report_text, sample_images = mlp.load_data, None, None, None
 
@@ -28,6 +29,12 @@ if "flaky" not in LABS:
 
 class Trainer(mlp.Trainer):
     epoch = 0
+
+    @classmethod
+    def seed_group(cls, cfg, data, device, seeds):
+        """One seed after another on any device: the failures are injected in `train_epoch`,
+        which mlp's batched group (its GPU path) never calls."""
+        return SeedSequence(cls, cfg, data, device, seeds)
 
     def train_epoch(self) -> dict[str, float]:
         self.epoch += 1

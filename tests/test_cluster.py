@@ -45,6 +45,17 @@ FALLBACK_LINE = GPU_FALLBACK_WARNING.split("{")[0]
 # cluster.yaml
 
 
+def fake_gpu_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment of a Ray that declares GPUs which do not exist (`--num-gpus 2`): Ray refuses to
+    declare more GPUs than CUDA_VISIBLE_DEVICES lists, so the suite's empty one (tests/conftest.py) goes."""
+    return {key: value for key, value in base.items() if key != "CUDA_VISIBLE_DEVICES"}
+
+
+# Fake GPUs mean a node without real ones: on a GPU host Ray would hand trials the real GPU.
+without_real_gpus = pytest.mark.skipif(Path("/proc/driver/nvidia/version").exists(),
+                                       reason="this host has NVIDIA GPUs; benchmarks/gpu_check.py runs there")
+
+
 def test_cluster_yaml_passes_rays_autoscaler_schema():
     """The same checks `ray up` runs before it creates anything: defaults filled, then the schema."""
     from ray.autoscaler._private.util import prepare_config, validate_config
@@ -155,12 +166,12 @@ from tune_lab.spaces import load_search
 
 ray.init(num_cpus=1, num_gpus=2, include_dashboard=False, logging_level="ERROR")  # 2 declared GPUs
 search = load_search("optimizer", "mlp", {})
-shares = {str(flag): trial_resources(search, SearchOptions(gpus_per_trial=flag))["gpu"]
+shares = {str(flag): trial_resources(search, SearchOptions(gpus_per_trial=flag))[0]["gpu"]
           for flag in (None, 0.0, 1.0)}
 # More GPUs than the cluster has: refused on a machine of one's own, waited for on a joined
 # cluster (its autoscaler may add GPU nodes once trials ask for them).
 shares["joined 4.0"] = trial_resources(search, SearchOptions(gpus_per_trial=4.0,
-                                                             address="auto"))["gpu"]
+                                                             address="auto"))[0]["gpu"]
 try:
     trial_resources(search, SearchOptions(gpus_per_trial=4.0))
 except Exception as exc:
@@ -170,6 +181,7 @@ print("SHARES=" + json.dumps(shares))
 """
 
 
+@without_real_gpus
 def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
     """No --gpus-per-trial on a machine with GPUs: an mlp trial takes its lab's 0.25 of one.
 
@@ -184,7 +196,8 @@ def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
 
     temp = tempfile.mkdtemp(prefix="tlg-", dir="/tmp")  # Ray's socket paths must stay short
     try:
-        env = {**os.environ, "RAY_TMPDIR": temp, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
+        env = {**fake_gpu_env(dict(os.environ)), "RAY_TMPDIR": temp,
+               "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
         done = subprocess.run([sys.executable, "-c", SHARE_PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -241,8 +254,10 @@ def fake_gpu_cluster(tmp_path) -> Iterator[FakeGpuCluster]:
     """A fresh cluster per test (the failure test kills a node), torn down by its own process."""
     # Short path: Ray's unix sockets live under it and must stay under ~107 characters.
     temp = Path(tempfile.mkdtemp(prefix="tlc-", dir="/tmp"))
+    if Path("/proc/driver/nvidia/version").exists():
+        pytest.skip("this host has NVIDIA GPUs; fake ones need a node without (benchmarks/gpu_check.py runs there)")
     env = {
-        **os.environ,
+        **fake_gpu_env(dict(os.environ)),
         # The cluster's sessions and address file go here, not /tmp/ray: nobody else's
         # `ray.init()` on this machine can stumble into it, and `--address auto` finds it.
         "RAY_TMPDIR": str(temp),

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -130,20 +131,73 @@ def index_batches(n: int, batch_size: int, device: torch.device, generator: torc
         yield order[start : start + batch_size]
 
 
-def trial_device() -> torch.device:
-    """The GPU Ray assigned to this trial, else the CPU.
+NVIDIA_DRIVER_FILE = pathlib.Path("/proc/driver/nvidia/version")
 
-    A node may advertise GPUs that this torch cannot use (a CPU-only wheel, a broken driver,
-    or GPUs declared with `ray start --num-gpus`): the trial then runs on the CPU rather than
-    crashing. It says nothing here: the driver warns once per search (see
-    tune_lab.placement), instead of once per trial process on every node.
+
+class GPUUnusableError(RuntimeError):
+    """A trial holds a GPU share on a node that has NVIDIA GPUs, but this torch cannot use them."""
+
+
+def nvidia_driver(version_file: pathlib.Path = NVIDIA_DRIVER_FILE) -> str | None:
+    """The NVIDIA kernel driver's version on this node ('580.65.06'), or None where it has none.
+
+    Read from the file the loaded kernel module writes, not from nvidia-smi, which a container
+    may lack although its GPUs work. A process told to see no GPU (CUDA_VISIBLE_DEVICES empty,
+    as the test suite runs) has none to waste: None.
     """
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return None
+    try:
+        text = version_file.read_text()
+    except OSError:
+        return None
+    match = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", text)
+    return match.group(1) if match else "unknown"
+
+
+def choose_device(gpu_ids: list, cuda_usable: bool, driver: str | None) -> torch.device:
+    """The GPU Ray assigned to this trial, else the CPU; refuses a GPU share that would be wasted.
+
+    GPUs declared with `ray start --num-gpus` on a node without any (the cluster tests, a
+    laptop) run on the CPU, and the driver warns once per search (tune_lab.placement). A node
+    whose NVIDIA driver is loaded but whose torch cannot use it (a cu130 wheel needs driver
+    580 or newer) would otherwise train on one CPU thread while holding a GPU: the trial fails
+    at once instead, with one line naming the driver and the wheel.
+    """
+    if gpu_ids and cuda_usable:
+        return torch.device("cuda", 0)  # Ray narrowed CUDA_VISIBLE_DEVICES to the assigned GPU(s)
+    if gpu_ids and driver is not None:
+        raise GPUUnusableError(
+            f"this trial was given GPU {','.join(map(str, gpu_ids))} but torch {torch.__version__} "
+            f"(built for CUDA {torch.version.cuda or 'none: a CPU-only wheel'}) cannot use this node's NVIDIA "
+            f"driver {driver}; install a torch wheel that suits the driver, or pass --gpus-per-trial 0")
+    return torch.device("cpu")
+
+
+def trial_device() -> torch.device:
+    """The device of this trial process, from the GPUs Ray granted it (see `choose_device`)."""
     import ray
 
     gpu_ids = ray.get_gpu_ids() if ray.is_initialized() else []
-    if gpu_ids and torch.cuda.is_available():
-        return torch.device("cuda", 0)  # Ray narrowed CUDA_VISIBLE_DEVICES to the assigned GPU(s)
-    return torch.device("cpu")
+    return choose_device(gpu_ids, torch.cuda.is_available(), nvidia_driver() if gpu_ids else None)
+
+
+def set_deterministic(on: bool) -> None:
+    """`--deterministic`: the same numbers from the same command on a GPU too, at some speed.
+
+    On the CPU tune-lab's trials are already bit for bit repeatable; on a GPU, TF32 matmuls,
+    cuDNN's autotuned kernels and atomics-based kernels vary from run to run. Ops that have no
+    deterministic kernel warn (naming the op) rather than fail the trial. Set both ways: a reused
+    trial process may have run a search of the other kind.
+    """
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's requirement, read at its first use
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.allow_tf32 = not on  # torch's default is on
+    if on:
+        torch.backends.cudnn.benchmark = False
+        torch.set_float32_matmul_precision("highest")  # no TF32 in matmuls (torch's default; a lab may have changed it)
 
 
 def placement(device: torch.device) -> dict[str, Any]:
@@ -193,7 +247,7 @@ def _seed_mean(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
 
 
 def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: str, mode: str,
-              pause_epochs: tuple[int, ...] = ()) -> None:
+              pause_epochs: tuple[int, ...] = (), deterministic: bool = False) -> None:
     """Ray Tune function trainable: train `lab` with `config`, reporting once per epoch.
 
     With `config["repeats"]` = N > 1 the trial trains N seeds of the configuration and reports
@@ -211,6 +265,8 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     checkpoint and keeps the best one besides). Every checkpoint holds each seed's random
     streams too (`Trainer.state_dict`, `SeedGroup.state_dicts`): a restored trial draws the
     same batch orders and dropout masks as one that never stopped.
+
+    `deterministic` (`--deterministic`): see `set_deterministic`.
     """
     from ray import tune
 
@@ -220,6 +276,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     cfg = config_from_dict(spec.config, config)
     repeats = int(config.get("repeats", 1))
     _match_threads_to_cpus()
+    set_deterministic(deterministic)
     device = trial_device()
     where = placement(device)
     group = spec.load().Trainer.seed_group(cfg, data, device, seed_list(cfg.seed, repeats))
@@ -228,9 +285,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry or a resumed search: continue from the saved epoch
         with checkpoint.as_directory() as folder:
-            saved = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location=device, weights_only=True)
-        group.load_state_dicts(saved.get("seed_states") or {group.seeds[0]: saved["state"]})
-        first_epoch, best = saved["epoch"] + 1, saved.get("best", saved["metrics"][metric])
+            first_epoch, best = resume_group(group, folder, metric)
 
     for epoch in range(first_epoch, cfg.epochs + 1):
         start = time.perf_counter()
@@ -275,8 +330,25 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
+def resume_group(group: SeedGroup, checkpoint: str | os.PathLike, metric: str) -> tuple[int, float]:
+    """Restore `group` from a checkpoint `run_trial` saved; returns the epoch to go on from and the best `metric`.
+
+    Loaded on the CPU whatever the group's device (see `load_checkpoint`): each lab's
+    `load_state_dict` puts model and optimizer states on its device, and the generators take
+    their CPU states as they are.
+    """
+    saved = load_checkpoint(checkpoint)
+    group.load_state_dicts(saved.get("seed_states") or {group.seeds[0]: saved["state"]})
+    return saved["epoch"] + 1, saved.get("best", saved["metrics"][metric])
+
+
 def load_checkpoint(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """What `run_trial` saved (a checkpoint folder, or its checkpoint.pt), on the CPU.
+
+    Always the CPU, whatever device the trial trains on: the random generators' states must be
+    CPU byte tensors (`Generator.set_state` refuses others, a CUDA one included), and a
+    checkpoint written on a GPU must restore where there is none. Model and optimizer states
+    land on their parameters' device in their `load_state_dict`.
 
     `weights_only=True`: a checkpoint holds tensors and plain values only, so loading one from
     a shared results folder cannot run code.

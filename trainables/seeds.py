@@ -88,7 +88,9 @@ class _RandomState:
         random.setstate(self.python)
         np.random.set_state(self.numpy)
         torch.set_rng_state(self.torch)
-        if self.cuda is not None:
+        # CUDA streams saved on a GPU host: restored where this process has as many GPUs, else
+        # left as they are (a GPU checkpoint resumed on a CPU, or on another GPU count).
+        if self.cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() == len(self.cuda):
             torch.cuda.set_rng_state_all(self.cuda)
 
 
@@ -130,10 +132,15 @@ class SeedSequence:
                 for seed in self.seeds}
 
     def load_state_dicts(self, states: dict[int, dict[str, Any]]) -> None:
+        """Each seed's trainer state and, where the checkpoint has them in this group's form, its
+        global random streams. A batched group's checkpoint (`ClassifierSeedBatch`, written on a
+        GPU) holds one device stream per seed instead, which a CPU stream cannot continue: those
+        seeds go on with the streams they were built with (other dropout masks than the
+        uninterrupted GPU trial's, which the GPU draws another way anyway)."""
         for seed in list(self.seeds):
             if seed in states:
                 self.trainers[seed].load_state_dict(states[seed])
-                if "global_rng" in states[seed]:
+                if "python" in states[seed].get("global_rng", {}):
                     self._random[seed] = _RandomState.from_checkpoint(states[seed]["global_rng"])
             else:
                 self.drop(seed)

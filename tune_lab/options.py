@@ -63,6 +63,9 @@ class SearchOptions:
     seed: int | None = flag(type=int, help="seed of every trial and of the search algorithm")
     scheduler: str | None = flag(choices=["asha", "promotion", "fifo"], help="override the search file's scheduler "
                                  "(asha: Ray's stopping ASHA; promotion: trials wait at rungs)")
+    deterministic: bool = flag(False, action="store_true",
+                               help="deterministic GPU kernels, no TF32: the same numbers twice on a GPU too, "
+                               "at some speed (the CPU is deterministic already)")
     max_failures: int = flag(0, type=int, metavar="N", help="retries of a failed trial from its checkpoint")
     keep_checkpoints: str | int = flag("best", type=keep_checkpoints_value, metavar="all|best|N",
                                        help="once the search has finished, keep the checkpoints of all trials, "

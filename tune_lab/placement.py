@@ -7,9 +7,9 @@ turns them into one span per attempt, timed with the driver's clock (one clock f
 nodes), and counts Ray's retries (`FailureConfig(max_failures=...)`) through
 `on_trial_recover`.
 
-It also owns the single warning for GPUs that torch cannot use: the trial quietly falls
-back to the CPU, and the driver says so once per search instead of once per trial on
-every node.
+It also owns the single warning for declared GPUs that do not exist: the trial falls back to
+the CPU, and the driver says so once per search instead of once per trial on every node (a
+node that has GPUs torch cannot use fails the trial instead: trainables.loop.choose_device).
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from ray.tune import Callback
 from tune_lab.ray_internals import gpu_share
 
 GPU_FALLBACK_WARNING = (
-    "tune-lab: WARNING: Ray gave a trial GPU {gpus} on node {node}, but torch there cannot use a GPU "
-    "(CPU-only torch build, or GPUs declared with `ray start --num-gpus` that do not exist); those trials run on "
-    "the CPU (this warning is shown once per search). Pass --gpus-per-trial 0 to stop reserving GPUs."
+    "tune-lab: WARNING: Ray gave a trial GPU {gpus} on node {node}, which has no NVIDIA GPU (GPUs declared "
+    "with `ray start --num-gpus` that do not exist); those trials run on the CPU (this warning is shown once per "
+    "search). Pass --gpus-per-trial 0 to stop reserving GPUs."
 )
 
 

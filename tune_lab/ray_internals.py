@@ -5,8 +5,9 @@ Any of these may change in a minor Ray release, so tune-lab runs only on the Ray
 For each: what it is, why tune-lab needs it, and the public API that would replace it.
 
 - `set_callbacks`: `Tuner._local_tuner.get_run_config().callbacks`. `Tuner.restore` brings back the
-  callbacks the interrupted driver pickled, with their state; a resumed search needs fresh ones.
-  Public: a `callbacks` (or `run_config`) argument of `Tuner.restore`.
+  callbacks the interrupted driver pickled, with their state; a resumed search needs fresh ones
+  (and, in a notebook, its own progress reporter). Public: a `callbacks` (or `run_config`) argument
+  of `Tuner.restore`.
 - `STATE_FILES`, `driver_staging_folder`: the files in which Ray's controller, searchers and
   callbacks save the experiment state, and `trial.storage.experiment_driver_staging_path`, where the
   driver saves them before a thread copies them, truncating first, into the results folder
@@ -74,8 +75,11 @@ def require_tested_ray() -> None:
         raise SystemExit(2)
 
 
-def set_callbacks(tuner: Any, callbacks: list[Any]) -> None:
-    tuner._local_tuner.get_run_config().callbacks = callbacks
+def set_callbacks(tuner: Any, callbacks: list[Any], progress: Any = None) -> None:
+    config = tuner._local_tuner.get_run_config()
+    config.callbacks = callbacks
+    if progress is not None:  # a notebook's one-line progress (tune_lab.progress) in place of the table
+        config.progress_reporter = progress
 
 
 def driver_staging_folder(trial: Any) -> str:

@@ -85,8 +85,10 @@ def load_dataset(search: Search, opts: SearchOptions) -> Any:
 TRIAL_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Join a cluster, or start a quiet local Ray; returns whether this call started it."""
+def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Join a cluster, or start a quiet local Ray; returns whether this call started it.
+
+    `num_gpus` None: the GPUs Ray finds (the test suite passes 0, so that it means the CPU on a GPU host too)."""
     import ray
 
     if ray.is_initialized():
@@ -100,27 +102,41 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
         from tune_lab.ray_internals import quiet_default_auth_notice
 
         with quiet_default_auth_notice():
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, **kwargs)
     return True
 
 
-def trial_resources(search: Search, opts: SearchOptions) -> dict[str, float]:
+def trial_resources(search: Search, opts: SearchOptions) -> tuple[dict[str, float], int]:
+    """Each trial's CPUs and GPUs, and how many trials can run at once (see tune_lab.capacity)."""
     import ray
 
-    cluster = ray.cluster_resources()
+    from tune_lab import capacity
+
+    now = ray.cluster_resources()
+    workers = capacity.autoscaler_workers() if opts.address else None
+    reach = capacity.capacity(now, workers)
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else 1.0
-    total_gpus = cluster.get("GPU", 0.0)
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (search.spec.gpu_fraction if total_gpus else 0.0)
-    for flag, wanted, kind in (("--gpus-per-trial", gpus, "GPU"), ("--cpus-per-trial", cpus, "CPU")):
-        have = cluster.get(kind, 0.0)
-        if wanted <= have:
-            continue
-        if not opts.address:
-            raise SearchSpaceError(f"{flag} {wanted:g}: the cluster has {have:g} {kind}(s)")
-        # A joined cluster may autoscale: its GPU workers often do not exist until trials ask.
-        print(f"tune-lab: {flag} {wanted:g}, but the cluster has {have:g} {kind}(s) now: trials wait "
-              f"for its autoscaler to add nodes that have them", file=sys.stderr, flush=True)
-    return {"cpu": cpus, "gpu": gpus}
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (search.spec.gpu_fraction if reach["GPU"] else 0.0)
+    resources = {"cpu": cpus, "gpu": gpus}
+    short = [(flag, wanted, kind) for flag, wanted, kind in (("--gpus-per-trial", gpus, "GPU"), ("--cpus-per-trial", cpus, "CPU"))
+             if wanted > now.get(kind, 0.0)]
+    if short and not opts.address:
+        flag, wanted, kind = short[0]
+        raise SearchSpaceError(f"{flag} {wanted:g}: the cluster has {now.get(kind, 0.0):g} {kind}(s)")
+    slots = capacity.slots(resources, reach)
+    if short:  # a joined cluster may autoscale: its GPU workers often do not exist until trials ask
+        flag, wanted, kind = short[0]
+        if opts.max_concurrent:
+            slots = opts.max_concurrent
+            how = f"{slots} trial(s) at once (--max-concurrent)"
+        elif workers is not None and reach[kind] >= wanted:
+            how = f"up to {slots} trial(s) at once as its autoscaler adds nodes (its config allows {reach[kind]:g} {kind}s)"
+        else:  # the autoscaler's limits are not readable from this driver (KubeRay, a laptop)
+            slots = search.trial_count(opts.num_samples) or slots
+            how = f"up to {slots} trial(s) at once as nodes arrive; pass --max-concurrent N to hold it to N"
+        print(f"tune-lab: {flag} {wanted:g}, but the cluster has {now.get(kind, 0.0):g} {kind}(s) now: trials wait "
+              f"for its autoscaler to add nodes that have them; {how}", file=sys.stderr, flush=True)
+    return resources, slots
 
 
 def search_header(search: Search, opts: SearchOptions, experiment: str, dataset: str, folder: str) -> dict[str, Any]:
@@ -163,10 +179,11 @@ def load_state(folder: Path) -> tuple[Search, SearchOptions, dict[str, Any]]:
 
 
 def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | None = None,
-               tags: dict[str, str] | None = None) -> dict[str, Any]:
+               tags: dict[str, str] | None = None, progress: Any = None) -> dict[str, Any]:
     """Run the search to the end and return its summary (also written as summary.json).
 
     `tags` go on a new search's MLflow parent run besides tune-lab's own (a reproduce names itself there).
+    `progress`: a Ray Tune ProgressReporter in place of the trial table (a notebook's, tune_lab.progress).
 
     With `resume` (the tracking ids saved in search.json), continue the search in
     opts.experiment where an interrupted driver left it: Ray restores finished trials
@@ -211,7 +228,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
 
         phases.lap("imports")  # Ray Tune and tune-lab's driver modules
         spec = search.spec
-        resources = trial_resources(search, opts)
+        resources, slots = trial_resources(search, opts)
         go_on.decide(True)
         data, uri, store = prepared.result()
         phases.lap("waiting_for_data_and_store")  # what is left of them once Ray is up
@@ -237,7 +254,8 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
 
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode,
-                                 pause_epochs=tuple(header["rungs"]) if header["scheduler"] == "promotion" else ()),
+                                 pause_epochs=tuple(header["rungs"]) if header["scheduler"] == "promotion" else (),
+                                 deterministic=opts.deterministic),
             resources,
         )
         if resume:
@@ -247,9 +265,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             # those still pending at the stop, which start now (issue 18's kill -9: 14 such lines).
             with quieted("ray.tune.analysis.experiment_analysis"):
                 tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True, resume_errored=False)
-            set_callbacks(tuner, callbacks)
+            set_callbacks(tuner, callbacks, progress)
         else:
-            tuner = _new_tuner(search, opts, trainable, resources, callbacks, root, experiment)
+            tuner = _new_tuner(search, opts, trainable, slots, callbacks, root, experiment, progress)
             save_state(search, opts, folder, tracking)
         phases.lap("setup")  # the parent run, callbacks, the data into Ray's object store, the Tuner
         grid = tuner.fit()
@@ -367,15 +385,14 @@ def unfinished_trials(folder: str) -> set[str]:
     return unfinished - stopped_while_waiting(folder)  # promotion ASHA stopped these at a rung
 
 
-def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: dict[str, float],
-               callbacks: list[Any], root: str, experiment: str) -> Any:
+def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, slots: int,
+               callbacks: list[Any], root: str, experiment: str, progress: Any = None) -> Any:
     from ray import tune
 
     from trainables.config import defaults
 
     spec = search.spec
     space = {**defaults(spec.config), **param_space(search, opts.seed)}
-    slots = max(1, int(_concurrency(resources)))
     max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
     search_alg = search_algorithm(search, opts.seed)
     promotion = (opts.scheduler or search.scheduler) == "promotion"
@@ -393,7 +410,7 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
     state_file = f"{paths.experiment_dir(root, experiment)}/{state_name}" if "://" not in root else None
     if state_file:  # a new search in the folder of an old one must not inherit its rung decisions
         Path(state_file).unlink(missing_ok=True)
-    reporter = tune.CLIReporter(
+    reporter = progress or tune.CLIReporter(
         parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
         # train/val metrics, and the searched one whatever its name (a GAN's fid or cond_acc)
         metric_columns={"training_iteration": "epoch",
@@ -420,13 +437,3 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, resources: d
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         ),
     )
-
-
-def _concurrency(resources: dict[str, float]) -> float:
-    import ray
-
-    cluster = ray.cluster_resources()
-    limits = [cluster.get("CPU", 1) / resources["cpu"]] if resources["cpu"] else []
-    if resources["gpu"]:
-        limits.append(cluster.get("GPU", 0) / resources["gpu"])
-    return min(limits) if limits else 1
