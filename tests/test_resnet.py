@@ -1,6 +1,7 @@
 """Lab 2 (resnet): network shapes, on-device augmentation, CIFAR-10 loading, a real search, report figures."""
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from trainables.hparams import CLASSIFIER_METRICS, ResNetConfig
 from trainables.resnet import (
     LeNet5, ResNet18, Trainer, build_network, random_crop_flip, report_figures, stage_outputs,
 )
+from trainables.seeds import SeedSequence, seed_everything
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # The original cifar-10-batches-py/batches.meta (158 bytes): torchvision checks its md5 even
@@ -179,6 +181,80 @@ def test_lenet_learns_mnist_shaped_data(tiny_mnist):
         train = trainer.train_epoch()
     assert train["samples"] == len(data.y_train)
     assert trainer.evaluate()["test_acc"] > 0.8
+
+
+class GpuLayoutOnCpu(Trainer):
+    """The resnet Trainer taking its GPU branch (`on_gpu`: channels_last model) on the CPU, where tests run."""
+
+    on_gpu = property(lambda self: True, lambda self, value: None)
+
+
+@pytest.mark.parametrize("trainer_cls, device", [
+    (Trainer, "cpu"),
+    (GpuLayoutOnCpu, "cpu"),
+    pytest.param(Trainer, "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+])
+def test_the_seeds_of_a_trial_share_one_device_copy_of_the_images(tiny_cifar, trainer_cls, device):
+    """Issue 35: `--repeats N` trains N trainers in one process; they must share its one device
+    copy of the images. On a GPU each used to make its own channels_last copy (~0.7 GB per seed
+    on CIFAR-10), which batches never saw (`index_select` returns NCHW)."""
+    data = load_images("cifar10", tiny_cifar, subset=64)
+    group = trainer_cls.seed_group(ResNetConfig(stem="imagenet"), data, torch.device(device), [0, 1])
+    assert isinstance(group, SeedSequence)
+    first, second = group.trainers[0], group.trainers[1]
+    for split in ("train", "val", "test"):
+        (x0, y0), (x1, y1) = first.splits[split], second.splits[split]
+        assert x0.data_ptr() == x1.data_ptr() and y0.data_ptr() == y1.data_ptr(), split
+        assert x0.is_contiguous()  # NCHW, as index_select would hand out anyway
+    if first.on_gpu:  # the model stays channels_last, and takes the NCHW batch as it is
+        assert first.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            assert first.model.eval()(first.splits["val"][0][:2]).shape == (2, 10)
+
+
+def test_a_resumed_trial_draws_the_crops_it_would_have_drawn(tiny_cifar):
+    """Issue 35: the augmentation generator is checkpointed. Two epochs straight and one epoch,
+    a checkpoint round trip (as run_trial loads it: CPU, weights only) and one more epoch on a
+    fresh trainer agree exactly on the CPU; before, the resumed epoch replayed the first's crops."""
+    data = load_images("cifar10", tiny_cifar, subset=96)
+    cfg = ResNetConfig(stem="imagenet", augment=True, batch_size=32, epochs=2)
+    cpu = torch.device("cpu")
+    seed_everything(cfg.seed)  # the same initial weights, as run_trial builds them
+    straight = Trainer(cfg, data, cpu)
+    straight.train_epoch()
+    straight_metrics = {**straight.train_epoch(), **straight.evaluate()}
+
+    seed_everything(cfg.seed)
+    first = Trainer(cfg, data, cpu)
+    first.train_epoch()
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, map_location="cpu", weights_only=True)
+    resumed = Trainer(cfg, data, cpu)
+    resumed.load_state_dict(saved)
+    resumed_metrics = {**resumed.train_epoch(), **resumed.evaluate()}
+
+    assert resumed_metrics == straight_metrics
+    resumed_weights = resumed.model.state_dict()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed_weights[key]), key
+    assert saved["rng"]["augment"].dtype == torch.uint8  # a CPU byte tensor: Generator.set_state's input
+
+
+def test_a_checkpoint_without_the_augmentation_state_still_loads(tiny_cifar):
+    """Checkpoints saved before issue 35 have no rng.augment: they load, and the crops restart from the seed."""
+    data = load_images("cifar10", tiny_cifar, subset=32)
+    cfg = ResNetConfig(model="lenet", augment=True, batch_size=16)
+    trainer = Trainer(cfg, data, torch.device("cpu"))
+    trainer.train_epoch()
+    old = trainer.state_dict()
+    del old["rng"]["augment"]
+    fresh = Trainer(cfg, data, torch.device("cpu"))
+    seeded = fresh.augment_generator.get_state()
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.augment_generator.get_state(), seeded)
+    assert torch.equal(fresh.generator.get_state(), trainer.generator.get_state())
 
 
 MODEL_SEARCH = """

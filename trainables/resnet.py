@@ -161,7 +161,15 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
 
 # --------------------------------------------------------------------------- the trainer
 class Trainer(ClassifierTrainer):
-    """ResNetConfig -> network; bf16 autocast and channels_last on a GPU, float32 on the CPU."""
+    """ResNetConfig -> network; bf16 autocast and a channels_last model on a GPU, float32 on the CPU.
+
+    The images stay the NCHW tensors `ClassifierTrainer` shares between every trainer of the
+    process (`to_device_tensors`): one device copy per trial, however many seeds it trains
+    (`--repeats`). A channels_last copy per trainer would gain nothing: batches are gathered
+    with `index_select`, which returns NCHW whatever the layout of its source, and the first
+    conv of a channels_last model takes an NCHW batch to channels_last itself (cuDNN picks
+    that layout when either the input or the weight has it), after autocast has halved it.
+    """
 
     cfg: ResNetConfig
 
@@ -170,12 +178,25 @@ class Trainer(ClassifierTrainer):
         super().__init__(cfg, data, device)
         # Crops and flips draw from their own generator on the trial's device (seeded: reproducible).
         self.augment_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-        if self.on_gpu:
-            self.splits = {k: (x.contiguous(memory_format=torch.channels_last), y) for k, (x, y) in self.splits.items()}
 
     def build_model(self, data: ImageData) -> nn.Module:
         model = build_network(self.cfg, data.shape, data.num_classes)
         return model.to(memory_format=torch.channels_last) if self.on_gpu else model
+
+    def state_dict(self) -> dict[str, Any]:
+        """`Trainer.state_dict` plus the augmentation generator: a resumed trial draws the crops
+        and flips the uninterrupted one would have drawn next, not its first epoch's again."""
+        state = super().state_dict()
+        state["rng"]["augment"] = self.augment_generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        saved = state.get("rng", {}).get("augment")
+        if saved is not None:  # absent in checkpoints saved before issue 35: the crops restart from the seed
+            # A generator's state is a CPU byte tensor on every device (a CUDA generator's too), and a
+            # checkpoint may have been loaded onto the trial's device.
+            self.augment_generator.set_state(saved.cpu())
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.on_gpu:
