@@ -9,11 +9,11 @@ from typing import Any
 
 import jinja2
 import markupsafe
-import pandas as pd
 
 from reports import figures
+from reports.frame import trials_frame
 from reports.seeds import METHOD, repeated
-from reports.table import comparison_rows, format_best, report_tables, text_table
+from reports.table import format_best, report_tables, text_table
 
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
@@ -98,7 +98,7 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
     """Write the report of `record` into `out_dir`; `extra_figures` are lab PNGs already there,
     `extra_text` the lab's own Markdown (headings and code blocks), shown after the comparison."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(comparison_rows(record)).to_csv(out_dir / "table.csv", index=False)
+    trials_frame(record).to_csv(out_dir / "table.csv", index=False)  # typed, a column per setting (reports/frame.py)
     shown = standard_figures(record, out_dir) + list(extra_figures)
     extra_text = "\n\n".join(part for part in (extra_text, figures.promotion_schedule(record)) if part)
 

@@ -11,6 +11,7 @@ import yaml
 from reports.record import in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
 from trainables.config import per_seed_key, seed_list
+from trainables.errors import TuneLabError
 
 SPEC_TAG = "tune_lab.search_spec"  # JSON of the search-level fields of summary.json
 STATUS_TAG = "tune_lab.status"
@@ -19,7 +20,7 @@ TRIAL_ID_TAG = "tune_lab.trial_id"
 SCHEDULE_TAG = "tune_lab.schedule"  # JSON: where promotion ASHA paused, promoted or stopped the trial
 
 
-class SearchNotFound(LookupError):
+class SearchNotFound(TuneLabError, LookupError):
     """Neither a results folder nor an MLflow run matches what the user named."""
 
 

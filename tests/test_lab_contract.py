@@ -42,7 +42,7 @@ def test_lab_keeps_the_contract(name):
     assert spec.metric in spec.metrics and set(spec.metrics.values()) <= {"min", "max"}
     assert dataclasses.is_dataclass(spec.config) and spec.config().epochs >= 1  # every field has a default
     assert (spec.sampler is None) == (module.sample_images is None), "sampler= and sample_images must agree"
-    if spec.module.startswith("trainables."):
+    if spec.module_name.startswith("trainables."):
         assert sorted((SEARCH_DIR / name).glob("*.yaml")), f"search_spaces/{name}/ has no search"
         assert "torch" not in sys.modules[spec.config.__module__].__dict__  # registrations stay torch-free
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.registry import lab_names
+from trainables.registry import LABS, lab_names
 from tune_lab.cli import build_parser
 from tune_lab.spaces import load_search, search_path
 
@@ -48,6 +48,7 @@ def readme_commands() -> list[list[str]]:
 
 
 COMMANDS = readme_commands()
+LABS_BEFORE = dict(LABS)
 
 
 def test_the_readme_has_commands_to_check():
@@ -61,7 +62,13 @@ def test_the_readme_has_commands_to_check():
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(a) for a in COMMANDS])
-def test_readme_command_is_accepted(argv, capsys):
+def test_readme_command_is_accepted(argv, capsys, monkeypatch, request):
+    if "--labs" in argv:  # a lab of one's own (examples/own_lab): imported as `tune-lab` does, from the repository root
+        from tune_lab import user_labs
+
+        monkeypatch.chdir(REPO)
+        added = set(user_labs.load_command_line(argv, environ={})[0].labs) - set(LABS_BEFORE)
+        request.addfinalizer(lambda: [LABS.pop(name) for name in added])  # the example's lab is this test's only
     try:
         args = build_parser().parse_args(argv)
     except SystemExit:

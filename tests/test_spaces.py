@@ -28,7 +28,7 @@ def write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
     return path
 
 
-SHIPPED_LABS = [name for name in lab_names() if LABS[name].module.startswith("trainables.")]
+SHIPPED_LABS = [name for name in lab_names() if LABS[name].module_name.startswith("trainables.")]
 
 
 @pytest.mark.parametrize("lab", SHIPPED_LABS)

@@ -6,13 +6,19 @@ A lab is two pieces, apart on purpose. Its hyperparameter dataclass is registere
 holds the models and the train/eval step, and provides what `LabModule` lists; its data object
 is a `LabData`. Registration flows one way: hparams imports this module, and the package's
 __init__ imports hparams, so importing anything of `trainables` registers every shipped lab.
+A lab of one's own registers the same way from its own file (`module=__name__`), which
+`tune-lab --labs FILE.py` imports (tune_lab.user_labs); `module=` may also be the module object
+itself, for a lab defined in a notebook.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import types
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Protocol, TypeVar, runtime_checkable
+
+from trainables.errors import TuneLabError
 
 T = TypeVar("T", bound=type)
 # What a lab's train_loss / val_loss measure, for the axis of the report's loss figure: one phrase, or
@@ -53,11 +59,25 @@ class LabModule(Protocol):
     sample_images: Callable[..., Any] | None
 
 
+class LabContractError(TuneLabError, TypeError):
+    """A lab's module (or its registration) lacks what the contract asks: one line naming what."""
+
+
+class UnknownLab(TuneLabError, KeyError):
+    """No lab of that name is registered (a lab of one's own is imported with --labs)."""
+
+    def __str__(self) -> str:  # KeyError's own would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class LabSpec:
     name: str
     config: type
-    module: str  # the module holding the lab's models and `Trainer` (imports torch)
+    # The module holding the lab's models and `Trainer` (imports torch): its dotted name, or the module
+    # object itself / any namespace with LabModule's members (a lab defined in a notebook, whose
+    # `__main__` trial processes cannot import: pickled, the spec carries those members by value).
+    module: str | Any
     datasets: tuple[str, ...]
     description: str
     # Every metric the lab reports each epoch (besides epoch_time_s and samples_per_s), with the
@@ -72,6 +92,10 @@ class LabSpec:
     # (from noise) or "conditional" (of a requested class, --digit) through `sample_images`.
     sampler: str | None = None
     loss_unit: LossUnit = "loss"
+    # Where the lab came from, when it is not one of tune-lab's: the absolute path of the file given
+    # to --labs, the module's name, or "entry point NAME (MODULE)" (tune_lab.user_labs); recorded in
+    # summary.json as `lab_source`, so that `tune-lab report` / `resume` find the lab again.
+    source: str | None = None
 
     @property
     def default_dataset(self) -> str:
@@ -81,13 +105,52 @@ class LabSpec:
         """What one trial's train_loss / val_loss measure (see LossUnit)."""
         return self.loss_unit(config) if callable(self.loss_unit) else self.loss_unit
 
+    @property
+    def module_name(self) -> str:
+        """The module's dotted name (a module object's or namespace's own, else what it is)."""
+        if isinstance(self.module, str):
+            return self.module
+        return getattr(self.module, "__name__", None) or type(self.module).__name__
+
     def load(self) -> LabModule:
-        """The lab's module (imports torch), checked against the contract."""
-        module = importlib.import_module(self.module)
-        if not isinstance(module, LabModule):
-            missing = [name for name in LAB_MODULE_MEMBERS if not hasattr(module, name)]
-            raise TypeError(f"lab {self.name!r}: module {self.module} lacks {', '.join(missing)} (see trainables.registry.LabModule)")
+        """The lab's module (imports torch), checked against the contract (LabContractError names what lacks)."""
+        module = importlib.import_module(self.module) if isinstance(self.module, str) else self.module
+        check_module(self.name, self.module_name, module)
         return module
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (Ray sends the spec to every trial), a module object travels as a namespace of the
+        lab's members: cloudpickle would send a module by name, and `__main__` is another module there."""
+        state = dict(self.__dict__)
+        if isinstance(self.module, types.ModuleType):
+            state["module"] = types.SimpleNamespace(__name__=self.module.__name__,
+                                                    **{m: getattr(self.module, m) for m in LAB_MODULE_MEMBERS
+                                                       if hasattr(self.module, m)})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)  # frozen: no setattr
+
+
+def check_module(lab: str, where: str, module: Any) -> None:
+    """Raise LabContractError (one line) unless `module` provides what LabModule lists, usably."""
+    missing = [name for name in LAB_MODULE_MEMBERS if not hasattr(module, name)]
+    if missing:
+        raise LabContractError(f"lab {lab!r}: module {where} lacks {', '.join(missing)} "
+                               f"(a lab's module provides {', '.join(LAB_MODULE_MEMBERS)}; see trainables.registry.LabModule)")
+    trainer = module.Trainer
+    if not isinstance(trainer, type):
+        raise LabContractError(f"lab {lab!r}: {where}.Trainer = {repr(trainer)[:60]} is not a class "
+                               f"(subclass trainables.loop.Trainer)")
+    lacking = [m for m in ("train_epoch", "evaluate") if not callable(getattr(trainer, m, None))]
+    if lacking:
+        raise LabContractError(f"lab {lab!r}: {where}.Trainer lacks {', '.join(lacking)} (subclass trainables.loop.Trainer)")
+    if not callable(module.load_data):
+        raise LabContractError(f"lab {lab!r}: {where}.load_data is not callable (a function "
+                               f"load_data(dataset, data_dir=None, *, subset=None) returning the lab's data)")
+    for hook in ("report_figures", "report_text", "sample_images"):
+        if getattr(module, hook) is not None and not callable(getattr(module, hook)):
+            raise LabContractError(f"lab {lab!r}: {where}.{hook} is neither None nor a function")
 
 
 LAB_MODULE_MEMBERS = ("Trainer", "load_data", "report_figures", "report_text", "sample_images")
@@ -106,19 +169,32 @@ def register_lab(
     gpu_fraction: float = 1.0,
     sampler: str | None = None,
     loss_unit: LossUnit = "loss",
+    source: str | None = None,
 ) -> Callable[[T], T]:
-    """Register the decorated hyperparameter dataclass as lab `name`."""
+    """Register the decorated hyperparameter dataclass as lab `name`.
+
+    `module`: the dotted name of the lab's module, or the module object itself (or any namespace with
+    LabModule's members), e.g. `sys.modules[__name__]` in a notebook. `source`: see LabSpec.source
+    (tune_lab.user_labs sets it for the labs --labs imports)."""
     if sampler not in SAMPLERS:
-        raise ValueError(f"lab {name!r}: sampler {sampler!r} is not one of {SAMPLERS}")
+        raise LabContractError(f"lab {name!r}: sampler {sampler!r} is not one of {SAMPLERS}")
     if metric not in metrics or any(mode not in ("min", "max") for mode in metrics.values()):
-        raise ValueError(f"lab {name!r}: metric {metric!r} must be one of its metrics, each min or max")
+        raise LabContractError(f"lab {name!r}: metric {metric!r} must be one of its metrics, each min or max")
 
     def decorate(config_cls: T) -> T:
         if name in LABS:
-            raise ValueError(f"lab {name!r} is registered twice")
+            raise LabContractError(f"lab {name!r} is registered twice (a lab of tune-lab's, or another file's, "
+                                   f"has that name: choose another)")
+        if not is_dataclass(config_cls):
+            raise LabContractError(f"lab {name!r}: {config_cls.__name__} is not a dataclass (decorate it with "
+                                   f"@dataclass under @register_lab)")
+        lacking = [f for f in ("epochs", "seed") if f not in {field.name for field in fields(config_cls)}]
+        if lacking:
+            raise LabContractError(f"lab {name!r}: {config_cls.__name__} lacks {', '.join(lacking)} "
+                                   f"(declare `epochs: int` and `seed: int = 0`, or subclass trainables.hparams.TrainConfig)")
         LABS[name] = LabSpec(name=name, config=config_cls, module=module, datasets=datasets, description=description,
                              metrics=dict(metrics), metric=metric, fallback_dataset=fallback_dataset,
-                             gpu_fraction=gpu_fraction, sampler=sampler, loss_unit=loss_unit)
+                             gpu_fraction=gpu_fraction, sampler=sampler, loss_unit=loss_unit, source=source)
         return config_cls
 
     return decorate
@@ -128,7 +204,8 @@ def get_lab(name: str) -> LabSpec:
     try:
         return LABS[name]
     except KeyError:
-        raise KeyError(f"unknown lab {name!r}; known labs: {', '.join(sorted(LABS))}") from None
+        raise UnknownLab(f"unknown lab {name!r}; known labs: {', '.join(sorted(LABS))} (a lab of your own: "
+                         f"--labs FILE.py, or TUNE_LAB_LABS)") from None
 
 
 def lab_names() -> list[str]:

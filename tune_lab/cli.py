@@ -127,7 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name in lab_names():
         spec = LABS[name]
         add_search_options(sub.add_parser(name, help=f"run a search of lab {name}: {spec.description}"), spec.datasets)
+    for p in (parser, *sub.choices.values()):
+        add_labs_option(p)
     return parser
+
+
+def add_labs_option(p: argparse.ArgumentParser) -> None:
+    """--labs, before or after the command. main() imports its values before the parser is built (the lab
+    names are subcommands); here it is only accepted. SUPPRESS: a subcommand's default would replace the value."""
+    p.add_argument("--labs", action="append", default=argparse.SUPPRESS, metavar="FILE.py|MODULE",
+                   help="import a lab of your own first: its file, or its module's name (repeatable; "
+                        "also $TUNE_LAB_LABS, a list like PATH's)")
 
 
 def cmd_list() -> int:
@@ -270,27 +280,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    import dataclasses
-
+    from tune_lab.api import checked_search
     from tune_lab.runner import run_search  # Ray itself is imported only by run_search
-    from tune_lab.spaces import MAX_NUM_SAMPLES, REPEATS_ALLOWED, load_search, overridden_again, valid_repeats
 
-    repeats = None
-    if args.repeats is not None:
-        try:
-            repeats = int(args.repeats)
-        except ValueError:
-            repeats = args.repeats
-        if not valid_repeats(repeats):
-            raise UsageError(f"--repeats {args.repeats}: {REPEATS_ALLOWED}")
-    search = load_search(args.search, args.command, dict(args.overrides))
-    shadowed = overridden_again(search, dict(args.overrides))
-    if shadowed:
-        print(f"tune-lab: warning: {shadowed}", file=sys.stderr, flush=True)
-    if repeats is not None:
-        search = dataclasses.replace(search, repeats=repeats)
-    if args.num_samples is not None and args.num_samples > MAX_NUM_SAMPLES:
-        raise UsageError(f"--num-samples {args.num_samples}: at most {MAX_NUM_SAMPLES}")
+    search = checked_search(args.command, args.search, dict(args.overrides), args.repeats, args.num_samples)
     return _exit_code(run_search(search, SearchOptions.from_args(args)))
 
 
@@ -369,18 +362,27 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from trainables.errors import TuneLabError
+    from tune_lab import user_labs
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # the labs of one's own (--labs, $TUNE_LAB_LABS, entry points) before the parser: they are its subcommands
+        user_labs.load_command_line(argv)
+    except TuneLabError as exc:
+        print(f"tune-lab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
-    from reports.source import SearchNotFound
-    from trainables.errors import DatasetUnavailable
-    from tune_lab.spaces import SearchSpaceError
 
     try:
+        if args.command in ("report", "resume"):  # a search of a lab of one's own: its lab again, from where it came
+            user_labs.ensure_lab_of(args.target, args.storage, args.command)
+        user_labs.check_if_own(args.lab if args.command in ("submit", "generate") else args.command)
         commands = {"list": lambda _: cmd_list(), "report": cmd_report, "ui": cmd_ui, "resume": cmd_resume,
                     "translate": cmd_translate, "generate": cmd_generate, "tensorboard": cmd_tensorboard,
                     "submit": cmd_submit, "jobs": cmd_jobs, "logs": cmd_logs, "stop": cmd_stop,
                     "reproduce": cmd_reproduce}
         return commands.get(args.command, cmd_search)(args)  # any other command is a lab's search
-    except (UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound) as exc:
+    except TuneLabError as exc:  # UsageError, SearchSpaceError, DatasetUnavailable, SearchNotFound ...
         print(f"tune-lab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 The job's entrypoint is tune-lab itself, run on the head with `--address auto`; the code it runs
 travels in the job's runtime environment (a `working_dir` staged from this installation: the four
-packages and, when the search is the user's own file, that file). Everything goes through Ray's
+packages and, when the search is the user's own file, that file; when the lab is the user's own
+(--labs), its file or package, which the job's command imports with --labs). Everything goes through Ray's
 public `JobSubmissionClient`, over the dashboard's HTTP port, which tune-lab never asks anyone to
 open to the world: the README reaches it through an SSH tunnel (`ray dashboard cluster.yaml`).
 """
@@ -24,6 +25,7 @@ from tune_lab.usage import UsageError
 
 PACKAGES = ("tune_lab", "trainables", "reports", "search_spaces")
 STAGED_SEARCHES = "submitted"  # where a user's own search file goes in the staged working_dir
+STAGED_LABS = f"{STAGED_SEARCHES}/labs"  # and a lab file of the user's own (--labs FILE.py)
 # Where a submitted search's results go when --storage is not given: the head's own default,
 # not the job's working_dir (Ray deletes that).
 CLUSTER_STORAGE = "${TUNE_LAB_HOME:-$HOME/tune-lab-results}"
@@ -88,13 +90,47 @@ def stage(search_arg: str, lab: str, folder: Path) -> str:
     return f"{STAGED_SEARCHES}/{path.name}"
 
 
-def entrypoint(lab: str, search_arg: str, options: list[str]) -> str:
+def stage_labs(lab: str, folder: Path) -> list[str]:
+    """Copy a lab of the user's own (tune_lab.user_labs: its --labs file, or its module's package) into
+    `folder`; the --labs values the job passes. A file goes to submitted/labs/ (the job's tune-lab puts
+    that folder on its path), a package to the top of the working_dir (the job's working directory)."""
+    from tune_lab import user_labs
+
+    values = []
+    for item in user_labs.staged_labs(lab):
+        into = folder / STAGED_LABS if item.file is not None else folder
+        into.mkdir(parents=True, exist_ok=True)
+        for path in map(Path, user_labs.ship_paths([item])):
+            if path.is_dir():
+                shutil.copytree(path, into / path.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(path, into / path.name)
+        values.append(f"{STAGED_LABS}/{item.file.name}" if item.file is not None else item.module)
+    return values
+
+
+def without_labs(options: list[str]) -> list[str]:
+    """The search options but --labs (the job gets the staged files' names instead)."""
+    out, skip = [], False
+    for word in options:
+        if skip:
+            skip = False
+            continue
+        if word in ("--labs", "--lab"):
+            skip = True
+        elif not word.startswith(("--labs=", "--lab=")):
+            out.append(word)
+    return out
+
+
+def entrypoint(lab: str, search_arg: str, options: list[str], labs: list[str] | tuple[str, ...] = ()) -> str:
     """The command the head runs: tune-lab, joined to the cluster it runs on."""
     import shlex
 
     has_storage = any(o == "--storage" or o.startswith("--storage=") for o in options)
     storage = [] if has_storage else ["--storage", CLUSTER_STORAGE]
-    words = ["python", "-m", "tune_lab", lab, "--search", search_arg, *options]
+    imports = [word for value in labs for word in ("--labs", value)]
+    words = ["python", "-m", "tune_lab", *imports, lab, "--search", search_arg, *without_labs(options)]
     return " ".join(shlex.quote(w) for w in words) + " " + " ".join(storage + ["--address", "auto"])
 
 
@@ -105,7 +141,8 @@ def submit(address: str | None, lab: str, search_arg: str, options: list[str]) -
     job_id = f"tune-lab-{lab}-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     with tempfile.TemporaryDirectory(prefix="tune-lab-job-") as folder:
         staged = stage(search_arg, lab, Path(folder))
-        client.submit_job(entrypoint=entrypoint(lab, staged, options), submission_id=job_id,
+        labs = stage_labs(lab, Path(folder))
+        client.submit_job(entrypoint=entrypoint(lab, staged, options, labs), submission_id=job_id,
                           runtime_env={"working_dir": folder, "env_vars": SHARED_CLUSTER_ENV},
                           metadata={"tune_lab": "1", "lab": lab, "search": name})
     return client, job_id

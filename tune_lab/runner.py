@@ -93,12 +93,16 @@ def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | 
 
     if ray.is_initialized():
         return False
+    from tune_lab import user_labs
+
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, **kwargs)
+        # Labs of one's own (--labs) travel to the cluster's nodes with the job: Ray's py_modules.
+        ray.init(address=address, runtime_env=user_labs.runtime_env(), **kwargs)
     else:
         for key, value in TRIAL_ENV.items():
             os.environ.setdefault(key, value)  # before Ray's processes start, so its workers inherit it
+        user_labs.export_pythonpath()  # the --labs files' folders: trial processes import the labs' modules by name
         from tune_lab.ray_internals import quiet_default_auth_notice
 
         with quiet_default_auth_notice():
@@ -164,13 +168,15 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
         "fixed": search.fixed, "algorithm": search.algorithm, "scheduler": scheduler_name,
         "scheduler_args": args, "rungs": rungs, "rung_caps": caps, "storage": folder, "repeats": search.repeats,
         "subset": opts.subset,  # training samples kept (--subset): a lab's published figure needs them all
+        "lab_source": search.spec.source,  # a lab of one's own: where `report` / `resume` import it from again
     }
 
 
 def save_state(search: Search, opts: SearchOptions, folder: str, tracking: dict[str, Any]) -> None:
     from tune_lab.results import write_json
 
-    write_json({"search": search.to_dict(), "options": dataclasses.asdict(opts), "tracking": tracking}, folder, STATE_FILE)
+    write_json({"search": search.to_dict(), "options": dataclasses.asdict(opts), "tracking": tracking,
+                "lab_source": search.spec.source}, folder, STATE_FILE)  # where `resume` imports a lab of one's own from
 
 
 def load_state(folder: Path) -> tuple[Search, SearchOptions, dict[str, Any]]:
@@ -285,6 +291,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         summary["driver_s"] = phases.seconds
         write_json(summary, folder, "summary.json")
         if not interrupted:
+            from tune_lab import pruning  # --keep-checkpoints: planned now (the report names only kept checkpoints), applied last
+
+            pruned = pruning.plan(summary, opts.keep_checkpoints)  # the rows of trials not kept lose `checkpoint`
             report_dir = write_report(summary, folder, opts.data_dir)
             log_to_mlflow(summary, report_dir)
             parent.mark_best((summary["best"] or {}).get("mlflow_run_id"))
@@ -292,9 +301,6 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             parent.end(failed=failed or summary["best"] is None)
             phases.lap("report_and_mlflow")
             summary["complete"] = True  # every trial run, report and MLflow done: nothing left to resume
-            from tune_lab import pruning  # --keep-checkpoints: only now, a resume needs them all
-
-            pruned = pruning.plan(summary, opts.keep_checkpoints)  # the rows of trials not kept lose `checkpoint`
             write_json(summary, folder, "summary.json")  # before the folders go: it never names a deleted one
             pruned_line = pruned.line(pruning.apply(pruned)) if pruned else None
     finally:

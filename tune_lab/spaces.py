@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Optional
 import yaml
 
 from trainables.config import MAX_REPEATS, coerce, describe_allowed, field_types, hp_model
+from trainables.errors import TuneLabError
 from trainables.registry import LabSpec, get_lab
 
 import search_spaces
@@ -33,7 +34,7 @@ MAX_NUM_SAMPLES = 10_000
 ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3}
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(TuneLabError):
     """A search file or override that cannot be run; the message says where and why.
 
     Always one line: a key or value from the file that holds a newline or other control

@@ -1,8 +1,10 @@
 """Bad input, and the checks of it that several commands share: a `UsageError` is one line, exit 2."""
 from __future__ import annotations
 
+from trainables.errors import TuneLabError
 
-class UsageError(Exception):
+
+class UsageError(TuneLabError):
     """Bad input: printed as one line, exit code 2, nothing written."""
 
 

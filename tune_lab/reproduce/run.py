@@ -62,6 +62,11 @@ def resume_search(folder: Path, address: str | None = None) -> dict[str, Any]:
     if repaired:
         print(f"tune-lab: the search was killed while Ray wrote its state, which was cut off ({', '.join(repaired)}); "
               f"restored the last whole copy from {folder / SNAPSHOT}", file=sys.stderr)
+    from tune_lab import user_labs
+
+    recorded = user_labs.recorded_lab(folder)  # a lab of one's own: imported again from where the search recorded it
+    if recorded is not None:
+        user_labs.ensure_lab(*recorded, where=f"resume {folder}")
     search, opts, tracking = load_state(folder.resolve())
     opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
     if address:

@@ -1,0 +1,107 @@
+"""A finished search as a notebook wants it: `Result`, what `tune_lab.search` and `tune_lab.load` return.
+
+One object over the search's record (the shape of summary.json, whether read from the results
+folder or rebuilt from MLflow), so that a search just run and the same search loaded a week
+later give the same tables.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class Best:
+    """The trial the search picked, at its selected epoch."""
+
+    trial_id: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    epoch: int
+    checkpoint: str | None  # the checkpoint folder (None once pruned, or read from MLflow alone)
+    mlflow_run_id: str | None
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    md: Path
+
+
+class Result:
+    """One search: its typed table, its curves, the best trial, its report and where it lives."""
+
+    def __init__(self, record: dict[str, Any], folder: str, *, interrupted: bool = False) -> None:
+        self.record, self.folder, self.interrupted = record, folder, interrupted
+
+    @property
+    def experiment(self) -> str:
+        return str(self.record.get("experiment") or Path(self.folder).name)
+
+    @property
+    def lab(self) -> str:
+        return str(self.record.get("lab"))
+
+    @property
+    def metric(self) -> str:
+        return str(self.record["metric"])
+
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        """One row per trial (a setting, with its seeds, under --repeats): every hyperparameter and
+        metric a typed column (see reports.frame)."""
+        from reports.frame import trials_frame
+
+        return trials_frame(self.record)
+
+    @functools.cached_property
+    def curves(self) -> pd.DataFrame:
+        """Long form: one row per trial and epoch, every metric a column."""
+        from reports.frame import curves_frame
+
+        return curves_frame(self.record)
+
+    @property
+    def best(self) -> Best | None:
+        best = self.record.get("best")
+        if not best:
+            return None
+        return Best(trial_id=best["trial_id"], config=dict(best["config"]), metrics=dict(best["metrics"]),
+                    epoch=int(best["epoch"]), checkpoint=best.get("checkpoint"), mlflow_run_id=best.get("mlflow_run_id"))
+
+    @property
+    def report(self) -> ReportFiles | None:
+        """report.html and report.md, where the search wrote them (None before a report exists)."""
+        folder = Path(self.folder) / "report"
+        if "://" in self.folder or not (folder / "report.html").is_file():
+            return None
+        return ReportFiles(html=folder / "report.html", md=folder / "report.md")
+
+    def __repr__(self) -> str:
+        state = "interrupted" if self.interrupted else f"{len(self.record.get('trials', []))} trials"
+        best = self.best
+        pick = f", best {best.trial_id} {self.metric}={best.metrics.get(self.metric)!r}" if best else ""
+        return f"<tune_lab.Result {self.experiment!r}: {self.lab}, {state}{pick}>"
+
+    def _repr_html_(self) -> str:
+        """The notebook view: a heading, the table, the best trial's curves."""
+        heading = html.escape(f"{self.experiment}: lab {self.lab}, searched on {self.metric}")
+        parts = [f"<h4>{heading}</h4>"]
+        if self.interrupted:
+            parts.append(f"<p>Interrupted: continue with <code>tune_lab.resume({self.folder!r})</code></p>")
+        parts.append(self.table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+        best = self.best
+        if best is not None:
+            parts.append(html.escape(f"Best trial {best.trial_id} (epoch {best.epoch})"))
+        figure = Path(self.folder) / "report" / "best_curves.png"
+        if "://" not in self.folder and figure.is_file():
+            data = base64.b64encode(figure.read_bytes()).decode()
+            parts.append(f'<div><img alt="best trial curves" style="max-width:640px" src="data:image/png;base64,{data}"></div>')
+        return "\n".join(parts)
