@@ -189,3 +189,23 @@ def test_deterministic_is_a_search_option():
 
     args = build_parser().parse_args(["mlp", "--search", "optimizer", "--deterministic"])
     assert args.deterministic is True
+
+
+# ---------------------------------------------------------------------------------------------
+# One device copy of the images per trial process
+
+
+def test_a_generative_trials_seeds_share_one_copy_of_the_images(images):
+    """Before: each seed's trainer made its own copy, three times over for 3-channel ('lab') input."""
+    from trainables.autoencoders import Trainer as AETrainer
+    from trainables.generative import image_tensors
+    from trainables.hparams import AEConfig
+
+    lab, _ = image_tensors(images, "train", channels="lab", device=CPU)
+    native, _ = image_tensors(images, "train", channels="native", device=CPU)
+    assert lab.shape[1] == 3 and lab.stride(1) == 0  # one channel seen three times, not three copies
+    assert image_tensors(images, "train", channels="lab", device=CPU)[0].data_ptr() == lab.data_ptr()
+    assert torch.equal(lab, native.repeat(1, 3, 1, 1))  # the values the copies had
+    group = AETrainer.seed_group(AEConfig(epochs=1), images, CPU, [0, 1])
+    first, second = (group.trainers[seed].splits["train"] for seed in (0, 1))
+    assert first.data_ptr() == second.data_ptr()

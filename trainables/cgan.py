@@ -162,7 +162,7 @@ class Trainer(GANTrainer):
         return loss, torch.sigmoid(logits.detach()).mean()
 
     def d_step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        noise = torch.randn(len(real), self.cfg.latent_dim, generator=self.generator).to(self.device)
+        noise = self.noise(len(real))  # before the labels: the order of draws the lab always had
         fake_labels = self.random_labels(len(real))
         with torch.no_grad():
             fake = self.generator_net(noise, fake_labels)
@@ -175,7 +175,7 @@ class Trainer(GANTrainer):
         return {"d_loss": loss.detach(), "d_real": score_real, "d_fake": score_fake}
 
     def g_step(self, batch_size: int, labels: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(batch_size, self.cfg.latent_dim, generator=self.generator).to(self.device)
+        noise = self.noise(batch_size)
         # The generator wants its image of `labels` scored as a real one of `labels` (same loss as D's real side).
         loss, _ = self.d_loss(self.generator_net(noise, labels), labels, real=True)
         self.optimizer.zero_grad(set_to_none=True)

@@ -25,10 +25,10 @@ from trainables.seeds import seed_everything
 EVAL_BATCH = 2048
 
 
-# The last splits made, kept with the arrays they came from (which keeps those arrays' buffers
+# The last tensors made, kept with the arrays they came from (which keeps those arrays' buffers
 # alive, so that no other array can take their address while an entry stands).
-_MADE: collections.OrderedDict[tuple, tuple[Any, Any, tuple[torch.Tensor, torch.Tensor]]] = collections.OrderedDict()
-_MADE_MAX = 3  # train, val, test of one dataset
+_MADE: collections.OrderedDict[tuple, tuple[tuple, Any]] = collections.OrderedDict()
+_MADE_MAX = 6  # train, val, test of one dataset, for up to two uses (a lab's classifier and its own)
 
 
 def _buffer(a: Any) -> tuple:
@@ -37,25 +37,31 @@ def _buffer(a: Any) -> tuple:
     return interface["data"][0], interface["shape"], interface["strides"], interface["typestr"]
 
 
-def to_device_tensors(x, y, mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images -> normalised float32 on `device`; the same tensors again for the same arrays.
+def made_once(arrays: tuple[Any, ...], how: tuple, make: Callable[[], Any]) -> Any:
+    """`make()`, or what it made before for the same arrays made the same way (`how`: hashable).
 
     Ray reuses a trial process for the next trial (`reuse_actors`), and every trial gets the
-    search's data again as read-only views of the same object-store buffer: normalising it anew
-    cost ~0.1 s per trial on 1,000 + 15,000 MNIST images and ~0.5 s on the full 70,000. Nothing
-    writes into these tensors (batches are gathered copies), so trials can share them.
+    search's data again as read-only views of the same object-store buffer; a trial of N seeds
+    builds N trainers. Making the device tensors anew each time cost ~0.1 s per trial on 1,000 +
+    15,000 MNIST images and ~0.5 s on the full 70,000, and N device copies of the data per trial.
+    Nothing writes into these tensors (batches are gathered copies), so trainers can share them.
     """
-    if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
-        return _normalised(x, y, mean, std, device)
-    # torch's default dtype too: the mean and std tensors take it, and the result theirs
-    key = (_buffer(x), _buffer(y), tuple(map(float, mean)), tuple(map(float, std)), str(device), torch.get_default_dtype())
+    if not all(isinstance(a, np.ndarray) for a in arrays):
+        return make()
+    key = (*map(_buffer, arrays), *how, torch.get_default_dtype())  # the default dtype: float tensors take it
     if key in _MADE:
         _MADE.move_to_end(key)
-        return _MADE[key][2]
-    made = _MADE[key] = (x, y, _normalised(x, y, mean, std, device))
+        return _MADE[key][1]
+    made = _MADE[key] = (arrays, make())
     while len(_MADE) > _MADE_MAX:
         _MADE.popitem(last=False)
-    return made[2]
+    return made[1]
+
+
+def to_device_tensors(x, y, mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images -> normalised float32 on `device`; the same tensors again for the same arrays (`made_once`)."""
+    how = (tuple(map(float, mean)), tuple(map(float, std)), str(device))
+    return made_once((x, y), how, lambda: _normalised(x, y, mean, std, device))
 
 
 def _normalised(x, y, mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.classify import made_once
 from trainables.data import ImageData, load_images
 from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint, make_optimizer
 from trainables.plotting import epoch_axis, point_size
@@ -46,20 +47,31 @@ def image_tensors(
     device: torch.device,
     value_range: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split as float images (N, C, 28, 28) scaled into `value_range`, and its int64 labels."""
+    """One split as float images (N, C, 28, 28) scaled into `value_range`, and its int64 labels.
+
+    Made once per trial process and shared by its seeds' trainers (`made_once`); 'lab' channels
+    of a 1-channel dataset are the one channel seen three times (a view), not three copies.
+    """
     if channels not in ("native", "lab"):
         raise ValueError(f"channels: {channels!r} is not allowed; expected native or lab")
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    return made_once((x, y), ("generative", channels, str(device), tuple(value_range)),
+                     lambda: _image_tensors(x, y, channels, device, value_range))
+
+
+def _image_tensors(x: Any, y: Any, channels: str, device: torch.device,
+                   value_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     # torch.tensor copies: arrays from Ray's object store are read-only views.
-    images = torch.tensor(getattr(data, f"x_{split}"), dtype=torch.float32, device=device).div_(255.0)
+    images = torch.tensor(x, dtype=torch.float32, device=device).div_(255.0)
     if images.shape[-2:] != (SIDE, SIDE):
         images = F.interpolate(images, size=(SIDE, SIDE), mode="bilinear", antialias=True, align_corners=False)
-    if channels == "lab" and images.shape[1] == 1:
-        images = images.repeat(1, 3, 1, 1)
     low, high = value_range
     if (low, high) != (0.0, 1.0):
         images = images.mul_(high - low).add_(low)
-    labels = torch.tensor(getattr(data, f"y_{split}"), dtype=torch.int64, device=device)
-    return images.contiguous(), labels
+    images = images.contiguous()
+    if channels == "lab" and images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)  # batches gathered from it (index_select) have their 3 channels
+    return images, torch.tensor(y, dtype=torch.int64, device=device)
 
 
 def image_channels(channels: str, dataset_shape: tuple[int, ...]) -> int:
@@ -382,8 +394,12 @@ class GANTrainer(Trainer):
         return 8
 
     # ---- the shared epoch
+    def noise(self, n: int) -> torch.Tensor:
+        """(n, latent_dim) standard normal noise, drawn on the device."""
+        return torch.randn(n, self.cfg.latent_dim, generator=self.device_generator, device=self.device)
+
     def random_labels(self, n: int) -> torch.Tensor:
-        return torch.randint(0, self.num_classes, (n,), generator=self.generator).to(self.device)
+        return torch.randint(0, self.num_classes, (n,), generator=self.device_generator, device=self.device)
 
     def train_epoch(self) -> dict[str, float]:
         self.generator_net.train()
@@ -421,14 +437,17 @@ class GANTrainer(Trainer):
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
+        """Both networks and optimizers, and the generators (`rng`, as `Trainer.state_dict` saves them):
+        a resumed trial draws the batches, noise and fake labels the uninterrupted one would."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "d_optimizer": self.d_optimizer.state_dict(), "epoch": self.epoch}
+                "d_optimizer": self.d_optimizer.state_dict(), "epoch": self.epoch, "rng": self.random_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
         self.epoch = state["epoch"]
+        self.load_random_state(state)  # absent before issue 35: the draws then restart from the seed
 
 
 def conditional_quality(reference: ReferenceCNN, images01: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

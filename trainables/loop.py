@@ -41,6 +41,12 @@ class Trainer(ABC):
         self.cfg, self.device = cfg, device
         # Shuffling draws from its own seeded generator, so batch order depends on cfg.seed only.
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        # What a lab draws per step where its networks run (a GAN's noise, teacher forcing's coins):
+        # drawn on the CPU and copied, each step would wait for the GPU. Elsewhere (trial_device
+        # gives the CPU or a GPU) it is the shuffling generator itself, so the draws on the CPU
+        # are the ones the labs always made.
+        self.device_generator = (torch.Generator(device).manual_seed(cfg.seed) if device.type == "cuda"
+                                 else self.generator)
 
     @abstractmethod
     def train_epoch(self) -> dict[str, float]:
@@ -54,9 +60,15 @@ class Trainer(ABC):
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
-        # The shuffling generator: a resumed trial draws the batch order the uninterrupted one
-        # would have drawn next.
-        state["rng"] = {"generator": self.generator.get_state()}
+        state["rng"] = self.random_state()
+        return state
+
+    def random_state(self) -> dict[str, torch.Tensor]:
+        """The generators: a resumed trial draws the batch order (and the device's draws) the
+        uninterrupted one would have drawn next."""
+        state = {"generator": self.generator.get_state()}
+        if self.device_generator is not self.generator:
+            state["device_generator"] = self.device_generator.get_state()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -64,8 +76,15 @@ class Trainer(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
-        if "generator" in state.get("rng", {}):  # absent in checkpoints saved before 2026-12
-            self.generator.set_state(state["rng"]["generator"])
+        self.load_random_state(state)
+
+    def load_random_state(self, state: dict[str, Any]) -> None:
+        """The generators of a `state_dict` (`rng`: CPU byte tensors on every device), where it has them."""
+        saved = state.get("rng", {})
+        if "generator" in saved:  # absent in checkpoints saved before 2026-12
+            self.generator.set_state(saved["generator"])
+        if "device_generator" in saved and self.device_generator is not self.generator:  # written on a GPU
+            self.device_generator.set_state(saved["device_generator"].cpu())
 
     @classmethod
     def seed_group(cls, cfg: Any, data: Any, device: torch.device, seeds: list[int]) -> SeedGroup:

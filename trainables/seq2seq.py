@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -83,7 +83,10 @@ class Recurrent(nn.Module):
 
     The state is (B, H), or an (h, c) pair for the LSTM. With `lengths`, padded steps do not
     change the state (torch's layers via packing, the scratch cell via a mask), so the final
-    state is that of each sentence's last word.
+    state is that of each sentence's last word. Packing reads the lengths on the CPU, so they
+    are given there; the scratch cell's mask is made from them unless `live` (B, T), True at
+    real steps, is given on the device already (the encoder's `src != PAD`): copying lengths
+    to the device would wait for it every batch.
     """
 
     def __init__(self, cell: str, size: int, faithful: bool = False) -> None:
@@ -95,13 +98,16 @@ class Recurrent(nn.Module):
             layer = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell]
             self.layer = layer(size, size, batch_first=True)
 
-    def forward(self, x: torch.Tensor, state: Any = None, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+    def forward(self, x: torch.Tensor, state: Any = None, lengths: torch.Tensor | None = None,
+                live: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         if self.cell == "gru_scratch":
-            return self._scratch(x, state, lengths)
+            if live is None and lengths is not None:
+                live = (torch.arange(x.shape[1], device=lengths.device)[None, :] < lengths[:, None]).to(x.device)
+            return self._scratch(x, state, live)
         if state is not None:
             state = tuple(s.unsqueeze(0) for s in state) if self.cell == "lstm" else state.unsqueeze(0)
         if lengths is not None:
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             out, state = self.layer(packed, state)
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         else:
@@ -109,11 +115,10 @@ class Recurrent(nn.Module):
         state = tuple(s.squeeze(0) for s in state) if self.cell == "lstm" else state.squeeze(0)
         return out, state
 
-    def _scratch(self, x: torch.Tensor, h: torch.Tensor | None, lengths: torch.Tensor | None):
+    def _scratch(self, x: torch.Tensor, h: torch.Tensor | None, live: torch.Tensor | None):
         if h is None:
             h = x.new_zeros(x.shape[0], self.layer.hidden_size)
         gi = self.layer.input_part(x)
-        live = None if lengths is None else torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         outs = []
         for t in range(x.shape[1]):
             new = self.layer.step(gi[:, t], h)
@@ -146,8 +151,11 @@ class Seq2Seq(nn.Module):
         self.out = nn.Linear(h, tgt_vocab)
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        memory, state = self.encoder(self.dropout(self.src_embed(src)), None, lengths)
-        return memory, state, src != PAD
+        """`lengths` on the CPU (see Recurrent); the mask of real words, `src != PAD`, serves the encoder
+        and the attention."""
+        mask = src != PAD
+        memory, state = self.encoder(self.dropout(self.src_embed(src)), None, lengths, mask)
+        return memory, state, mask
 
     def _logits(self, dec: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         if self.attention:
@@ -167,7 +175,7 @@ class Seq2Seq(nn.Module):
         if teacher_forcing >= 1.0:
             return self.decode(tgt_in, state, memory, mask)[0]
         # Each sentence is either teacher-forced or fed its own predictions, decided per sentence.
-        forced = torch.rand(src.shape[0], generator=generator).to(src.device) < teacher_forcing
+        forced = torch.rand(src.shape[0], generator=generator, device=src.device) < teacher_forcing
         token, steps = tgt_in[:, :1], []
         for t in range(tgt_in.shape[1]):
             logits, state = self.decode(token, state, memory, mask)
@@ -199,7 +207,11 @@ def build_model(cfg: Seq2SeqConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 
 # --------------------------------------------------------------------------- data for one trial
 class Split:
-    """One split's filtered pairs as padded tensors on the trial's device, plus host-side lengths."""
+    """One split's filtered pairs as padded tensors on the trial's device, plus host-side lengths.
+
+    The lengths stay on the host only: batches are cut and packed there, and a batch's rows
+    reach the device in one copy per pass over the split (`batches`), not one per batch.
+    """
 
     def __init__(self, data: SentencePairs, idx: np.ndarray, src_map: np.ndarray, tgt_map: np.ndarray,
                  device: torch.device) -> None:
@@ -211,19 +223,28 @@ class Split:
         self.src = torch.tensor(pad_rows(fr, end=EOS), device=device)
         self.tgt_in = torch.tensor(pad_rows(en, start=SOS), device=device)
         self.tgt_out = torch.tensor(pad_rows(en, end=EOS), device=device)
-        self.src_len_t = torch.tensor(self.src_len, device=device)
         # References for BLEU: the real English words, never <unk>.
         self.references = [detokenize(data.text("english", i)) for i in idx]
 
     def __len__(self) -> int:
         return len(self.idx)
 
-    def batch(self, rows: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, ...]:
-        """Rows cut to the longest sentence among them (few pads when lengths are similar)."""
-        rows_np = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else rows
-        s, t = int(self.src_len[rows_np].max()), int(self.tgt_len[rows_np].max())
-        rows = torch.as_tensor(rows_np, device=self.src.device)
-        return self.src[rows, :s], self.src_len_t[rows], self.tgt_in[rows, :t], self.tgt_out[rows, :t]
+    def batch(self, rows: np.ndarray, on_device: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(src, lengths on the CPU, tgt_in, tgt_out) of `rows`, cut to the longest sentence among them (few
+        pads when lengths are similar). `on_device`: the same rows already on the device, else copied here."""
+        s, t = int(self.src_len[rows].max()), int(self.tgt_len[rows].max())
+        if on_device is None:
+            on_device = torch.as_tensor(rows, device=self.src.device)
+        lengths = torch.from_numpy(self.src_len[rows])
+        return self.src[on_device, :s], lengths, self.tgt_in[on_device, :t], self.tgt_out[on_device, :t]
+
+    def batches(self, plan: list[np.ndarray]) -> Iterator[tuple[np.ndarray, tuple[torch.Tensor, ...]]]:
+        """(rows, `batch(rows)`) for each batch of `plan`, every batch's rows copied to the device in one go."""
+        if not plan:
+            return
+        on_device = torch.as_tensor(np.concatenate(plan), device=self.src.device).split([len(rows) for rows in plan])
+        for rows, rows_there in zip(plan, on_device):
+            yield rows, self.batch(rows, rows_there)
 
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
@@ -270,9 +291,9 @@ class Trainer(LoopTrainer):
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         tokens = 0
-        for rows in bucketed_batches(split.src_len, self.cfg.batch_size, self.generator):
-            src, lengths, tgt_in, tgt_out = split.batch(rows)
-            logits = self.model(src, lengths, tgt_in, self.cfg.teacher_forcing, self.generator)
+        plan = bucketed_batches(split.src_len, self.cfg.batch_size, self.generator)
+        for rows, (src, lengths, tgt_in, tgt_out) in split.batches(plan):
+            logits = self.model(src, lengths, tgt_in, self.cfg.teacher_forcing, self.device_generator)
             words = int(split.tgt_len[rows].sum())
             loss = self.loss(logits, tgt_out, "sum") / words
             self.optimizer.zero_grad(set_to_none=True)
@@ -291,8 +312,8 @@ class Trainer(LoopTrainer):
     def split_loss(self, split: Split) -> float:
         self.model.eval()
         total = torch.zeros((), device=self.device)
-        for start in range(0, len(split), EVAL_BATCH):
-            src, lengths, tgt_in, tgt_out = split.batch(np.arange(start, min(start + EVAL_BATCH, len(split))))
+        plan = [np.arange(start, min(start + EVAL_BATCH, len(split))) for start in range(0, len(split), EVAL_BATCH)]
+        for _, (src, lengths, tgt_in, tgt_out) in split.batches(plan):
             total += self.loss(self.model(src, lengths, tgt_in), tgt_out, "sum")
         return total.item() / max(1, int(split.tgt_len.sum()))
 
@@ -303,9 +324,8 @@ class Trainer(LoopTrainer):
         n = len(split) if limit is None else min(limit, len(split))
         order = np.argsort(split.src_len[:n], kind="stable")  # similar lengths per batch
         outputs: list[str] = [""] * n
-        for start in range(0, n, EVAL_BATCH):
-            rows = order[start : start + EVAL_BATCH]
-            src, lengths, _, _ = split.batch(rows)
+        plan = [order[start : start + EVAL_BATCH] for start in range(0, n, EVAL_BATCH)]
+        for rows, (src, lengths, _, _) in split.batches(plan):
             found = self.model.greedy(src, lengths, self.cfg.max_length + 1).cpu().tolist()
             for row, ids in zip(rows, found):
                 outputs[row] = detokenize(self.tgt_vocab.decode(ids))

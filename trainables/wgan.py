@@ -74,7 +74,7 @@ def uses_clipping(cfg: WGANConfig) -> bool:
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mean of (|grad critic(x_hat)| - 1)^2 at random points x_hat between real and fake images."""
-    mix = torch.rand(len(real), 1, 1, 1, generator=generator).to(real.device)
+    mix = torch.rand(len(real), 1, 1, 1, generator=generator, device=real.device)
     between = (mix * real + (1 - mix) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(between).sum(), between, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
@@ -93,13 +93,12 @@ class Trainer(GANTrainer):
         return self.generator_net(noise)
 
     def d_step(self, real: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        noise = torch.randn(len(real), self.cfg.latent_dim, generator=self.generator).to(self.device)
         with torch.no_grad():
-            fake = self.generator_net(noise)
+            fake = self.generator_net(self.noise(len(real)))
         score_real, score_fake = self.critic(real).mean(), self.critic(fake).mean()
         loss = score_fake - score_real
         if not uses_clipping(self.cfg):
-            loss = loss + self.cfg.gp_weight * gradient_penalty(self.critic, real, fake, self.generator)
+            loss = loss + self.cfg.gp_weight * gradient_penalty(self.critic, real, fake, self.device_generator)
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
@@ -110,8 +109,7 @@ class Trainer(GANTrainer):
         return {"d_loss": loss.detach(), "d_real": score_real.detach(), "d_fake": score_fake.detach()}
 
     def g_step(self, batch_size: int, labels: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(batch_size, self.cfg.latent_dim, generator=self.generator).to(self.device)
-        loss = -self.critic(self.generator_net(noise)).mean()
+        loss = -self.critic(self.generator_net(self.noise(batch_size))).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
