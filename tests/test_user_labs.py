@@ -401,17 +401,17 @@ def test_a_submitted_search_stages_the_lab_file_and_imports_it_on_the_cluster(tm
     monkeypatch.setattr(user_labs, "LABS", {"mycnn": _Spec(source=str(lab), module="mycnn")})
     staged = tmp_path / "staged"
     staged.mkdir()
-    assert jobs.stage_labs("mycnn", staged) == ["submitted/labs/mycnn.py"]
-    assert (staged / "submitted" / "labs" / "mycnn.py").read_text() == lab.read_text()
+    assert jobs.stage_labs("mycnn", staged) == ["mycnn.py"]
+    assert (staged / "mycnn.py").read_text() == lab.read_text()  # the top of the job's working_dir
     command = jobs.entrypoint("mycnn", "submitted/mine.yaml", ["--labs", str(lab), "--set", "epochs=1",
-                                                               f"--labs={lab}"], ["submitted/labs/mycnn.py"])
-    assert command == ("python -m tune_lab --labs submitted/labs/mycnn.py mycnn --search submitted/mine.yaml "
+                                                               f"--labs={lab}"], ["mycnn.py"])
+    assert command == ("python -m tune_lab --labs mycnn.py mycnn --search submitted/mine.yaml "
                        "--set epochs=1 --storage ${TUNE_LAB_HOME:-$HOME/tune-lab-results} --address auto")
 
 
 def test_a_submitted_search_of_a_lab_file_runs_on_the_cluster(head, tiny_mnist, tmp_path):  # noqa: F811
-    """The whole way: the job's working_dir carries the file, the job's tune-lab imports it (--labs
-    submitted/labs/mycnn.py) and joins the cluster with it as Ray's py_modules, where the trials import it."""
+    """The whole way: the job's working_dir carries the file at its top, the job's tune-lab imports it
+    (--labs mycnn.py) and its trials import it from the working_dir, which Ray puts on their path."""
     lab = own_lab(tmp_path / "labs")
     root = tmp_path / "results"
     began = time.monotonic()
@@ -422,7 +422,7 @@ def test_a_submitted_search_of_a_lab_file_runs_on_the_cluster(head, tiny_mnist, 
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     summary = json.loads((root / "job" / "summary.json").read_text())
     assert [t["status"] for t in summary["trials"]] == ["completed", "completed"]
-    assert summary["lab_source"].endswith("/submitted/labs/mycnn.py")  # where the job found it
+    assert summary["lab_source"].endswith("/mycnn.py")  # where the job found it
 
 
 class _Spec:

@@ -25,7 +25,6 @@ from tune_lab.usage import UsageError
 
 PACKAGES = ("tune_lab", "trainables", "reports", "search_spaces")
 STAGED_SEARCHES = "submitted"  # where a user's own search file goes in the staged working_dir
-STAGED_LABS = f"{STAGED_SEARCHES}/labs"  # and a lab file of the user's own (--labs FILE.py)
 # Where a submitted search's results go when --storage is not given: the head's own default,
 # not the job's working_dir (Ray deletes that).
 CLUSTER_STORAGE = "${TUNE_LAB_HOME:-$HOME/tune-lab-results}"
@@ -91,21 +90,19 @@ def stage(search_arg: str, lab: str, folder: Path) -> str:
 
 
 def stage_labs(lab: str, folder: Path) -> list[str]:
-    """Copy a lab of the user's own (tune_lab.user_labs: its --labs file, or its module's package) into
-    `folder`; the --labs values the job passes. A file goes to submitted/labs/ (the job's tune-lab puts
-    that folder on its path), a package to the top of the working_dir (the job's working directory)."""
+    """Copy a lab of the user's own (tune_lab.user_labs: its --labs file, or its module's package) to the
+    top of `folder`, the job's working_dir, which Ray puts on the path of every process of the job, its
+    trials' included (and which is the driver's working directory); the --labs values the job passes."""
     from tune_lab import user_labs
 
     values = []
     for item in user_labs.staged_labs(lab):
-        into = folder / STAGED_LABS if item.file is not None else folder
-        into.mkdir(parents=True, exist_ok=True)
         for path in map(Path, user_labs.ship_paths([item])):
             if path.is_dir():
-                shutil.copytree(path, into / path.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(path, folder / path.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
-                shutil.copy2(path, into / path.name)
-        values.append(f"{STAGED_LABS}/{item.file.name}" if item.file is not None else item.module)
+                shutil.copy2(path, folder / path.name)
+        values.append(item.file.name if item.file is not None else item.module)
     return values
 
 

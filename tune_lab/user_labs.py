@@ -489,7 +489,12 @@ def _package_path(module: str) -> list[str]:
 
 
 def runtime_env() -> dict[str, Any] | None:
-    """The runtime_env a driver joining a cluster passes to ray.init: the labs' files as `py_modules`."""
+    """The runtime_env a driver joining a cluster passes to ray.init: the labs' files as `py_modules`.
+
+    None in a Ray Job's driver (`tune-lab submit`): the labs are at the top of the job's working_dir
+    already (tune_lab.jobs.stage_labs), which Ray puts on the path of every process of the job."""
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):  # set by Ray's job supervisor for the job's driver
+        return None
     modules = ship_paths()
     return {"py_modules": modules} if modules else None
 
