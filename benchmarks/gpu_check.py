@@ -57,8 +57,8 @@ USER_CUBLAS_CONFIG = os.environ.get("CUBLAS_WORKSPACE_CONFIG")  # before set_det
 ROUND_TRIP_REPEATS = (1, 2)  # run_trial saves `state` alone at 1 and `seed_states` beside it at 2+
 MEMORY_REPEATS = (1, 5)
 TINY_SUBSET = 200  # training samples per lab in the round trips
-# Settings that keep a CPU epoch to seconds (as tests/test_lab_contract.py); on a GPU only the
-# quality sample counts shrink, so the labs' own models (ResNet18, hidden 256 ...) run there.
+# Settings that keep a CPU epoch to seconds (tests/test_lab_contract.py uses them too); on a GPU only
+# the quality sample counts shrink, so the labs' own models (ResNet18, hidden 256 ...) run there.
 SMALL = {
     "resnet": {"model": "lenet"},
     "seq2seq": {"hidden_size": 16},

@@ -12,18 +12,11 @@ import sys
 import pytest
 import torch
 
+from benchmarks.gpu_check import SMALL  # settings that keep one epoch to seconds on a CPU
 from trainables.loop import Trainer
 from trainables.registry import LABS, LabData, LabModule, lab_names
 from tune_lab.spaces import SEARCH_DIR
 
-# Settings that keep one epoch to seconds on a CPU; every other value is the lab's default.
-SMALL = {
-    "resnet": {"model": "lenet"},
-    "seq2seq": {"hidden_size": 16},
-    "wgan": {"quality_samples": 10},
-    "cgan": {"quality_samples": 10, "width": 4},
-    "vae": {"quality_samples": 10, "prior_components": 2},
-}
 
 
 def lab_data(name: str, tiny_mnist, tiny_eng_fra) -> LabData:

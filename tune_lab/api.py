@@ -96,26 +96,35 @@ def search(lab: str, search: str, *, set: Mapping[str, Any] | None = None, repea
 
 
 def resume(target: str, *, storage: str | None = None, address: str | None = None, progress: str = "auto") -> Result:
-    """Continue an interrupted search (its experiment name under the results root, or its folder)."""
-    from tune_lab import paths, user_labs
-    from tune_lab.paths import STATE_FILE
+    """Continue an interrupted search (its experiment name under the results root, or its folder), as
+    `tune-lab resume` does; a search that had finished is returned as it is."""
+    from tune_lab import user_labs
+    from tune_lab.reproduce import resume_search
     from tune_lab.results import complete_summary
+    from tune_lab.runner import load_state
+
+    folder = resumable_folder(target, storage)
+    done = complete_summary(folder)
+    if done is not None:
+        return Result(done, str(folder))
+    user_labs.ensure_lab_of(str(folder), storage, "resume")  # a lab of one's own, before its search is read
+    checked = load_state(folder)[0]
+    return _run(lambda reporter: resume_search(folder, address, progress=reporter), checked.metric, checked.mode,
+                progress, address)
+
+
+def resumable_folder(target: str, storage: str | None) -> Path:
+    """The folder of the search `target` names (a folder, or an experiment under the results root) that
+    `resume` can continue: one whose search.json is there."""
+    from tune_lab import paths
+    from tune_lab.paths import STATE_FILE
     from tune_lab.usage import UsageError
 
-    user_labs.ensure_lab_of(target, storage, "resume")  # a lab of one's own: imported from where its search says
     root = paths.results_root(storage)
     folder = next((f for f in (Path(target), Path(root) / target) if (f / STATE_FILE).is_file()), None)
     if folder is None:
         raise UsageError(f"{target}: no interrupted search there (looked for {STATE_FILE} in {target} and {Path(root) / target})")
-    done = complete_summary(folder)
-    if done is not None:
-        return Result(done, str(folder))
-    from tune_lab.runner import load_state, run_search
-
-    checked, opts, tracking = load_state(folder)
-    opts = dataclasses.replace(opts, address=address or opts.address)
-    return _run(lambda reporter: run_search(checked, opts, resume=tracking, progress=reporter),
-                checked.metric, checked.mode, progress, opts.address)
+    return folder
 
 
 def load(target: str, *, storage: str | None = None, tracking_uri: str | None = None) -> Result:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import yaml
 
@@ -85,8 +85,15 @@ def add_reproduce(sub: Any) -> None:
     add_parser(sub)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line and where to look (a lab's usage block alone is 12 lines)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"tune-lab: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tune-lab",
         description="Hyperparameter searches over classic PyTorch course labs (Ray Tune + MLflow).",
         epilog="Example: tune-lab mlp --search optimizer",
@@ -174,15 +181,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from tune_lab import paths
-    from tune_lab.paths import STATE_FILE
-
-    root = paths.results_root(args.storage)
-    folder = next((f for f in (Path(args.target), Path(root) / args.target) if (f / STATE_FILE).is_file()), None)
-    if folder is None:
-        raise UsageError(f"{args.target}: no interrupted search there (looked for {STATE_FILE} in {args.target} and {Path(root) / args.target})")
+    from tune_lab.api import resumable_folder
     from tune_lab.results import complete_summary
 
+    folder = resumable_folder(args.target, args.storage)
     done = complete_summary(folder)  # none, or cut off by a kill: Ray's state decides
     if done is not None:  # Ray would rerun nothing and the report would be rewritten for nothing
         print(f"tune-lab: {folder}: the search is already complete ({len(done['trials'])} trials); nothing to resume. "
@@ -297,7 +299,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                          "give the dashboard's address before LAB")
     load_search(search_args.search, args.lab, dict(search_args.overrides))
     options = _without_search(list(args.options))
-    client, job_id = jobs.submit(args.address, args.lab, search_args.search, options)
+    client, job_id = jobs.submit(args.address, args.lab, search_args.search, options, search_args.experiment)
     at = f" --address {args.address}" if args.address else ""
     print(f"submitted {job_id}\n  follow: tune-lab logs {job_id} --follow{at}\n  list:   tune-lab jobs{at}\n"
           f"  stop:   tune-lab stop {job_id}{at}", flush=True)

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -131,18 +132,57 @@ def entrypoint(lab: str, search_arg: str, options: list[str], labs: list[str] | 
     return " ".join(shlex.quote(w) for w in words) + " " + " ".join(storage + ["--address", "auto"])
 
 
-def submit(address: str | None, lab: str, search_arg: str, options: list[str]) -> tuple[Any, str]:
-    """Submit the search; (client, job id). The job id names the lab and the search."""
+def submit(address: str | None, lab: str, search_arg: str, options: list[str],
+           experiment: str | None = None) -> tuple[Any, str]:
+    """Submit the search; (client, job id). The job id names the lab, the search and whose it is (`new_job_id`)."""
     client = connect(address)
     name = Path(search_arg).stem
-    job_id = f"tune-lab-{lab}-{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     with tempfile.TemporaryDirectory(prefix="tune-lab-job-") as folder:
         staged = stage(search_arg, lab, Path(folder))
         labs = stage_labs(lab, Path(folder))
-        client.submit_job(entrypoint=entrypoint(lab, staged, options, labs), submission_id=job_id,
-                          runtime_env={"working_dir": folder, "env_vars": SHARED_CLUSTER_ENV},
-                          metadata={"tune_lab": "1", "lab": lab, "search": name})
-    return client, job_id
+        attempts, waited_since = 0, None
+        while True:
+            attempts += 1
+            job_id = new_job_id(lab, name, experiment)
+            try:
+                client.submit_job(entrypoint=entrypoint(lab, staged, options, labs), submission_id=job_id,
+                                  runtime_env={"working_dir": folder, "env_vars": SHARED_CLUSTER_ENV},
+                                  metadata={"tune_lab": "1", "lab": lab, "search": name})
+                return client, job_id
+            except RuntimeError as exc:  # the job API's refusals, a Ray traceback each: one line here
+                if "already exists" in str(exc) and attempts < SUBMIT_ATTEMPTS:
+                    continue  # another submission took this id (the same second, the same 24 random bits)
+                if "No available agent" not in str(exc):
+                    raise UsageError(f"submit: the cluster refused the job: {_last_line(exc)}") from None
+                # The head's job agent is still starting (or another Ray on the head holds its port).
+                if waited_since is None:
+                    waited_since = time.monotonic()
+                    print(f"tune-lab: the cluster's job agent is not up yet; trying again for up to "
+                          f"{AGENT_WAIT_S} s", file=sys.stderr, flush=True)
+                if time.monotonic() - waited_since > AGENT_WAIT_S:
+                    raise UsageError(f"submit: no job agent answered on the head in {AGENT_WAIT_S} s: the head is "
+                                     f"still starting, or another Ray on it holds the agent's port (see the head's "
+                                     f"dashboard_agent.log)") from None
+                time.sleep(AGENT_RETRY_S)
+
+
+SUBMIT_ATTEMPTS = 3  # new ids after an "already exists"
+AGENT_WAIT_S, AGENT_RETRY_S = 60, 2  # "No available agent to submit job": a head still starting
+
+
+def new_job_id(lab: str, search: str, experiment: str | None) -> str:
+    """Unique without asking the cluster (a class submits the same search in the same second), and still
+    readable: the lab, the search, whose (the experiment's name, else the local user) and when."""
+    import getpass
+    import secrets
+
+    who = "".join(c if c.isalnum() or c in "-_" else "_" for c in (experiment or getpass.getuser()))
+    return f"tune-lab-{lab}-{search}-{who}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 @dataclass

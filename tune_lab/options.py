@@ -28,6 +28,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+PLAIN_NAME = "letters, digits, '.', '-' and '_', not starting with '.' (it names a folder in the results root)"
+
+
+def plain_name(text: str) -> str:
+    """--experiment: a name, never a path. On a shared head every student's results live under one root:
+    `../escape` would write outside it, `/abs/path` somewhere else entirely."""
+    if not text or text.startswith(".") or any(not (c.isalnum() or c in "._-") for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plain name: use {PLAIN_NAME}")
+    return text
+
+
 def keep_checkpoints_value(text: str) -> str | int:
     """--keep-checkpoints: `all`, `best`, or N (the best N trials by the searched metric)."""
     if text in ("all", "best"):
@@ -59,7 +70,8 @@ class SearchOptions:
     storage: str | None = flag(help="results root, local path or URI (default: $TUNE_LAB_HOME, else ./tune-lab-results)")
     tracking_uri_help = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in the results root)"
     tracking_uri: str | None = flag(help=tracking_uri_help)
-    experiment: str | None = flag(help="name of this search's results folder and MLflow run (default: LAB-SEARCH-TIME)")
+    experiment: str | None = flag(type=plain_name, help="name of this search's results folder and MLflow run "
+                                  "(default: LAB-SEARCH-TIME)")
     seed: int | None = flag(type=int, help="seed of every trial and of the search algorithm")
     scheduler: str | None = flag(choices=["asha", "promotion", "fifo"], help="override the search file's scheduler "
                                  "(asha: Ray's stopping ASHA; promotion: trials wait at rungs)")

@@ -28,6 +28,22 @@ def results_root(explicit: str | None = None) -> str:
     return str(Path(chosen).expanduser().resolve())
 
 
+def usable_root(root: str) -> str:
+    """`root` made (a local one) and writable, else one line saying why: before anything starts."""
+    if "://" in root:
+        return root  # an object store: Ray's filesystem layer says what it can write
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as exc:
+        from tune_lab.usage import UsageError
+
+        raise UsageError(f"--storage {root}: cannot make or write the results folder there "
+                         f"({exc.strerror or exc}); give a folder you can write") from None
+    return root
+
+
 def tracking_uri(explicit: str | None, root: str, make: bool = True) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else an SQLite store in the results root (the
     root made unless `make` is False)."""

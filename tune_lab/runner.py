@@ -199,7 +199,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     from tune_lab.ray_internals import quieted, require_tested_ray, set_callbacks
 
     require_tested_ray()  # before Ray is imported: one line on a Ray tune-lab was not tested with
-    root = paths.results_root(opts.storage)
+    root = paths.usable_root(paths.results_root(opts.storage))
     experiment = opts.experiment or f"{search.lab}-{search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     opts = dataclasses.replace(opts, experiment=experiment)
     folder = paths.experiment_dir(root, experiment)

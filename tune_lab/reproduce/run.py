@@ -46,9 +46,10 @@ def section_state(folder: Path) -> str:
     return "resumed" if (folder / STATE_FILE).is_file() else "running"
 
 
-def resume_search(folder: Path, address: str | None = None) -> dict[str, Any]:
-    """Continue the interrupted search in `folder` and return its summary: `tune-lab resume`, and a
-    reproduce's interrupted section. A state file cut off by the kill is restored from its last whole copy."""
+def resume_search(folder: Path, address: str | None = None, progress: Any = None) -> dict[str, Any]:
+    """Continue the interrupted search in `folder` and return its summary: `tune-lab resume`, `tune_lab.resume`
+    (with a notebook's `progress`) and a reproduce's interrupted section. A state file cut off by the kill is
+    restored from its last whole copy."""
     from tune_lab.ray_internals import require_tested_ray
 
     require_tested_ray()  # before driver_state imports Ray
@@ -71,7 +72,7 @@ def resume_search(folder: Path, address: str | None = None) -> dict[str, Any]:
     opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
     if address:
         opts.address = address
-    return run_search(search, opts, resume=tracking)
+    return run_search(search, opts, resume=tracking, progress=progress)
 
 
 def _started_with(plan: Plan, folder: Path, run: dict[str, Any] | None) -> None:
