@@ -81,6 +81,8 @@ def test_two_searches_in_one_session_reuse_ray_and_load_gives_the_same_result(ra
     assert set(first.curves["trial_id"]) == set(first.table["trial_id"]) and len(first.curves) == 4
     loaded = tune_lab.load("first", storage=root)
     pd.testing.assert_frame_equal(loaded.table, first.table)
+    assert list(first.overview().columns) == ["trial_id", "lr", "train_acc_pct", "val_acc_pct", "test_acc_pct",
+                                              "epochs_run", "best_epoch", "status", "best"]
     assert "<table" in first._repr_html_() and "best trial curves" in first._repr_html_()
 
 

@@ -61,6 +61,22 @@ class Result:
 
         return trials_frame(self.record)
 
+    def overview(self) -> pd.DataFrame:
+        """The table's columns the command line shows: what the search varied, the lab's headline
+        metrics (its accuracies, else every metric), the seeds' statistics, epochs, status, best."""
+        from reports.frame import metric_column
+        from reports.table import shown_metrics
+
+        table = self.table
+        searched = metric_column(self.metric)
+        metrics = []
+        for column in map(metric_column, shown_metrics(self.record)):
+            spread = [f"{column}_mean", f"{column}_ci_low", f"{column}_ci_high"]  # --repeats: the seeds' mean and CI
+            metrics += spread if column == searched and spread[0] in table else [column]
+        wanted = ["trial_id", *self.record.get("varied", []), *metrics, "verdict", "p", "epochs_run", "best_epoch",
+                  "status", "best"]
+        return table[[c for c in dict.fromkeys(wanted) if c in table.columns]]
+
     @functools.cached_property
     def curves(self) -> pd.DataFrame:
         """Long form: one row per trial and epoch, every metric a column."""
@@ -91,12 +107,13 @@ class Result:
         return f"<tune_lab.Result {self.experiment!r}: {self.lab}, {state}{pick}>"
 
     def _repr_html_(self) -> str:
-        """The notebook view: a heading, the table, the best trial's curves."""
+        """The notebook view: a heading, the overview table, the best trial's curves."""
         heading = html.escape(f"{self.experiment}: lab {self.lab}, searched on {self.metric}")
         parts = [f"<h4>{heading}</h4>"]
         if self.interrupted:
             parts.append(f"<p>Interrupted: continue with <code>tune_lab.resume({self.folder!r})</code></p>")
-        parts.append(self.table.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+        parts.append(self.overview().to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+        parts.append("<p><code>.table</code> has every hyperparameter and metric; <code>.curves</code> every epoch.</p>")
         best = self.best
         if best is not None:
             parts.append(html.escape(f"Best trial {best.trial_id} (epoch {best.epoch})"))
