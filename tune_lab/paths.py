@@ -29,18 +29,28 @@ def results_root(explicit: str | None = None) -> str:
 
 
 def usable_root(root: str) -> str:
-    """`root` made (a local one) and writable, else one line saying why: before anything starts."""
+    """`root` if a results folder can be made there, else one line saying why: before anything starts.
+
+    Checked by making it and taking back what was made (a search that fails later, on its data say,
+    writes nothing): permissions alone do not tell (root may write anywhere, but not in /proc).
+    """
     if "://" in root:
         return root  # an object store: Ray's filesystem layer says what it can write
+    path = Path(root)
+    made = [p for p in (path, *path.parents) if not p.exists()]
     try:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        if not os.access(root, os.W_OK | os.X_OK):
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
             raise PermissionError(13, "not writable")
     except OSError as exc:
         from tune_lab.usage import UsageError
 
         raise UsageError(f"--storage {root}: cannot make or write the results folder there "
                          f"({exc.strerror or exc}); give a folder you can write") from None
+    finally:
+        for folder in made:  # deepest first
+            if folder.is_dir():
+                folder.rmdir()
     return root
 
 
