@@ -151,7 +151,7 @@ def submit(address: str | None, lab: str, search_arg: str, options: list[str],
                 return client, job_id
             except RuntimeError as exc:  # the job API's refusals, a Ray traceback each: one line here
                 if "already exists" in str(exc) and attempts < SUBMIT_ATTEMPTS:
-                    continue  # another submission took this id (the same second, the same 24 random bits)
+                    continue  # another submission took this id (the same second, the same 32 random bits)
                 if "No available agent" not in str(exc):
                     raise UsageError(f"submit: the cluster refused the job: {_last_line(exc)}") from None
                 # The head's job agent is still starting (or another Ray on the head holds its port).
@@ -171,13 +171,14 @@ AGENT_WAIT_S, AGENT_RETRY_S = 60, 2  # "No available agent to submit job": a hea
 
 
 def new_job_id(lab: str, search: str, experiment: str | None) -> str:
-    """Unique without asking the cluster (a class submits the same search in the same second), and still
-    readable: the lab, the search, whose (the experiment's name, else the local user) and when."""
+    """Unique without asking the cluster (a class submits the same search in the same second: 32 random bits
+    make two of 100 such ids alike about once in a million classes, and `submit` then takes another), and
+    still readable: the lab, the search, whose (the experiment's name, else the local user) and when."""
     import getpass
     import secrets
 
     who = "".join(c if c.isalnum() or c in "-_" else "_" for c in (experiment or getpass.getuser()))
-    return f"tune-lab-{lab}-{search}-{who}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    return f"tune-lab-{lab}-{search}-{who}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
 def _last_line(exc: BaseException) -> str:
