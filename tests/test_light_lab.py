@@ -110,3 +110,20 @@ def test_a_light_lab_refuses_what_it_cannot_run():
     with pytest.raises(tune_lab.TuneLabError, match="NoEpochs lacks epochs"):
         tune_lab.lab("noepochs", config=NoEpochs)(lambda cfg, data, device: None)
     assert "noepochs" not in LABS
+
+
+def test_an_epoch_without_its_training_loss_says_what_it_returned(images):
+    @dataclass
+    class Forgetful:
+        epochs: int = 1
+        seed: int = 0
+
+    if "forgetful" not in LABS:
+        @tune_lab.lab("forgetful", config=Forgetful)
+        def forgetful(cfg, data, device):
+            model = nn.Linear(28 * 28, 10)
+            return model, torch.optim.SGD(model.parameters(), lr=0.1), lambda: {"val_acc": 0.5}
+
+    trainer = get_lab("forgetful").load().Trainer(Forgetful(), images, CPU)
+    with pytest.raises(ValueError, match=r"returned \['val_acc'\]: it returns at least train_loss"):
+        trainer.train_epoch()

@@ -30,7 +30,6 @@ for every shipped lab, so the light form still gets ASHA, repeats, checkpoints a
 """
 from __future__ import annotations
 
-import math
 import sys
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping
@@ -97,8 +96,11 @@ class LightTrainer(Trainer):
     def train_epoch(self) -> dict[str, float]:
         self.data.seen = 0
         self._metrics = {key: float(value) for key, value in self._epoch().items()}
+        if "train_loss" not in self._metrics:
+            raise ValueError(f"the epoch of {type(self).__name__} returned {sorted(self._metrics)}: "
+                             f"it returns at least train_loss and the searched metric")
         train = {key: value for key, value in self._metrics.items() if key.startswith("train_")}
-        return {"train_loss": math.nan, **train, "samples": self.data.seen}
+        return {**train, "samples": self.data.seen}
 
     def evaluate(self) -> dict[str, float]:
         return {key: value for key, value in self._metrics.items() if not key.startswith("train_")}
