@@ -36,9 +36,10 @@ def labs() -> dict[str, str]:
 
 def searches(lab: str) -> dict[str, str]:
     """The search files shipped for `lab`: name -> description."""
+    from trainables.registry import get_lab
     from tune_lab.spaces import available_searches
 
-    _known_lab(lab)
+    get_lab(lab)  # an unknown lab: registry's one line (UnknownLab, a TuneLabError)
     return available_searches(lab)  # a lab of your own has none shipped: its searches are your files
 
 
@@ -48,10 +49,11 @@ def checked_search(lab: str, search: str, overrides: Mapping[str, Any], repeats:
 
     Shared by the command line and `search`, so both refuse the same input the same way.
     """
+    from trainables.registry import get_lab
     from tune_lab.spaces import MAX_NUM_SAMPLES, REPEATS_ALLOWED, load_search, overridden_again, valid_repeats
     from tune_lab.usage import UsageError
 
-    _known_lab(lab)
+    get_lab(lab)  # an unknown lab: registry's one line (UnknownLab, a TuneLabError)
     if repeats is not None:
         if isinstance(repeats, str):
             try:
@@ -87,12 +89,14 @@ def search(lab: str, search: str, *, set: Mapping[str, Any] | None = None, repea
     `interrupted`; `resume(result.folder)` continues the search.
     """
     from tune_lab import user_labs
+    from tune_lab.runner import run_search
 
     for text in [labs] if isinstance(labs, str) else labs:
         user_labs.load(text, "labs=")
     opts = _options(options)
     checked = checked_search(lab, search, set or {}, repeats, opts.num_samples)
-    return _run(lambda reporter: _run_search(checked, opts, reporter), checked.metric, checked.mode, progress, opts.address)
+    return _run(lambda reporter: run_search(checked, opts, progress=reporter), checked.metric, checked.mode, progress,
+                opts.address)
 
 
 def resume(target: str, *, storage: str | None = None, address: str | None = None, progress: str = "auto") -> Result:
@@ -108,9 +112,9 @@ def resume(target: str, *, storage: str | None = None, address: str | None = Non
     if done is not None:
         return Result(done, str(folder))
     user_labs.ensure_lab_of(str(folder), storage, "resume")  # a lab of one's own, before its search is read
-    checked = load_state(folder)[0]
+    checked, opts, _ = load_state(folder)
     return _run(lambda reporter: resume_search(folder, address, progress=reporter), checked.metric, checked.mode,
-                progress, address)
+                progress, address or opts.address)  # the cluster the search used, as `tune-lab resume` joins it
 
 
 def resumable_folder(target: str, storage: str | None) -> Path:
@@ -141,14 +145,6 @@ def load(target: str, *, storage: str | None = None, tracking_uri: str | None = 
     return Result(record, folder)
 
 
-def _known_lab(lab: str) -> None:
-    from trainables.registry import LABS
-
-    if lab not in LABS:
-        raise TuneLabError(f"unknown lab {lab!r}; known labs: {', '.join(sorted(LABS))} "
-                           f"(a lab of your own: import its file first, or pass it with --labs)")
-
-
 def _options(options: dict[str, Any]) -> SearchOptions:
     """The keyword options as SearchOptions, each checked as its command-line flag would check it."""
     unknown = sorted(set(options) - set(OPTION_NAMES))
@@ -173,12 +169,6 @@ def _options(options: dict[str, Any]) -> SearchOptions:
             raise TuneLabError(f"{field.name}={value!r}: expected one of {', '.join(meta['choices'])}")
         values[field.name] = value
     return SearchOptions(**values)
-
-
-def _run_search(checked: Any, opts: SearchOptions, reporter: Any) -> dict[str, Any]:
-    from tune_lab.runner import run_search
-
-    return run_search(checked, opts, progress=reporter)
 
 
 def _run(run: Any, metric: str, mode: str, progress: str, address: str | None) -> Result:
