@@ -382,12 +382,10 @@ def ensure_lab_of(target: str, storage: str | None, command: str) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
+    """A JSON object tune-lab wrote (tune_lab.results.read_json), else None."""
+    from tune_lab.results import read_json
 
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    data = read_json(path)
     return data if isinstance(data, dict) else None
 
 
