@@ -10,7 +10,8 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from reports import figures
+from reports import figures, units
+from reports.facts import run_facts
 from reports.frame import trials_frame
 from reports.seeds import METHOD, repeated
 from reports.table import format_best, report_tables, text_table
@@ -18,12 +19,13 @@ from reports.table import format_best, report_tables, text_table
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
                                trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 TEMPLATES.filters["text_table"] = text_table
-# a cell as report.md's table (tabulate) prints it: floats in its default format, "g"
-TEMPLATES.filters["cell"] = lambda value: "" if value is None else format(value, "g") if isinstance(value, float) else str(value)
+# a cell as report.md's table (tabulate) prints it: each column's decimals (reports.units)
+TEMPLATES.filters["cell"] = lambda value, column="": units.cell(column, value)
 
 
 def _title(record: dict[str, Any]) -> str:
-    return f"tune-lab report: {record['lab']} / {record['search']} on {record['dataset']}"
+    subset = f", {record['subset']:,} of its training samples (--subset)" if record.get("subset") else ""
+    return f"tune-lab report: {record['lab']} / {record['search']} on {record['dataset']}{subset}"
 
 
 def _marks_caption(scheduler: str | None) -> str:
@@ -104,11 +106,11 @@ def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tupl
 
     facts = [
         ("Question", record.get("description") or record["search"]),
-        ("Dataset", record["dataset"]),
+        *run_facts(record),  # data and split sizes, --subset, --set, seeds, changes from the lab as written
         ("Selected by", f"{record['metric']} ({record['mode']}) on the validation split; test is reported, never used to choose"),
         ("Search", f"{record.get('algorithm')}, scheduler {record.get('scheduler')}, {len(record['trials'])} trials"),
         ("Fixed", ", ".join(f"{k}={v}" for k, v in (record.get("fixed") or {}).items()) or "-"),
-        *([("Seeds", f"{record['repeats']} per configuration (--seed, --seed+1, ...); {METHOD}")] if repeated(record) else []),
+        *([("Error bars", METHOD)] if repeated(record) else []),
         ("Read from", record.get("source", "the finished search")),
     ]
     context = {

@@ -5,6 +5,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from reports import units
+from reports.facts import seed_note
 from reports.published import published_for, published_note
 from reports.seeds import INTERVAL_METHOD, METHOD, repeated, verdict_text
 
@@ -15,13 +17,14 @@ SWEEP_LAB_COLUMN = "lab's test %"
 
 
 def _is_accuracy(metric: str) -> bool:
-    return metric.endswith("_acc")
+    """A fraction shown as a percentage (accuracies, the share of readable samples): reports.units' rule."""
+    return units.is_percent(metric)
 
 
 def shown_metrics(record: dict[str, Any]) -> list[str]:
     """Accuracies when the lab has them (losses are in the curves), else every metric."""
     metrics = record["metrics"]
-    accuracies = [m for m in metrics if _is_accuracy(m)]
+    accuracies = [m for m in metrics if m.endswith("_acc")]
     return accuracies or metrics
 
 
@@ -45,20 +48,22 @@ def setting_label(trial: dict[str, Any], record: dict[str, Any] | None = None) -
 
 
 def _format(metric: str, value: Any) -> Any:
-    if value is None:
-        return ""
-    return round(100 * value, 2) if _is_accuracy(metric) else round(value, 4)
+    """A table cell: the metric in its shown unit with its decimals (reports.units, one rule everywhere)."""
+    shown = units.shown(metric, value)
+    return "" if shown is None else shown
 
 
 def header(metric: str) -> str:
-    return metric.replace("_acc", " acc %") if _is_accuracy(metric) else metric
+    if metric.endswith("_acc"):
+        return metric.replace("_acc", " acc %")
+    return f"{metric} %" if _is_accuracy(metric) else metric
 
 
 def _spread(metric: str, stats: dict[str, Any] | None) -> tuple[str, str]:
     """'98.22 ± 0.08' and '[98.12, 98.32]' in the table's units ('' where unknown)."""
     if not stats:
         return "", ""
-    scale, digits = (100, 2) if _is_accuracy(metric) else (1, 4)
+    scale, digits = units.scale(metric), units.decimals(metric)
     mean = f"{scale * stats['mean']:.{digits}f}"
     if stats["std"] is None:
         return mean, ""
@@ -187,18 +192,20 @@ def report_tables(record: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]
     """(heading, rows, notes beneath) of each table a report shows: "Comparison", a row per trial or,
     in a sweep search, the lab's row per swept setting; a sweep search's trials follow under "Trials"."""
     trial_rows = comparison_rows(record)
-    trials = ("Trials", trial_rows, [n for n in (lab_note(record, trial_rows), METHOD if repeated(record) else "") if n])
+    one_seed = seed_note(record) if record.get("trials") else ""  # '' with --repeats: the table has error bars
+    trials = ("Trials", trial_rows, [n for n in (lab_note(record, trial_rows), METHOD if repeated(record) else "", one_seed) if n])
     if not record.get("sweeps"):
         return [("Comparison", *trials[1:])]
     rows = sweep_rows(record)
-    notes = [*sweep_verdict(record).splitlines(), lab_note(record, rows), INTERVAL_METHOD if repeated(record) else ""]
+    notes = [*sweep_verdict(record).splitlines(), lab_note(record, rows), INTERVAL_METHOD if repeated(record) else "", one_seed]
     return [("Comparison", rows, [n for n in notes if n]), trials]
 
 
 def text_table(rows: list[dict[str, Any]], notes: list[str], tablefmt: str = "github") -> str:
     if not rows:
         return "(no trials)"
-    return "\n".join([tabulate(rows, headers="keys", tablefmt=tablefmt), *notes])
+    floatfmt = [units.column_format(column) for column in rows[0]]  # each metric's decimals (reports.units)
+    return "\n".join([tabulate(rows, headers="keys", tablefmt=tablefmt, floatfmt=floatfmt), *notes])
 
 
 # A terminal shows this many trials of a bigger search, the best first (table.csv has them all).
@@ -241,7 +248,7 @@ def format_best(record: dict[str, Any]) -> str:
     best = record.get("best")
     if not best:
         return "No trial produced a result."
-    shown = ", ".join(f"{header(m)} {_format(m, best['metrics'].get(m))}" for m in shown_metrics(record))
+    shown = ", ".join(f"{header(m)} {units.text(m, best['metrics'].get(m), unit=False)}" for m in shown_metrics(record))
     setting = ", ".join(f"{k}={v}" for k, v in best["config"].items())
     return (
         f"Best trial {best['trial_id']} (by {record['metric']}, epoch {best['epoch']}): {shown}\n"

@@ -255,5 +255,5 @@ def test_the_answer_says_whether_the_best_trial_meets_the_plans_acceptance():
     assert good.startswith("Best: **lr=0.03**")
     assert "Acceptance: w_error 0.0007 (at most 0.05) met; b_error 0.0002 (at most 0.05) met: all met." in good
     short = answer(record(trial(0, 0.01, 0.002, 0.01, 0.08)), accept)
-    assert "w_error 0.01 (at most 0.05) met; b_error 0.08 (at most 0.05) NOT met: not all met." in short
+    assert "w_error 0.0100 (at most 0.05) met; b_error 0.0800 (at most 0.05) NOT met: not all met." in short
     assert "Acceptance" not in answer(record(trial(0, 0.03, 1e-4, 0.0007, 0.0002)))  # a plan without accept:

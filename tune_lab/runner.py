@@ -222,11 +222,12 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         from ray import tune
 
         from reports.source import SPEC_TAG
+        from reports.facts import closing_lines, description as run_description
         from reports.table import format_best, format_table
         from trainables.loop import run_trial
         from tune_lab.driver_state import DriverStateKeeper
         from tune_lab.placement import PlacementCallback, add_placement
-        from tune_lab.report import log_to_mlflow, write_report
+        from tune_lab.report import log_to_mlflow, run_header, write_report
         from tune_lab.results import summarise, write_json
         from tune_lab.schedulers import add_events
         from tune_lab.tensorboard import EventFiles
@@ -241,12 +242,13 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({split_line(data, search)}); "
               f"results in {folder}", flush=True)
         header = search_header(search, opts, experiment, data.name, folder)
+        header.update(run_header(search, opts, split_line(data, search)))  # split sizes, --set, --seed (reports.facts)
         if resume:
             parent = SearchRun.attach(uri, resume["parent_run_id"])
         else:
             parent = store.start_run(experiment, tags={
                 "tune_lab.lab": search.lab, "tune_lab.search": search.name, "tune_lab.dataset": data.name,
-                "tune_lab.results": folder, "mlflow.note.content": search.description, SPEC_TAG: json.dumps(header),
+                "tune_lab.results": folder, "mlflow.note.content": run_description(header), SPEC_TAG: json.dumps(header),
                 **(tags or {}),
             })
             parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
@@ -318,6 +320,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     print(f"\n{search.description or search.name} ({data.name}, best epoch of each trial by {search.metric})")
     print(format_table(summary))
     print(format_best(summary))
+    print("\n".join(closing_lines(summary)))  # what was run: data, --set, seeds, changes from the lab
     print(f"\nReport: {folder}/report/report.html   Summary: {folder}/summary.json")
     print(f"MLflow: {uri} (experiment {search.lab!r}, run {experiment!r}); browse with `tune-lab ui`")
     if pruned_line:

@@ -17,6 +17,9 @@ from reports.record import end_status
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
 from trainables.config import effective_config
 
+# A trial run's end in words ('stopped early at epoch 2 of 20'): a column the runs table can show.
+OUTCOME_TAG = "outcome"
+
 # MLflow's SQLite store logs its schema migrations at INFO on first use: noise for a user.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -72,8 +75,11 @@ class TrialRuns(Callback):
     latest value of each epoch is the rerun's, as in summary.json (reports/source.py reads MLflow so).
     """
 
-    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, resumed: bool = False) -> None:
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, resumed: bool = False,
+                 header: dict[str, Any] | None = None) -> None:
         self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+        self.header = header or {}  # the search's facts (varied, sweeps, fixed): what names a trial's run
+        self.names: set[str] = set()  # run names given by this driver: a repeated setting gets its trial id too
         # Only a resumed search has runs of earlier drivers to find: a new one skips the query (per
         # trial, over every run of the lab's experiment).
         self.resumed = resumed
@@ -95,13 +101,33 @@ class TrialRuns(Callback):
             found = self._logged_run(client, trial) if self.resumed else []
             if found:
                 client.update_run(found[0].info.run_id, status="RUNNING")
-            tags = {"mlflow.parentRunId": self.parent_run_id, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id}
-            run = found[0] if found else client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
+            tags = {"mlflow.parentRunId": self.parent_run_id, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id,
+                    OUTCOME_TAG: "running"}
+            run = found[0] if found else client.create_run(self.experiment_id, run_name=self.run_name(trial), tags=tags)
             self.runs[trial.trial_id] = run.info.run_id
             if found:  # a resumed search: the epochs its run has (a metric's latest value is at its last step)
                 self.logged_to[trial.trial_id] = int(run.data.metrics.get("training_iteration", 0))
-        params = [Param(key, str(value)) for key, value in flat_params(trial.config).items()]
+        # The values the trial trains with (a sweep's case applied: `epochs`, not `epochs` and `case/epochs`);
+        # a run logged before by another driver keeps its params (MLflow refuses to change one).
+        logged = client.get_run(self.runs[trial.trial_id]).data.params if self.resumed else {}
+        params = [Param(key, str(value)) for key, value in flat_params(effective_config(trial.config)).items()
+                  if key not in logged]
         client.log_batch(self.runs[trial.trial_id], params=params)
+
+    def run_name(self, trial: Any) -> str:
+        """The trial's setting ('optimizer=sgd'), as the report's table names it, so that the runs table reads
+        like the report; a setting seen before in this search (num_samples > 1) also gets its trial id."""
+        from reports.table import setting_label
+
+        varied = self.header.get("varied") or []
+        if not varied:
+            return str(trial)
+        config = effective_config(trial.config)
+        name = setting_label({"setting": {k: config.get(k) for k in varied}, "trial_id": trial.trial_id}, self.header)
+        if name in self.names:
+            name = f"{name} ({trial.trial_id})"
+        self.names.add(name)
+        return name[:250]
 
     def _logged_run(self, client: Any, trial: Any) -> list:
         """The trial's run from an earlier driver of this search (a resumed search), as a list of none or one."""
@@ -151,11 +177,56 @@ class TrialRuns(Callback):
                 return
             run_id = self.runs[trial.trial_id] = found[0].info.run_id
         ran = (trial.last_result or {}).get("training_iteration", 0)
-        client.set_tag(run_id, STATUS_TAG, end_status(failed, ran, effective_config(trial.config).get("epochs")))
+        planned = effective_config(trial.config).get("epochs")
+        client.set_tag(run_id, STATUS_TAG, end_status(failed, ran, planned))
+        client.set_tag(run_id, OUTCOME_TAG, outcome(failed, ran, planned))
+        log_percentages(client, run_id)
         if failed and trial.error_file:
             error = Path(trial.error_file).read_text(errors="replace").strip().splitlines()
             client.set_tag(run_id, ERROR_TAG, (error[-1] if error else "unknown error")[:5000])
         client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
+def outcome(failed: bool, ran: int, planned: Any) -> str:
+    """How a trial ended, in the words a runs table column can show: 'completed (20 epochs)',
+    'stopped early at epoch 2 of 20', 'failed at epoch 3' (the status tag keeps end_status's word)."""
+    status = end_status(failed, ran, planned)
+    if status == "errored":
+        return f"failed at epoch {ran + 1}" if ran else "failed before its first epoch"
+    if status == "stopped early":
+        return f"stopped early at epoch {ran} of {planned}"
+    return f"completed ({ran} epochs)"
+
+
+def log_percentages(client: Any, run_id: str) -> None:
+    """Each accuracy's history again as `<name>_pct`, in percent, the unit every report shows it in.
+
+    design.md keeps accuracies as fractions in data (`val_acc` 0.9844); the reports say 98.44 %. The
+    unit in the name lets a student read the runs table against a report without converting; the
+    fraction stays for code that reads it. Copied when the trial ends, in one batch.
+    """
+    from mlflow.entities import Metric
+
+    from reports.units import is_percent
+
+    run = client.get_run(run_id)
+    copies = [Metric(f"{key}_pct", 100 * p.value, p.timestamp, p.step)
+              for key in run.data.metrics if is_percent(key) and "/" not in key and f"{key}_pct" not in run.data.metrics
+              for p in client.get_metric_history(run_id, key)]
+    if copies:
+        client.log_batch(run_id, metrics=copies)
+
+
+def _spec(tags: dict[str, str]) -> dict[str, Any]:
+    """The search's header stored on its parent run (reports.source.SPEC_TAG); {} where there is none."""
+    import json
+
+    from reports.source import SPEC_TAG
+
+    try:
+        return json.loads(tags.get(SPEC_TAG) or "{}")
+    except ValueError:
+        return {}
 
 
 def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -198,6 +269,7 @@ class SearchRun:
     experiment_id: str
     run_id: str
     resumed: bool  # runs of an earlier driver exist: TrialRuns looks a trial's up before making one
+    header: dict[str, Any]  # the search's facts (summary.json's header), from the parent's spec tag: names trial runs
 
     @classmethod
     def attach(cls, uri: str, run_id: str) -> "SearchRun":
@@ -208,6 +280,7 @@ class SearchRun:
         self.uri, self.client, self.run_id = uri, MlflowClient(tracking_uri=uri), run_id
         run = self.client.get_run(run_id)
         self.experiment_id = run.info.experiment_id
+        self.header = _spec(run.data.tags)
         self.client.update_run(run_id, status="RUNNING")
         self.resumed = True
         return self
@@ -226,7 +299,10 @@ class SearchRun:
         self.uri, self.client, self.experiment_id = store.uri, store.client, store.experiment_id
         # Open the UI on its model-training runs table, not the GenAI traces overview.
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
+        if tags.get("tune_lab.reproduce"):  # a reproduce's section: 'reproduce-lab3-quick-TIME/cell', not 'cell' again
+            run_name = f"{tags['tune_lab.reproduce']}/{run_name}"
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        self.header = _spec(tags)
         self.resumed = False
         return self
 
@@ -237,7 +313,7 @@ class SearchRun:
         return run_history(self.client, run_id, list(self.client.get_run(run_id).data.metrics))
 
     def trial_callback(self) -> TrialRuns:
-        return TrialRuns(self.uri, self.experiment_id, self.run_id, resumed=self.resumed)
+        return TrialRuns(self.uri, self.experiment_id, self.run_id, resumed=self.resumed, header=self.header)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param

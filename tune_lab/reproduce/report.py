@@ -22,18 +22,11 @@ from tune_lab.results import read_json
 FIGURE_LINE = re.compile(r"^!\[(?P<caption>.*)\]\((?P<name>[^)]+\.png)\)$", re.MULTILINE)
 
 
-def _percent(metric: str) -> bool:
-    return metric.endswith("_acc") or metric in ("readable",)
-
-
 def _value(metric: str, value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{100 * value:.2f}%" if _percent(metric) else f"{value:.4g}"
+    """A metric as every report writes it (reports.units: its unit and decimals)."""
+    from reports import units
 
-
-def _gap(metric: str, a: float, b: float) -> str:
-    return f"{100 * abs(a - b):.2f} points" if _percent(metric) else f"{abs(a - b):.4g}"
+    return units.text(metric, value)
 
 
 def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> str:
@@ -42,6 +35,8 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
     and whether the best trial meets the plan's `accept` bounds (lab 1: w and b within 0.05)."""
     from reports.published import LAB_CONDITIONS
     from reports.table import LAB_COLUMN, comparison_rows, header, setting_label, sweep_verdict
+    from reports import units
+    from reports.facts import behind as behind_words
     from reports.seeds import repeated, verdict_text
 
     metric, best = record["metric"], record.get("best")
@@ -55,9 +50,9 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
     def score(trial: dict[str, Any], m: str) -> str:
         stats = (trial.get("seed_stats") or {}).get(m) if seeded else None
         if stats and stats.get("std") is not None:
-            scale = 100 if _percent(m) else 1
-            unit = "%" if _percent(m) else ""
-            return f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}{unit} over {stats['n']} seeds"
+            unit = "%" if units.is_percent(m) else ""
+            return (f"{units.text(m, stats['mean'], unit=False)} ± {units.text(m, stats['std'], unit=False)}{unit} "
+                    f"over {stats['n']} seeds")
         return _value(m, (trial.get("best") or {}).get(m))
 
     # a search of variants alone (one one-value sweep, e.g. faithful / corrected) is named by its variants
@@ -81,8 +76,7 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
         for t in others[:4]:
             verdict = verdict_text(t.get("verdict")) if seeded else ""
             stopped = ", stopped early" if t["status"] == "stopped early" else ""
-            gap = abs(t["best"][metric] - best["metrics"][metric])
-            how_far = f"{_gap(metric, t['best'][metric], best['metrics'][metric])} behind" if gap > 0 else "tied"
+            how_far = behind_words(record, t["best"][metric] - best["metrics"][metric])  # the seed spread's words
             behind.append(f"{setting(t)} {how_far} ({_value(metric, t['best'][metric])}{stopped}"
                           f"{', ' + verdict if verdict else ''})")
         more = f", and {len(others) - 4} more" if len(others) > 4 else ""
@@ -102,6 +96,9 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
         text.append(_acceptance(record, winner, accept))
     if record.get("subset"):
         text.append(f"Trained on {record['subset']:,} training samples (--subset), not the whole split.")
+    if not seeded and others:  # one seed: which of those gaps the seed alone could make, and --repeats
+        text.append("One seed per setting (the note under the table says which gaps the seed could make): "
+                    "--repeats 3 gives error bars.")
     return " ".join(text)
 
 
@@ -115,7 +112,7 @@ def _acceptance(record: dict[str, Any], winner: dict[str, Any], accept: dict[str
         lower = LABS[record["lab"]].metrics[metric] == "min"
         met = value is not None and (value <= bound if lower else value >= bound)
         ok = ok and met
-        parts.append(f"{metric} {_value(metric, value)} ({'at most' if lower else 'at least'} {_value(metric, bound)}) "
+        parts.append(f"{metric} {_value(metric, value)} ({'at most' if lower else 'at least'} {bound:g}) "
                      f"{'met' if met else 'NOT met'}")
     return f"Acceptance: {'; '.join(parts)}: {'all met' if ok else 'not all met'}."
 
@@ -163,6 +160,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
     """`folder`/report: report.md and a self-contained report.html with every section's answer, tables
     and figures, plus each section's table CSV and PNGs (named SECTION-FILE)."""
     from reports.build import TEMPLATES, markdown_blocks
+    from reports.facts import run_facts
     from reports.table import report_tables
 
     run = read_json(folder / REPRODUCE_RUN) or {}
@@ -184,11 +182,11 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
             entry["answer"] = answer(record, section.accept)
             entry["tables"] = report_tables(record)
             wall = (run.get("sections") or {}).get(section.key, {}).get("wall_s")
-            subset = f" ({record['subset']:,} training samples)" if record.get("subset") else ""
             took = f"{wall:.0f} s" if wall else ""
-            entry["facts"] = (f"`tune-lab {section.lab} --search {section.search.name}` on {record['dataset']}{subset}, "
+            ran = "; ".join(f"{name}: {value}" for name, value in run_facts(record))  # data, --set, seeds, changes
+            entry["facts"] = (f"`tune-lab {section.lab} --search {section.search.name}`, "
                               f"{len(record['trials'])} trials, selected on {record['metric']} ({record['mode']})"
-                              f"{'; ' + took if took else ''}")
+                              f"{'; ' + took if took else ''}. {ran}")
             entry["own_report"] = f"../{section.key}/report/report.html"
             csv = where / "report" / "table.csv"
             if csv.is_file():
