@@ -11,10 +11,18 @@ once more when the head shuts down, which `ray down` does cleanly). `backup` mak
 
 The copy is SQLite's online backup, consistent while the server writes. Where the copy goes is any
 URI pyarrow's filesystems take (s3://, gs://, file://, a local path), the layer Ray's storage uses.
+
+A class outgrows SQLite (one writer at a time): its server moves to PostgreSQL, and `migrate` copies
+an existing store there, every table row for row, and checks that the runs, params and metrics
+counted in both are equal (MLflow has no SQLite-to-PostgreSQL tool of its own; `mlflow db upgrade`
+only moves a schema forward, which `migrate` does first, on both sides):
+
+    python -m tune_lab.store_backup migrate ~/mlflow.db postgresql://mlflow@127.0.0.1:5432/mlflow
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sqlite3
 import sys
@@ -98,15 +106,122 @@ def keep(db: Path, uri: str, every: float, stop: threading.Event) -> int:
             return made
 
 
+COUNTED = ("experiments", "runs", "params", "metrics", "latest_metrics", "tags")  # what `migrate` checks equal
+
+
+def migrate(source: str, target: str, batch: int = 5000) -> dict[str, int]:
+    """Copy the MLflow store `source` (sqlite:///...) into the empty database `target`
+    (postgresql://...); the rows of each table counted in COUNTED, equal on both sides.
+
+    Both schemas are first brought to this MLflow's own (its SqlAlchemyStore runs the alembic
+    migrations), so the tables match column for column; the rows then go over in the order of
+    their foreign keys, and PostgreSQL's id sequences are moved past the copied ids (MLflow's next
+    experiment id must not collide with a copied one). A target that already has runs is refused:
+    a second migration would double them.
+    """
+    import sqlalchemy as sa
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    target = with_driver(target)
+    probe = sa.create_engine(target)  # one try: MLflow's own engine retries an absent server for ~100 s
+    try:
+        with probe.connect():
+            pass
+    finally:
+        probe.dispose()
+    for name in ("mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    for uri in (source, target):
+        SqlAlchemyStore(uri, tempfile.gettempdir())  # creates or upgrades the schema; nothing else
+    src, dst = sa.create_engine(source), sa.create_engine(target)
+    try:
+        src_meta, dst_meta = sa.MetaData(), sa.MetaData()
+        src_meta.reflect(src)
+        dst_meta.reflect(dst)
+        with dst.connect() as conn:
+            if conn.execute(sa.text("SELECT count(*) FROM runs")).scalar():
+                raise RuntimeError(f"migrate: {_safe(target)} already has runs; migrate into an empty database")
+        with src.connect() as read, dst.begin() as write:
+            for table in reversed(dst_meta.sorted_tables):  # the rows a new store starts with (Default experiment,
+                if table.name != "alembic_version":         # workspace): the source has its own
+                    write.execute(table.delete())
+            for table in dst_meta.sorted_tables:
+                if table.name == "alembic_version" or table.name not in src_meta.tables:
+                    continue
+                columns = [c.name for c in table.columns if c.name in src_meta.tables[table.name].columns]
+                booleans = {c.name for c in table.columns if isinstance(c.type, sa.Boolean)}
+                rows = read.execute(sa.select(*(src_meta.tables[table.name].c[name] for name in columns)))
+                while chunk := rows.fetchmany(batch):
+                    write.execute(table.insert(), [
+                        {k: (bool(v) if k in booleans and v is not None else v) for k, v in zip(columns, row)}
+                        for row in chunk])
+            for table in dst_meta.sorted_tables:  # serial ids: next one after the copied ones
+                for column in table.primary_key.columns:
+                    if column.autoincrement is True or (column.autoincrement == "auto" and isinstance(column.type, sa.Integer)):
+                        sequence = write.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
+                                                 {"t": table.name, "c": column.name}).scalar()
+                        if sequence:
+                            write.execute(sa.text(f"SELECT setval('{sequence}', COALESCE((SELECT max({column.name}) "
+                                                  f"FROM {table.name}), 0) + 1, false)"))
+        counts = {}
+        with src.connect() as a, dst.connect() as b:
+            for name in COUNTED:
+                there, here = (c.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar() for c in (a, b))
+                if there != here:
+                    raise RuntimeError(f"migrate: {name} has {there} rows in {source} but {here} in {_safe(target)}")
+                counts[name] = here
+        return counts
+    finally:
+        src.dispose()
+        dst.dispose()
+
+
+def with_driver(uri: str) -> str:
+    """postgresql://... with the driver that is installed: SQLAlchemy 2.1 means psycopg 3 by a bare
+    `postgresql://`, and tune-lab installs psycopg2 (psycopg2-binary, the driver MLflow documents)."""
+    if uri.startswith("postgresql://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")
+    return uri
+
+
+def _safe(uri: str) -> str:
+    """A database URI without its password, for a message."""
+    import sqlalchemy as sa
+
+    return sa.engine.make_url(uri).render_as_string(hide_password=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tune_lab.store_backup", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["backup", "restore", "keep"])
+    parser.add_argument("action", choices=["backup", "restore", "keep", "migrate"])
     parser.add_argument("db", type=Path, help="the MLflow SQLite file, e.g. ~/mlflow.db")
-    parser.add_argument("uri", help="where its copy lives, e.g. s3://BUCKET/tune-lab/mlflow/mlflow.db")
+    parser.add_argument("uri", help="where its copy lives, e.g. s3://BUCKET/tune-lab/mlflow/mlflow.db; "
+                        "migrate: the PostgreSQL database, postgresql://USER@HOST:PORT/DB")
     parser.add_argument("--every", type=float, default=300, help="keep: seconds between copies (default 300)")
     args = parser.parse_args(argv)
     db = args.db.expanduser().resolve()
-    if args.action == "restore":
+    if args.action == "migrate":
+        if not db.is_file():
+            print(f"tune-lab: migrate: no SQLite store at {db}", file=sys.stderr)
+            return 2
+        import sqlalchemy.exc
+        from mlflow.exceptions import MlflowException
+
+        try:
+            counts = migrate(f"sqlite:///{db}", args.uri)
+        except RuntimeError as exc:
+            print(f"tune-lab: {exc}", file=sys.stderr)
+            return 1
+        except (sqlalchemy.exc.SQLAlchemyError, MlflowException, ImportError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"tune-lab: migrate into {_safe(args.uri)}: {first}", file=sys.stderr)
+            return 1
+        print(f"tune-lab: {db} copied into {_safe(args.uri)}: "
+              + ", ".join(f"{n} {name}" for name, n in counts.items()) + " (equal on both sides)", flush=True)
+    elif args.action == "restore":
         print(f"tune-lab: {restore(args.uri, db)}", flush=True)
     elif args.action == "backup":
         backup(db, args.uri)
