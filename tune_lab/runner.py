@@ -323,6 +323,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     print("\n".join(closing_lines(summary)))  # what was run: data, --set, seeds, changes from the lab
     print(f"\nReport: {folder}/report/report.html   Summary: {folder}/summary.json")
     print(f"MLflow: {uri} (experiment {search.lab!r}, run {experiment!r}); browse with `tune-lab ui`")
+    print(f"  its trials with their settings, outcomes and {search.metric}: {parent.view_url()}")
     if pruned_line:
         print(pruned_line)
     return summary

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import time
 from pathlib import Path
@@ -217,10 +218,30 @@ def log_percentages(client: Any, run_id: str) -> None:
         client.log_batch(run_id, metrics=copies)
 
 
+# MLflow's UI shows a run's name, date and duration by default, no param, metric or tag. A shared view
+# (an experiment tag its UI reads for `?viewStateShareKey=KEY`) can name the columns a student needs.
+VIEW_TAG = "mlflow.sharedViewState."
+
+
+def view_key(experiment: str) -> str:
+    return "tune-lab-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in experiment)
+
+
+def runs_view(header: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
+    """The runs table of one search: its trial runs (under their parent), with the searched parameters,
+    each trial's outcome, its epochs and the searched metric on validation and test, in the reports' unit."""
+    from reports.units import is_percent
+
+    metric = header["metric"]
+    shown = [m for m in (metric, metric.replace("val_", "test_", 1)) if m in header.get("metrics", [])]
+    metrics = [f"{m}_pct" if is_percent(m) else m for m in shown]
+    return {"searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            "selectedColumns": [*(f"params.`{k}`" for k in header.get("varied", [])), f"tags.`{OUTCOME_TAG}`",
+                                "metrics.`training_iteration`", *(f"metrics.`{m}`" for m in metrics)]}
+
+
 def _spec(tags: dict[str, str]) -> dict[str, Any]:
     """The search's header stored on its parent run (reports.source.SPEC_TAG); {} where there is none."""
-    import json
-
     from reports.source import SPEC_TAG
 
     try:
@@ -304,7 +325,15 @@ class SearchRun:
         self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
         self.header = _spec(tags)
         self.resumed = False
+        if self.header:
+            self.client.set_experiment_tag(self.experiment_id, VIEW_TAG + view_key(self.header["experiment"]),
+                                           json.dumps(runs_view(self.header, self.run_id)))
         return self
+
+    def view_url(self, ui: str = "http://127.0.0.1:5000") -> str:
+        """The runs page of this search with its columns shown (`tune-lab ui` serves it at `ui`)."""
+        return f"{ui}/#/experiments/{self.experiment_id}/runs?viewStateShareKey={view_key(self.header.get('experiment', ''))}"
+
 
     def run_history(self, run_id: str) -> Any:
         """A child run's history, one row per epoch, every metric it logged (reports.source.run_history)."""

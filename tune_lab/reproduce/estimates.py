@@ -126,6 +126,8 @@ def dry_run(plan: Plan, cpus: float, cpus_per_trial: float | None = None, max_co
     """The plan as a table: per section its search, dataset, trials, epochs and estimated time, and the total."""
     from tabulate import tabulate
 
+    from tune_lab.reproduce.plan import retrained_lines
+
     rows, total, total_epochs, references = [], 0.0, 0, []
     for i, s in enumerate(plan.sections, start=1):
         dataset = s.dataset or s.search.dataset or s.search.spec.default_dataset
@@ -150,5 +152,5 @@ def dry_run(plan: Plan, cpus: float, cpus_per_trial: float | None = None, max_co
              f"Total: {total_epochs} trial-epochs, about {_minutes(total)} on {cpus:g} CPUs"
              + (f", with ~{_minutes(REFERENCE_S)} each to train the reference classifier of {', '.join(references)} "
                 f"(not cached yet)." if references else "."),
-             f"Time {ESTIMATE_NOTE}.", "Nothing was run (--dry-run)."]
+             f"Time {ESTIMATE_NOTE}.", *retrained_lines(plan), "Nothing was run (--dry-run)."]
     return "\n".join(lines)

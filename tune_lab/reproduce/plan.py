@@ -160,3 +160,42 @@ def load_plan(name_or_path: str, quick: bool = False) -> Plan:
         ))
     return Plan(path=path, name=path.stem, title=doc.title.strip(), question=doc.question.strip(), quick=quick,
                 sections=sections)
+
+
+# Why a section trains again what an earlier one trained, rather than reusing its trial: each section
+# is one ordinary search, whose scheduler (ASHA's rungs), table, best trial and checkpoint compare its
+# own trials; a borrowed trial would need its checkpoints, history and MLflow run copied in and the
+# scheduler told about results it never saw. The cost is the duplicate trials' time, said in the plan.
+RETRAIN_WHY = ("not reused: each section is its own search, whose ASHA rungs, table and best checkpoint compare "
+               "its own trials; the same settings and seed give the same numbers")
+
+
+def retrained(plan: Plan) -> dict[str, list[tuple[str, str]]]:
+    """Section key -> [(setting, earlier section key)] for each trial configuration an earlier section of the
+    plan already trains on the same data (dataset and subset): what reuse would save, named."""
+    from reports.table import setting_label
+
+    seen: list[tuple[dict[str, Any], str | None, int | None, str, str]] = []
+    out: dict[str, list[tuple[str, str]]] = {}
+    for section in plan.sections:
+        if section.skipped:
+            continue
+        search = section.search
+        dataset = section.dataset or search.dataset
+        varied = search.varied_by_cases() + list(search.params)
+        for config in search.trial_configs():
+            label = setting_label({"setting": {k: config.get(k) for k in varied}, "trial_id": "?"},
+                                  {"sweeps": search.sweeps, "fixed": search.fixed} if search.sweeps else None)
+            earlier = next((f"{key}'s {was}" for c, d, n, key, was in seen
+                            if c == config and d == dataset and n == section.subset), None)
+            if earlier is not None:
+                out.setdefault(section.key, []).append((label, earlier))
+            else:
+                seen.append((config, dataset, section.subset, section.key, label))
+    return out
+
+
+def retrained_lines(plan: Plan) -> list[str]:
+    """One line per section that retrains an earlier section's configurations, for the plan and the report."""
+    return [f"Section {key} retrains {', '.join(f'{label} (= {earlier})' for label, earlier in pairs)}: {RETRAIN_WHY}."
+            for key, pairs in retrained(plan).items()]

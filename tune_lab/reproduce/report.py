@@ -161,6 +161,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
     and figures, plus each section's table CSV and PNGs (named SECTION-FILE)."""
     from reports.build import TEMPLATES, markdown_blocks
     from reports.facts import run_facts
+    from tune_lab.reproduce.plan import RETRAIN_WHY, retrained
     from reports.table import report_tables
 
     run = read_json(folder / REPRODUCE_RUN) or {}
@@ -169,13 +170,16 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     sections = []
+    again = retrained(plan)  # configurations an earlier section trained too, and why they are not reused
     for section in plan.sections:
         where = folder / section.key
         record = read_json(where / "summary.json")
         entry: dict[str, Any] = {"key": section.key, "title": section.title, "question": section.question,
                                  "search": f"{section.lab} --search {section.search.name}", "figures": [],
                                  "tables": [], "answer": "", "facts": "", "own_report": "", "lab_text": "", "lab_blocks": [],
-                                 "missing": f"left out of the quick run: {section.skipped}" if section.skipped else ""}
+                                 "missing": f"left out of the quick run: {section.skipped}" if section.skipped else "",
+                                 "retrained": (f"Trained again here: {', '.join(f'{a} (= {b})' for a, b in again[section.key])}; "
+                                               f"{RETRAIN_WHY}." if section.key in again else "")}
         if not section.skipped and not (record or {}).get("complete"):
             entry["missing"] = "not run to its end yet: rerun the same command to finish it"
         if record and not entry["missing"]:
