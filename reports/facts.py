@@ -200,17 +200,17 @@ def seed_note(record: dict[str, Any]) -> str:
 
 
 def behind(record: dict[str, Any], gap: float) -> str:
-    """How a one-seed reproduce paragraph words a gap: '0.41 behind (inside the seed spread)'."""
-    metric = record["metric"]
-    if gap == 0:
-        return "tied"
-    words = f"{units.gap(metric, 0, gap)} behind"
-    if (record.get("repeats") or 1) > 1:
-        return words
+    """How a reproduce paragraph words a gap of the searched metric: '0.41 points behind', 'tied'."""
+    return "tied" if gap == 0 else f"{units.gap(record['metric'], 0, gap)} behind"
+
+
+def noise_words(record: dict[str, Any], gap: float) -> str:
+    """Whether a one-seed gap could be the seed, as the reports word it: 'inside the seed spread',
+    'beyond the seed spread', 'one seed, spread not measured'; '' with --repeats (the verdict says it)."""
+    if (record.get("repeats") or 1) > 1 or gap == 0:
+        return ""
     noise = within_noise(record, gap)
-    if noise is None:
-        return f"{words} (one seed, spread not measured)"
-    return f"{words} ({'inside' if noise else 'beyond'} the seed spread)"
+    return "one seed, spread not measured" if noise is None else f"{'inside' if noise else 'beyond'} the seed spread"
 
 
 def description(record: dict[str, Any]) -> str:

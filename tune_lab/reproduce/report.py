@@ -36,7 +36,7 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
     from reports.published import LAB_CONDITIONS
     from reports.table import LAB_COLUMN, comparison_rows, header, setting_label, sweep_verdict
     from reports import units
-    from reports.facts import behind as behind_words
+    from reports.facts import behind as behind_words, noise_words
     from reports.seeds import repeated, verdict_text
 
     metric, best = record["metric"], record.get("best")
@@ -75,10 +75,10 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
         behind = []
         for t in others[:4]:
             verdict = verdict_text(t.get("verdict")) if seeded else ""
-            stopped = ", stopped early" if t["status"] == "stopped early" else ""
-            how_far = behind_words(record, t["best"][metric] - best["metrics"][metric])  # the seed spread's words
-            behind.append(f"{setting(t)} {how_far} ({_value(metric, t['best'][metric])}{stopped}"
-                          f"{', ' + verdict if verdict else ''})")
+            gap = t["best"][metric] - best["metrics"][metric]
+            notes = [_value(metric, t["best"][metric]), "stopped early" if t["status"] == "stopped early" else "",
+                     noise_words(record, gap), verdict]  # the seed spread's words, as the table's note has them
+            behind.append(f"{setting(t)} {behind_words(record, gap)} ({', '.join(n for n in notes if n)})")
         more = f", and {len(others) - 4} more" if len(others) > 4 else ""
         text.append("The others: " + "; ".join(behind) + more + ".")
     if record["lab"] not in LAB_CONDITIONS:  # the lab published no figure to compare with
