@@ -108,17 +108,34 @@ def test_workers_get_an_s3_only_profile_and_the_walkthrough_says_how():
 
 
 def test_the_mlflow_store_is_restored_before_the_server_starts_and_copied_back():
-    """The server's SQLite file is the one restored (head setup, before `ray start` and the server)
-    and kept (beside the server) at the same bucket URI, under the results bucket."""
+    """The class's server runs on the head's PostgreSQL (made before the store is restored), and the
+    database it serves is the one restored (head setup, before `ray start` and the server) and kept
+    (beside the server) at the same bucket URI, under the results bucket."""
     raw = _cluster()
     start = "\n".join(raw["head_start_ray_commands"])
-    assert re.search(r"mlflow server .*--backend-store-uri sqlite:///\$HOME/mlflow\.db ", start)
-    copy = "s3://YOUR-BUCKET/tune-lab/mlflow/mlflow.db"
-    assert f"python3 -m tune_lab.store_backup restore ~/mlflow.db {copy}" in raw["head_setup_commands"]
-    assert f"tune_lab.store_backup keep ~/mlflow.db {copy} --every 300" in start
+    setup = raw["head_setup_commands"]
+    db = "postgresql+psycopg2:///mlflow"
+    assert re.search(rf"mlflow server .*--backend-store-uri {re.escape(db)} ", start)
+    assert "sqlite" not in start
+    copy = "s3://YOUR-BUCKET/tune-lab/mlflow/mlflow.pgdump"
+    restore = setup.index(f"python3 -m tune_lab.store_backup restore {db} {copy}")
+    assert any("apt-get install" in c and "postgresql" in c for c in setup[:restore])
+    assert any("createdb" in c and "mlflow" in c for c in setup[:restore])
+    assert any("tune-lab[postgres]" in c for c in setup[:restore])  # MLflow's PostgreSQL driver
+    assert f"tune_lab.store_backup keep {db} {copy} --every 300" in start
     assert start.index("mlflow server") < start.index("store_backup keep")
-    home = next(c for c in raw["head_setup_commands"] if "TUNE_LAB_HOME=" in c)
+    home = next(c for c in setup if "TUNE_LAB_HOME=" in c)
     assert copy.startswith(re.search(r"TUNE_LAB_HOME=(\S+?)'", home).group(1) + "/")
+
+
+def test_the_admin_caps_each_jobs_concurrent_trials_on_the_head():
+    """Every job's driver inherits the head's `ray start` environment: the per-job cap is set there."""
+    from tune_lab.capacity import JOB_CAP_ENV
+
+    head_start = next(c for c in _cluster()["head_start_ray_commands"] if "ray start --head" in c)
+    cap = re.search(rf"{JOB_CAP_ENV}=(\d+) ", head_start)
+    assert cap and 1 <= int(cap.group(1)) < 64
+    assert JOB_CAP_ENV in (REPO / "docs" / "cluster.md").read_text()
 
 
 def test_ray_and_torch_are_pinned_alike_on_the_nodes_the_laptop_and_here():

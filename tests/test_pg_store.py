@@ -66,3 +66,30 @@ def test_migrate_refuses_what_it_cannot_read_in_one_line(tmp_path):
     done = _migrate(tmp_path / "store.db", "postgresql://nobody@127.0.0.1:1/none")  # nothing listens on port 1
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "127.0.0.1:1" in done.stderr
+
+
+def test_a_postgresql_store_goes_to_the_bucket_and_comes_back_on_the_next_head(tmp_path):
+    """cluster.yaml's head keeps its PostgreSQL store in the bucket (pg_dump) and the next `ray up`
+    restores it into the new head's empty database (pg_restore); a live store is never replaced,
+    and a copy that cannot be restored leaves nothing behind."""
+    from mlflow.tracking import MlflowClient
+
+    from tune_lab.store_backup import _pg_runs, backup, restore_postgres
+
+    copy = f"file://{tmp_path / 'bucket' / 'mlflow.pgdump'}"
+    with postgres() as pg:
+        client = MlflowClient(tracking_uri=pg.uri)
+        run = client.create_run(client.create_experiment("mlp"), run_name="survivor").info.run_id
+        for step in (1, 2, 3):
+            client.log_metric(run, "val_acc", step / 10, step=step)
+        backup(pg.uri, copy)
+        new_head = pg.database("next_head")  # the next head's database, before MLflow's server starts
+        assert restore_postgres(copy, new_head).startswith("restored")
+        back = MlflowClient(tracking_uri=new_head)
+        assert [(m.step, m.value) for m in back.get_metric_history(run, "val_acc")] == [(1, 0.1), (2, 0.2), (3, 0.3)]
+        assert "kept, not restored" in restore_postgres(copy, new_head) and _pg_runs(new_head) == 1
+        (tmp_path / "bucket" / "mlflow.pgdump").write_bytes(b"not a dump")
+        broken = pg.database("broken_copy")
+        with pytest.raises(RuntimeError, match="could not be restored"):
+            restore_postgres(copy, broken)
+        assert _pg_runs(broken) is None

@@ -39,8 +39,50 @@ def _filesystem(uri: str):
     return pyarrow.fs.FileSystem.from_uri(uri)
 
 
-def backup(db: Path, uri: str) -> None:
-    """Copy the live database `db` to `uri`, replacing the previous copy only once the new one is whole."""
+def is_postgres(db: str | Path) -> bool:
+    return str(db).startswith(("postgresql://", "postgresql+psycopg2://", "postgres://"))
+
+
+def libpq(db: str) -> str:
+    """A SQLAlchemy URL of PostgreSQL as pg_dump and pg_restore take it (no +driver)."""
+    return "postgresql://" + str(db).split("://", 1)[1]
+
+
+def pg_program(name: str) -> str:
+    """pg_dump / pg_restore: on PATH (Ubuntu's wrappers pick the server's version), else Debian's own folder."""
+    import glob
+    import shutil
+
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        raise RuntimeError(f"{name} not found: install PostgreSQL's client programs (apt-get install postgresql-client)")
+    return found
+
+
+def _upload(local: Path, uri: str) -> None:
+    """`local` to `uri`, replacing the previous copy only once the new one is whole."""
+    fs, path = _filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path + ".partial") as out, open(local, "rb") as data:
+        while chunk := data.read(1 << 20):
+            out.write(chunk)
+    fs.move(path + ".partial", path)
+
+
+def backup(db: Path | str, uri: str) -> None:
+    """Copy the live database `db` to `uri`, replacing the previous copy only once the new one is whole.
+    A PostgreSQL store (a class's server) goes as pg_dump's custom format: consistent while the server writes."""
+    if is_postgres(db):
+        import subprocess
+
+        with tempfile.TemporaryDirectory(prefix="tune-lab-store-") as tmp:
+            dump = Path(tmp) / "mlflow.pgdump"
+            done = subprocess.run([pg_program("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", libpq(str(db))],
+                                  capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"pg_dump of {_safe(str(db))} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            _upload(dump, uri)
+        return
     with tempfile.TemporaryDirectory(prefix="tune-lab-store-") as tmp:
         snapshot = Path(tmp) / "mlflow.db"
         source = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -51,12 +93,45 @@ def backup(db: Path, uri: str) -> None:
             target.close()
         finally:
             source.close()
-        fs, path = _filesystem(uri)
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(path + ".partial") as out, open(snapshot, "rb") as data:
+        _upload(snapshot, uri)
+
+
+def _pg_runs(db: str) -> int | None:
+    """Runs in the PostgreSQL store (None: MLflow's tables are not there yet)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(with_driver(db))
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("runs"):
+                return None
+            return conn.execute(sa.text("SELECT count(*) FROM runs")).scalar()
+    finally:
+        engine.dispose()
+
+
+def restore_postgres(uri: str, db: str) -> str:
+    """restore() for a PostgreSQL store: pg_restore of the copy into a database without MLflow's tables."""
+    import subprocess
+
+    import pyarrow.fs
+
+    if _pg_runs(db) is not None:
+        return f"{_safe(db)} has MLflow's tables: kept, not restored from {uri}"
+    fs, path = _filesystem(uri)
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        return f"no copy at {uri} yet: MLflow starts a new store in {_safe(db)}"
+    with tempfile.TemporaryDirectory(prefix="tune-lab-store-") as tmp:
+        dump = Path(tmp) / "mlflow.pgdump"
+        with fs.open_input_stream(path) as data, open(dump, "wb") as out:
             while chunk := data.read(1 << 20):
                 out.write(chunk)
-        fs.move(path + ".partial", path)
+        done = subprocess.run([pg_program("pg_restore"), "--no-owner", "--single-transaction", "--exit-on-error",
+                               f"--dbname={libpq(db)}", str(dump)], capture_output=True, text=True)
+    if done.returncode:  # one transaction: nothing of an unsound copy stays in the database
+        raise RuntimeError(f"the copy at {uri} could not be restored into {_safe(db)}: "
+                           f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return f"restored {_safe(db)} from {uri} ({_pg_runs(db)} runs)"
 
 
 def restore(uri: str, db: Path) -> str:
@@ -88,13 +163,31 @@ def restore(uri: str, db: Path) -> str:
     return f"restored {db} from {uri}"
 
 
-def keep(db: Path, uri: str, every: float, stop: threading.Event) -> int:
+def _pg_changes(db: str) -> tuple:
+    """A count that grows with every write to the PostgreSQL store (rows inserted, updated, deleted)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(with_driver(db))
+    try:
+        with engine.connect() as conn:
+            return tuple(conn.execute(sa.text("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+                                              "FROM pg_stat_user_tables")).one())
+    finally:
+        engine.dispose()
+
+
+def keep(db: Path | str, uri: str, every: float, stop: threading.Event) -> int:
     """Back up `db` every `every` seconds while it changes, and once more when `stop` is set
     (on SIGTERM: a shutting-down head); returns the number of copies made."""
     made, last = 0, None
     while True:
         stopping = stop.wait(every)
-        if db.exists():
+        if is_postgres(db):
+            state = _pg_changes(str(db))
+            if state != last or stopping:
+                backup(db, uri)
+                made, last = made + 1, state
+        elif db.exists():
             state = (db.stat().st_mtime_ns, db.stat().st_size)
             wal = db.with_name(db.name + "-wal")
             if wal.exists():
@@ -197,13 +290,26 @@ def _safe(uri: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tune_lab.store_backup", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["backup", "restore", "keep", "migrate"])
-    parser.add_argument("db", type=Path, help="the MLflow SQLite file, e.g. ~/mlflow.db")
+    parser.add_argument("db", help="the MLflow store: its SQLite file (~/mlflow.db), or a PostgreSQL database "
+                        "(postgresql+psycopg2:///mlflow: the head's own, through its socket)")
     parser.add_argument("uri", help="where its copy lives, e.g. s3://BUCKET/tune-lab/mlflow/mlflow.db; "
                         "migrate: the PostgreSQL database, postgresql://USER@HOST:PORT/DB")
     parser.add_argument("--every", type=float, default=300, help="keep: seconds between copies (default 300)")
     args = parser.parse_args(argv)
-    db = args.db.expanduser().resolve()
-    if args.action == "migrate":
+    if is_postgres(args.db):
+        if args.action in ("migrate",):
+            print("tune-lab: migrate: DB is the SQLite file; the PostgreSQL database is the second argument", file=sys.stderr)
+            return 2
+        db: Path | str = args.db
+    else:
+        db = Path(args.db).expanduser().resolve()
+    if args.action == "restore" and is_postgres(db):
+        try:
+            print(f"tune-lab: {restore_postgres(args.uri, str(db))}", flush=True)
+        except RuntimeError as exc:
+            print(f"tune-lab: {exc}", file=sys.stderr)
+            return 1
+    elif args.action == "migrate":
         if not db.is_file():
             print(f"tune-lab: migrate: no SQLite store at {db}", file=sys.stderr)
             return 2
@@ -225,12 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tune-lab: {restore(args.uri, db)}", flush=True)
     elif args.action == "backup":
         backup(db, args.uri)
-        print(f"tune-lab: {db} copied to {args.uri}", flush=True)
+        print(f"tune-lab: {_safe(str(db)) if is_postgres(db) else db} copied to {args.uri}", flush=True)
     else:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        print(f"tune-lab: copying {db} to {args.uri} every {args.every:g} s and at shutdown", flush=True)
+        print(f"tune-lab: copying {_safe(str(db)) if is_postgres(db) else db} to {args.uri} every {args.every:g} s "
+              f"and at shutdown", flush=True)
         made = keep(db, args.uri, args.every, stop)
         print(f"tune-lab: stopped after {made} copies; the last is at {args.uri}", flush=True)
     return 0
