@@ -55,3 +55,37 @@ def slots(resources: dict[str, float], reach: dict[str, float]) -> int:
     if resources["gpu"]:
         limits.append(reach["GPU"] / resources["gpu"])
     return max(1, int(min(limits))) if limits else 1
+
+
+# The cluster admin's cap on one job's concurrent trials, set in the head's environment (cluster.yaml's
+# `ray start`, the RayJob's head container), which every job's driver on the head inherits.
+JOB_CAP_ENV = "TUNE_LAB_MAX_TRIALS_PER_JOB"
+
+
+def job_cap(requested: int | None) -> int | None:
+    """How many trials this search may run at once: `requested` (--max-concurrent), held to the admin's
+    per-job cap where the head sets one.
+
+    Why: on a class's cluster, one student's 200-trial search would otherwise take every slot as it
+    comes free, and the searches submitted after it wait for hours. A student may ask for fewer than
+    the cap (Optuna learns from more finished trials), never more. One line says which applied.
+    """
+    import os
+    import sys
+
+    raw = os.environ.get(JOB_CAP_ENV, "").strip()
+    if not raw:
+        return requested
+    try:
+        cap = int(raw)
+        if cap < 1:
+            raise ValueError
+    except ValueError:
+        print(f"tune-lab: {JOB_CAP_ENV}={raw!r} on this head is not a positive whole number: no per-job cap applied",
+              file=sys.stderr, flush=True)
+        return requested
+    if requested is not None and requested <= cap:
+        return requested
+    said = f"--max-concurrent {requested} lowered to" if requested else "at most"
+    print(f"tune-lab: {said} {cap} trial(s) at once: this cluster's per-job cap ({JOB_CAP_ENV})", file=sys.stderr, flush=True)
+    return cap
