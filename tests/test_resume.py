@@ -137,7 +137,7 @@ def test_asha_decisions_stand_after_a_kill(ray_session, tiny_mnist, tmp_path):
     second = sorted(folder.glob("run_trial_*"))[1]
     saved = [load_checkpoint(c)["epoch"] for c in second.glob("checkpoint_*")]
     assert max(saved, default=0) < killed_at  # the case of the issue: reported past its last checkpoint
-    assert (folder / "asha.state").is_file()
+    assert (folder / "rungs.state").is_file()
 
     assert main(["resume", str(folder)]) == 0
     resumed = json.loads((folder / "summary.json").read_text())

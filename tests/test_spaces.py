@@ -193,11 +193,11 @@ def test_param_space_and_scheduler_follow_the_file(tmp_path):
     space = param_space(search, seed=7)
     assert space["epochs"] == 4 and space["seed"] == 7
     assert space["optimizer"] == {"grid_search": ["sgd", "adam"]}
-    from ray.tune.schedulers import ASHAScheduler
+    from tune_lab.schedulers import StoppingASHA
 
     asha = scheduler(search)
-    assert isinstance(asha, ASHAScheduler)  # Ray's (its decisions kept for a resume: tune_lab.schedulers.ResumableASHA)
-    assert asha._max_t == 4 and asha._reduction_factor == 2
+    assert isinstance(asha, StoppingASHA)  # ASHA's stopping rule, judged in trial order (tune_lab.schedulers)
+    assert asha.max_t == 4 and asha.rf == 2
     assert type(scheduler(search, "fifo")).__name__ == "FIFOScheduler"
 
 

@@ -278,7 +278,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     `lab` may be the registered spec itself: a lab registered outside trainables.hparams
     (a user's own module) then reaches the trial process without a registry of its own.
 
-    `pause_epochs`: epochs at which a scheduler may pause the trial (promotion ASHA's rungs). A
+    `pause_epochs`: epochs at which a scheduler may pause the trial (the rungs of tune_lab.schedulers). A
     checkpoint is saved there even when the metric did not improve, so that the trial resumes
     from that epoch, not from its best one (Ray restores a paused trial from its latest
     checkpoint and keeps the best one besides). Every checkpoint holds each seed's random
@@ -332,10 +332,10 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
         metrics["samples_per_s"] = samples / train_seconds
         metrics["placement"] = where
         improved = _improved(metrics[metric], best, mode)
-        # A rung epoch that ties the best exactly is not saved: Ray's checkpoint manager keeps the
-        # later of two equal scores, which would replace the best epoch's checkpoint. The
-        # scheduler then decides at that rung at once (PromotionASHA: no checkpoint, no pause).
-        if not improved and (epoch not in pause_epochs or metrics[metric] == best):
+        # Every rung epoch is saved, so that the scheduler can pause the trial there. One that ties the
+        # best exactly then becomes the kept best checkpoint (Ray keeps the later of two equal scores):
+        # weights of an epoch exactly as good, so that judging the trial never depends on timing.
+        if not improved and epoch not in pause_epochs:
             tune.report(metrics)
             continue
         best = metrics[metric] if improved else best

@@ -7,11 +7,10 @@ from pathlib import Path
 DEFAULT_RESULTS = "tune-lab-results"
 # In a search's folder:
 STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the first trial starts
-# Promotion ASHA's rung table and its paused / promoted / stopped events (JSON). Not named *.json:
-# on resume Ray copies every *.json / *.pkl of the folder into its staging folder and from then on
-# copies them back after each step, which would put the copy from before the kill back over it.
-SCHEDULER_STATE = "promotion-asha.state"
-ASHA_STATE = "asha.state"  # ResumableASHA's rungs and stops (a pickle), not *.pkl for the same reason
+# The rung scheduler's decisions and its paused / promoted / stopped events (JSON; tune_lab.schedulers). Not
+# named *.json: on resume Ray copies every *.json / *.pkl of the folder into its staging folder and from then
+# on copies them back after each step, which would put the copy from before the kill back over it.
+SCHEDULER_STATE = "rungs.state"
 # In a `tune-lab reproduce` folder: the plan and options it started with, MLflow ids, wall times.
 REPRODUCE_RUN = "reproduce.json"
 

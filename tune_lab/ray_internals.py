@@ -26,6 +26,12 @@ For each: what it is, why tune-lab needs it, and the public API that would repla
   `num_unfinished_live_trials`, what their `max_concurrent` counts: a trial waiting at a rung must
   not hold a place, or the search stalls. Public: the `Searcher.on_pause` / `on_unpause` hooks
   exist (Ray's BOHB uses them), but neither the generator nor the limiter acts on them.
+- `trial_number`: `Trial.experiment_tag`'s leading number, which Ray's generators count up as they make
+  trials and save with the search: the order the scheduler judges trials in, the same again for a trial
+  made again after a kill. Public: a documented trial index.
+- `optuna_study`, `optuna_trial`: `OptunaSearch._ot_study` and `_ot_trials`, the study and the asked
+  Optuna trials behind Ray's searcher; `OrderedOptunaSearch` tells the study itself, in trial order.
+  Public: an OptunaSearch hook to tell a trial's outcome.
 - `quiet_default_auth_notice`: the logger of `ray._private.authentication.authentication_token_setup`,
   raised to ERROR while a driver starts its own local Ray. Ray then turns on token authentication
   as it always does, without its WARNING line saying so: that line came before the one line of any
@@ -101,6 +107,19 @@ def search_algorithm(tune_controller: Any) -> Any:
 
 def stop_trial(tune_controller: Any, trial: Any) -> None:
     tune_controller.stop_trial(trial)
+
+
+def trial_number(trial: Any) -> int | None:
+    head = str(getattr(trial, "experiment_tag", "") or "").split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def optuna_study(searcher: Any) -> Any:
+    return searcher._ot_study
+
+
+def optuna_trial(searcher: Any, trial_id: str) -> Any:
+    return searcher._ot_trials[trial_id]
 
 
 def hold_place(searcher: Any, trial_id: str, hold: bool) -> bool:

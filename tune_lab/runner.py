@@ -5,7 +5,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 import threading
@@ -16,8 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from trainables.registry import LabData
-from tune_lab import paths
-from tune_lab.paths import ASHA_STATE, SCHEDULER_STATE, STATE_FILE
+from tune_lab import paths, spaces
+from tune_lab.paths import SCHEDULER_STATE, STATE_FILE
 from tune_lab.options import SearchOptions
 from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space, scheduler, search_algorithm
 
@@ -147,15 +146,11 @@ def search_header(search: Search, opts: SearchOptions, experiment: str, dataset:
     """The search-level facts of summary.json, also stored on the MLflow parent run."""
     scheduler_name = opts.scheduler or search.scheduler
     args = (search.scheduler_args or ASHA_DEFAULTS) if scheduler_name in ("asha", "promotion") else {}
-    rungs, caps = [], []
-    if scheduler_name == "asha":  # the epochs at which ASHA compares trials, as Ray places them
-        grace, factor, max_t = args["grace_period"], args["reduction_factor"], search.max_epochs()
-        count = int(math.log(max_t / grace) / math.log(factor) + 1) if max_t > grace else 0
-        rungs = sorted(grace * factor**k for k in range(count))
-    elif scheduler_name == "promotion":  # the epochs at which trials pause (run_trial checkpoints there)
-        from tune_lab.schedulers import promotion_caps, rung_epochs
+    rungs = spaces.rungs(search, scheduler_name)  # where the scheduler judges trials (run_trial checkpoints there)
+    caps = []
+    if scheduler_name == "promotion":
+        from tune_lab.schedulers import promotion_caps
 
-        rungs = rung_epochs(min(args["grace_period"], search.max_epochs()), args["reduction_factor"], search.max_epochs())
         capped = promotion_caps(rungs, search.trial_count(opts.num_samples), args["reduction_factor"])
         caps = [capped[r] for r in rungs]  # the most each rung promotes by rank, as the scheduler is built
     return {
@@ -202,6 +197,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     root = paths.usable_root(paths.results_root(opts.storage))
     experiment = opts.experiment or f"{search.lab}-{search.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     opts = dataclasses.replace(opts, experiment=experiment)
+    from tune_lab.capacity import job_cap
+
+    opts = dataclasses.replace(opts, max_concurrent=job_cap(opts.max_concurrent))  # a shared cluster's per-job cap
     folder = paths.experiment_dir(root, experiment)
     if "://" in root and not resume:  # a remote results root needs a tracking server: said before anything starts
         paths.tracking_uri(opts.tracking_uri, root)
@@ -262,7 +260,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
 
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode,
-                                 pause_epochs=tuple(header["rungs"]) if header["scheduler"] == "promotion" else (),
+                                 pause_epochs=tuple(header["rungs"]),
                                  deterministic=opts.deterministic),
             resources,
         )
@@ -404,9 +402,9 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, slots: int,
     spec = search.spec
     space = {**defaults(spec.config), **param_space(search, opts.seed)}
     max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
-    search_alg = search_algorithm(search, opts.seed)
-    promotion = (opts.scheduler or search.scheduler) == "promotion"
-    if promotion:  # a trial waiting at a rung must not hold a place under the concurrency limit
+    rungs = spaces.rungs(search, opts.scheduler)
+    search_alg = search_algorithm(search, opts.seed, first_rung=rungs[0] if rungs else None)
+    if rungs:  # a trial waiting at a rung must not hold a place under the concurrency limit
         from tune_lab.schedulers import PauseAwareLimiter, PauseAwareVariantGenerator
 
         slots = min(slots, max_concurrent or slots)
@@ -416,8 +414,7 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, slots: int,
             search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0, random_state=opts.seed)
         max_concurrent = None
     # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
-    state_name = SCHEDULER_STATE if promotion else ASHA_STATE
-    state_file = f"{paths.experiment_dir(root, experiment)}/{state_name}" if "://" not in root else None
+    state_file = f"{paths.experiment_dir(root, experiment)}/{SCHEDULER_STATE}" if "://" not in root else None
     if state_file:  # a new search in the folder of an old one must not inherit its rung decisions
         Path(state_file).unlink(missing_ok=True)
     reporter = progress or tune.CLIReporter(

@@ -1,50 +1,45 @@
-"""Early stopping that decides well with two slots: promotion-based ASHA (`scheduler: {promotion: ...}`).
+"""Early stopping whose decisions are the same however the trials' processes happen to be timed.
 
-Why not Ray's `ASHAScheduler` alone: it is the *stopping* variant of ASHA. A trial reaching a
-rung is compared with the trials that reached it before; the first trials of a search, with
-nobody there yet, pass every rung. With two slots that is most of a small search (issue 21:
-the first seven of 16 trials all ran 20 epochs, lr 2.8e-05 at 82.7% among them).
+Both tune-lab schedulers (`scheduler: asha`, `scheduler: promotion`) pause trials at rungs, the epochs
+grace_period x rf^k below a trial's last epoch (`rung_epochs`, the one rule for them), and judge a trial
+at a rung only once every trial made before it has reached that rung or never will; it is judged
+against those trials only. So each decision is a function of the trials' results, the decisions a
+search would take if its trials reported one at a time in the order the searcher made them, whatever
+order the processes reported in and however many slots ran them (issue 31: Ray's ASHA stopped the main
+job's SGD trial at epoch 2, at epoch 6 or never, depending on which process reported first; ray#9815,
+ray#43900). A trial that reaches a rung before an earlier trial has pauses there (its checkpoint kept)
+until it can be judged; the slot it frees goes to a waiting trial first ("breadth first": a new trial
+reaches the first rung before a kept one goes on, so the weak ones of a small search are stopped early
+instead of last).
 
-`PromotionASHA` is ASHA as the paper defines it (Li et al., MLSys 2020; Syne Tune's
-`type="promotion"`): a trial that reaches a rung *pauses* there, its checkpoint kept, and
-continues only when it is among the top 1/rf of the trials that reached that rung (floor of
-their count over rf, the ones not yet promoted). A freed slot goes first to a promotable paused
-trial (highest rung first), else to a new trial. When no new trial will come and a slot would
-idle, a rung that has promoted fewer trials than there are slots promotes its best waiting trial,
-a "finisher" (the lowest such rung first: the longest run starts first, so the last ends
-soonest), and a trial reaching such a rung then goes on without a pause; a finisher is chosen
-only once no trial still on its way to that rung could displace it (the end of a search decides
-as synchronous successive halving would: see `_coming`). The search thus trains
-at least as many trials to the end as it has slots, and starts those long runs while the last
-new trials still run. One finisher would leave the other slots idle for its whole last leg
-(with two slots, the mlp lr search's epochs 10-20: a third of its wall time), and near the
-optimum the final results of the best few trials differ by about one seed's noise, so a second
-finalist in that otherwise idle slot is the cheapest chance of a better best (docs/benchmarks.md,
-issue 21). While a finisher runs, a slot that would idle takes the best waiting trial of the
-highest rung if it can finish no later than the finisher (a runner-up that costs no wall time).
-What still waits when nothing runs is stopped there ("stopped early").
+`StoppingASHA` (`asha`) is ASHA's stopping variant with Ray's rule: a trial goes on when its result is at
+least the (1 - 1/rf) quantile of the results of the trials before it at the rung; the first trial passes.
 
-A rung promotes by the top-1/rf rule only up to what synchronous successive halving would promote
-there over the whole search (`promotion_caps`: with 16 trials and rf 3, 6 at the first rung, 2 at
-the second, 1 at the third). ASHA's rule compares a trial with the trials at the rung *so far*,
-so when later trials keep ranking above earlier ones (TPE's suggestions improving on its random
-start) every one of them goes on, and the cost of a search depends on the order its trials
-came in: 60 to 110 trial-epochs for the same mlp lr search over 25 seeds; capped, 60 to 62, at
-the same best accuracy (docs/benchmarks.md, issue 21). A trial the cap holds back waits at its
-rung like any other and can still be a finisher.
+`PromotionASHA` (`promotion`) is ASHA as the paper defines it (Li et al., MLSys 2020; Syne Tune's
+`type="promotion"`): a trial at a rung waits there and goes on once it is among the top floor(n/rf) of
+the n trials judged there so far, and at most what synchronous successive halving would promote there
+over the whole search (`promotion_caps`: with 16 trials and rf 3, 6 at the first rung, 2 at the second,
+1 at the third; uncapped, the cost of the mlp lr search depended on the order of its trials, 60 to 110
+trial-epochs over 25 seeds: docs/benchmarks.md, issue 21). A rung closes when no trial can still reach
+it and the searcher has made its last trial: its best waiting trials then go on until `finalists` have
+(default 2: near the optimum the best few differ by about one seed's noise, so a second finalist is the
+cheapest chance of a better best), and the rest stop there ("stopped early").
 
-Exactness of a pause: a paused function trainable is restored from its latest checkpoint. The
-scheduler pauses only on a result that carries a checkpoint (`should_checkpoint`), and
-`run_trial` saves one at every rung epoch (`pause_epochs`), with the random streams of the
-trial (shuffling generator, the global torch / NumPy / Python streams of each seed). A trial
-paused and promoted therefore continues from the epoch after the rung exactly as if it had not
-stopped (tests/test_promotion.py). A rung result without a checkpoint (someone else's trainable)
-is decided at once instead, as stopping ASHA would: kept if in the top 1/rf so far, else stopped.
+Exactness of a pause: a paused function trainable is restored from its latest checkpoint, and
+`run_trial` saves one at every rung epoch (`pause_epochs`) with the trial's random streams, so a trial
+paused and resumed continues exactly as if it had not stopped (tests/test_promotion.py). A rung result
+without a checkpoint (someone else's trainable) is judged at once against the trials there so far, as
+Ray's ASHA would: that decision alone depends on timing.
 
-Beyond Ray's `TrialScheduler` interface it uses the controller's `search_alg` and `stop_trial`,
-sets a resumed trial back to PAUSED, and frees a paused trial's place in the searcher's
-concurrency count (`Searcher.on_pause / on_unpause`, the hooks Ray's BOHB uses, which Ray's
-`ConcurrencyLimiter` forwards but ignores): all through tune_lab/ray_internals.py, which says why.
+`tune-lab resume`: the decisions are written to a state file at each one (atomically), read back when
+the first trial is added after the resume; a trial Ray's older experiment state did not know is made
+again under the same number and judged again, identically.
+
+The searcher's side is `OrderedOptunaSearch` (below). Beyond Ray's `TrialScheduler` interface the
+schedulers use the controller's `search_alg` and `stop_trial`, set a resumed trial back to PAUSED, and
+free a paused trial's place in the searcher's concurrency count (`Searcher.on_pause / on_unpause`, the
+hooks Ray's BOHB uses, which Ray's `ConcurrencyLimiter` forwards but ignores): all through
+tune_lab/ray_internals.py, which says why.
 """
 from __future__ import annotations
 
@@ -55,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -101,31 +96,39 @@ def planned_epochs(config: dict[str, Any], default: int) -> int:
         return default
 
 
-class PromotionASHA(FIFOScheduler):
-    """Promotion-based asynchronous successive halving (see the module docstring).
+class RungScheduler(FIFOScheduler):
+    """Successive halving whose decisions depend on the trials' results only (see the module docstring).
 
-    `slots`: how many trials can run at once (promotions are handed out when one is free);
-    None means "whenever asked". `trials`: how many trials the search starts (the rungs' caps; None:
-    uncapped, ASHA's rule alone). `state_file`: where the rung table and the event log are kept
-    so that `tune-lab resume` continues the same decisions; None keeps them in memory only.
+    `slots`: how many trials can run at once (a freed slot is filled when one is free; None: whenever
+    Ray asks). `trials`: how many trials the search starts (promotion's caps; None: uncapped).
+    `finalists`: how many trials at least a promotion search trains to the end. `state_file`: where the
+    decisions are kept so that `tune-lab resume` continues them; None keeps them in memory only.
     """
+
+    promotes = False  # PromotionASHA: a trial not kept waits at its rung for a later promotion
 
     def __init__(self, *, max_t: int, grace_period: int = 1, reduction_factor: float = 3,
                  metric: str | None = None, mode: str | None = None, slots: int | None = None,
-                 state_file: str | None = None, trials: int | None = None) -> None:
+                 state_file: str | None = None, trials: int | None = None, finalists: int = 2) -> None:
         super().__init__()
-        if reduction_factor <= 1 or grace_period < 1 or max_t < 1:
-            raise ValueError("PromotionASHA needs grace_period >= 1, reduction_factor > 1, max_t >= 1")
-        self.max_t, self.rf, self.slots = int(max_t), reduction_factor, slots
+        if reduction_factor <= 1 or grace_period < 1 or max_t < 1 or finalists < 1:
+            raise ValueError(f"{type(self).__name__} needs grace_period >= 1, reduction_factor > 1, max_t >= 1, "
+                             "finalists >= 1")
+        self.max_t, self.rf, self.slots, self.finalists = int(max_t), reduction_factor, slots, int(finalists)
         self.rungs = rung_epochs(grace_period, reduction_factor, max_t)
         self._metric, self._mode = metric, mode
-        self.caps = promotion_caps(self.rungs, trials, reduction_factor)
+        self.caps = promotion_caps(self.rungs, trials, reduction_factor) if self.promotes else {}
         self.state_file = state_file
+        self.order: dict[str, int] = {}  # trial -> its number in the search (the order the searcher made them)
+        self.planned: dict[str, int] = {}  # trial -> its last epoch
         self.records: dict[int, dict[str, float]] = {r: {} for r in self.rungs}  # rung -> trial -> score (higher is better)
-        self.promoted: dict[int, list[str]] = {r: [] for r in self.rungs}
+        self.decided: dict[int, list[str]] = {r: [] for r in self.rungs}  # rung -> trials judged there, in trial order
+        self.promoted: dict[int, list[str]] = {r: [] for r in self.rungs}  # rung -> trials that go on past it
+        self.closed: list[int] = []  # promotion: rungs every trial has passed or left; their finishers chosen
         self.waiting: dict[str, int] = {}  # trial paused at a rung -> that rung
+        self.ended: dict[str, int] = {}  # trial -> its last epoch, once it stopped, completed or failed
         self.events: list[dict[str, Any]] = []  # {"trial_id", "epoch", "event": paused|promoted|stopped}
-        self.finishers: list[str] = []  # trials promoted at the end because their rung had promoted fewer than slots
+        self.finishers: list[str] = []  # trials promoted when their rung closed (fewer than `finalists` went on)
         self._loaded = False
 
     # --- search properties -------------------------------------------------------------------
@@ -138,189 +141,214 @@ class PromotionASHA(FIFOScheduler):
     def _score(self, value: float) -> float:
         return value if self._mode == "max" else -value
 
-    # --- the rung table ----------------------------------------------------------------------
-    def _ranked(self, rung: int) -> list[str]:
-        """The trials that reached `rung`, best first (a tie: who came first), kept until the rung changes.
+    # --- the logical order -------------------------------------------------------------------
+    def _number(self, trial: Trial) -> int:
+        """The trial's place in the search: the number Ray's generator gave it (kept across a resume, and given
+        again to a trial the killed driver had made but not saved), else the order this scheduler first saw it."""
+        if trial.trial_id not in self.order:
+            number = ray_internals.trial_number(trial)
+            if number is None:
+                number = max(self.order.values(), default=-1) + 1
+            for other, taken in list(self.order.items()):
+                if taken == number:  # made again after a kill: what the scheduler kept of the first one goes
+                    self._forget(other)
+            self.order[trial.trial_id] = number
+            self.planned[trial.trial_id] = planned_epochs(trial.config, self.max_t)
+        return self.order[trial.trial_id]
 
-        Kept, because choose_trial_to_run asks for every waiting trial: sorting there each time, by a
-        list position looked up per trial, made a 1,000-trial search's driver spend its time here.
+    def _forget(self, trial_id: str) -> None:
+        for table in (self.order, self.planned, self.waiting, self.ended, *self.records.values()):
+            table.pop(trial_id, None)
+        for listed in (*self.decided.values(), *self.promoted.values(), self.finishers):
+            while trial_id in listed:
+                listed.remove(trial_id)
+
+    def _sequence(self) -> list[str]:
+        return sorted(self.order, key=self.order.__getitem__)
+
+    def _settled(self, trial_id: str, rung: int) -> bool:
+        """Whether `trial_id`'s part at `rung` is known: it reached the rung, or it never will."""
+        return trial_id in self.records[rung] or trial_id in self.ended or self.planned.get(trial_id, 0) <= rung
+
+    def _settle(self, finished: bool) -> None:
+        """Take every decision that no result still to come can change: rung by rung, in trial order.
+
+        A trial is judged at a rung once every trial before it has reached that rung or never will, against
+        those trials only; so the decisions are the ones a search would take if its trials reported one at a
+        time in order, whatever order their processes happened to report in. `finished`: the searcher will
+        make no more trials (a promotion rung can then close).
         """
-        ranks = self._rank_cache()
-        if rung not in ranks:
-            recorded = self.records[rung]
-            ranked = [t for _, t in sorted(enumerate(recorded), key=lambda it: (-recorded[it[1]], it[0]))]
-            ranks[rung] = (ranked, {t: place for place, t in enumerate(ranked)})
-        return ranks[rung][0]
+        sequence = self._sequence()
+        changed = True
+        while changed:
+            changed = False
+            for rung in self.rungs:
+                for trial_id in sequence:
+                    if trial_id in self.records[rung] and trial_id not in self.decided[rung]:
+                        self._decide(trial_id, rung)
+                        changed = True
+                    elif not self._settled(trial_id, rung):
+                        break
+                else:
+                    if self.promotes and finished and rung not in self.closed:
+                        self._close(rung)
+                        changed = True
 
-    def _rank_cache(self) -> dict[int, tuple[list[str], dict[str, int]]]:
-        """Rung -> its trials best first, and their places. Made here: a resumed search unpickles a scheduler
-        pickled (tuner.pkl) by the tune-lab that started it, without running __init__."""
-        return vars(self).setdefault("_ranks", {})
+    def _decide(self, trial_id: str, rung: int) -> None:
+        raise NotImplementedError
 
-    def _promotable(self, trial_id: str, rung: int, at_least: int = 0, coming: int = 0) -> bool:
-        """In the top 1/rf of the trials that reached `rung`, not promoted yet, while the rung is under its cap;
-        or, with `at_least` (a finisher at the end of a search), in its top `at_least` while the rung has promoted
-        fewer, and so even if the `coming` trials still on their way to the rung all arrive ahead of it."""
-        if trial_id in self.promoted[rung]:
-            return False
-        self._ranked(rung)
-        place = self._rank_cache()[rung][1].get(trial_id)
-        if place is None:
-            return False
-        if place < math.floor(len(self.records[rung]) / self.rf) and self._under_cap(rung):
-            return True
-        return len(self.promoted[rung]) < at_least and place + coming < at_least
+    def _close(self, rung: int) -> None:
+        raise NotImplementedError
 
-    def _caps(self) -> dict[int, int]:
-        """Rung -> its cap. A search pickled by a tune-lab without caps (resumed by this one) has none: uncapped, as it began."""
-        return vars(self).get("caps", {})
+    def _go_on(self, trial_id: str, rung: int) -> None:
+        self.promoted[rung].append(trial_id)
+        self._save()
 
-    def _under_cap(self, rung: int) -> bool:
-        cap = self._caps().get(rung)
-        return cap is None or len(self.promoted[rung]) < cap
+    def _stop(self, trial_id: str, rung: int) -> None:
+        self.ended[trial_id] = rung
+        self.waiting.pop(trial_id, None)  # a paused one is stopped by choose_trial_to_run
+        self._event(trial_id, rung, "stopped")
 
-    def _coming(self, trials: list[Trial], rung: int, trial_id: str | None = None) -> int:
-        """Trials running (or about to) below `rung`, other than `trial_id`: at the end of a search, the ones
-        that may still reach it. A finisher chosen before they arrive could be one a later arrival beats: ASHA's
-        asynchrony buys nothing once no new trial will start, so the end of a search decides as synchronous
-        successive halving would, as soon as no arrival can change the decision."""
-        return sum(1 for t in trials if t.status in (Trial.RUNNING, Trial.PENDING) and t.trial_id != trial_id
-                   and t.trial_id not in self.waiting and int((t.last_result or {}).get(TIME_ATTR, 0)) < rung)
+    def _ranked(self, rung: int) -> list[str]:
+        """The trials judged at `rung`, best first (a tie: the earlier trial)."""
+        recorded = self.records[rung]
+        return sorted(self.decided[rung], key=lambda t: (-recorded[t], self.order[t]))
 
     def _event(self, trial_id: str, epoch: int, event: str) -> None:
         self.events.append({"trial_id": trial_id, "epoch": epoch, "event": event})
         self._save()
 
+    # --- what survives the driver ------------------------------------------------------------
+    STATE_KEYS = ("order", "planned", "records", "decided", "promoted", "closed", "waiting", "ended", "events",
+                  "finishers")
+
     def _save(self) -> None:
         if not self.state_file:
             return
-        state = {"rungs": self.rungs, "records": {str(r): v for r, v in self.records.items()},
-                 "promoted": {str(r): v for r, v in self.promoted.items()},
-                 "waiting": self.waiting, "events": self.events, "finishers": self.finishers}
+        state = {key: getattr(self, key) for key in self.STATE_KEYS}
+        state["rungs"] = self.rungs
         write_bytes_whole(self.state_file, json.dumps(state, indent=1).encode())
 
     def _load(self) -> None:
-        """The rung table of an interrupted search (once, on the first trial added after a resume)."""
+        """The decisions of an interrupted search (once, on the first trial added after a resume). The state
+        file is written at every decision, so it is never older than Ray's experiment state."""
         self._loaded = True
         if not self.state_file or not Path(self.state_file).is_file():
             return
         state = json.loads(Path(self.state_file).read_text())
-        for r in self.rungs:
-            self.records[r] = dict(state["records"].get(str(r), {}))
-            self._rank_cache().pop(r, None)
-            self.promoted[r] = list(state["promoted"].get(str(r), []))
-        self.waiting = {t: int(r) for t, r in state["waiting"].items()}
-        self.events = list(state["events"])
-        self.finishers = list(state.get("finishers", []))
+        for key in self.STATE_KEYS:
+            value = state[key]
+            if key in ("records", "decided", "promoted"):
+                value = {r: value.get(str(r), type(getattr(self, key)[r])()) for r in self.rungs}
+            setattr(self, key, value)
 
     # --- Ray's TrialScheduler interface ------------------------------------------------------
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         if not self._loaded:
             self._load()
+        self._number(trial)
         if trial.status != Trial.PENDING:
             return
-        # A resumed search (see the module docstring): Ray re-adds every unfinished trial as PENDING.
+        # A resumed search: Ray re-adds every unfinished trial as PENDING.
         if trial.trial_id in self.waiting and trial.checkpoint is not None:
             ray_internals.set_trial_status(trial, Trial.PAUSED)  # it waits at its rung again
         elif _last_event(self.events, trial.trial_id) == "stopped":
-            ray_internals.set_trial_status(trial, Trial.TERMINATED)  # stopped at its rung; Ray's state file still said PAUSED
-        else:
+            ray_internals.set_trial_status(trial, Trial.TERMINATED)  # stopped at a rung; Ray's state had not said so
             return
-        # The searcher's saved state may predate the pause: it must not count the trial as running.
-        self._searcher_hook(tune_controller, "on_pause", trial.trial_id)
+        first = self.rungs[0] if self.rungs else None
+        if first is not None and trial.trial_id in self.records[first]:
+            # The searcher's saved state may predate what this file holds: it hears the first-rung result again.
+            value = self.records[first][trial.trial_id]
+            self._searcher_hook(tune_controller, "on_first_rung", trial.trial_id, value if self._mode == "max" else -value)
+        if trial.status == Trial.PAUSED:
+            self._searcher_hook(tune_controller, "on_pause", trial.trial_id)
 
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         if TIME_ATTR not in result or self._metric not in result:
             return TrialScheduler.CONTINUE
         epoch, trial_id = int(result[TIME_ATTR]), trial.trial_id
-        if epoch not in self.records or epoch >= planned_epochs(trial.config, self.max_t):
-            return TrialScheduler.CONTINUE
-        if trial_id in self.promoted[epoch]:  # a rung reported again (a retried trial): decided already
-            return TrialScheduler.CONTINUE
-        self.records[epoch][trial_id] = self._score(float(result[self._metric]))
-        self._rank_cache().pop(epoch, None)
-        if self._promotable(trial_id, epoch):
-            self.promoted[epoch].append(trial_id)
-            self._save()
-            return TrialScheduler.CONTINUE
-        if self._finishing(tune_controller) and self._promotable(
-                trial_id, epoch, at_least=self.slots or 1, coming=self._coming(tune_controller.get_trials(), epoch, trial_id)):
-            # A finisher's place at this rung is open and it is among the best there: the end-of-search rule would
-            # promote it from its pause at once, so it goes on without one (no checkpoint restore in its long run).
-            self.promoted[epoch].append(trial_id)
-            self.finishers.append(trial_id)
-            self._save()
-            return TrialScheduler.CONTINUE
-        if not result.get("should_checkpoint"):
-            # No checkpoint at this epoch: a pause would lose epochs. Decide now, as stopping ASHA would.
-            keep = max(1, math.ceil(len(self.records[epoch]) / self.rf))
-            if trial_id in self._ranked(epoch)[:keep] and self._under_cap(epoch):
-                self.promoted[epoch].append(trial_id)
-                self._save()
-                return TrialScheduler.CONTINUE
-            self._event(trial_id, epoch, "stopped")
+        self._number(trial)
+        if trial_id in self.ended:  # stopped at a rung before a kill; Ray's state had not said so yet
             return TrialScheduler.STOP
+        if epoch not in self.records or epoch >= self.planned[trial_id] or trial_id in self.records[epoch]:
+            return TrialScheduler.CONTINUE  # not a rung, its last epoch, or a rung reported again (a retry)
+        self.records[epoch][trial_id] = self._score(float(result[self._metric]))
+        self._save()
+        self._settle(self._finishing(tune_controller))
+        if trial_id in self.promoted[epoch]:
+            return TrialScheduler.CONTINUE
+        if trial_id in self.ended:
+            return TrialScheduler.STOP
+        if not result.get("should_checkpoint"):
+            return self._decide_without_pause(trial_id, epoch)
         self.waiting[trial_id] = epoch
         self._event(trial_id, epoch, "paused")
         self._searcher_hook(tune_controller, "on_pause", trial_id)
         return TrialScheduler.PAUSE
 
+    def _decide_without_pause(self, trial_id: str, epoch: int) -> str:
+        """No checkpoint at this rung (someone else's trainable): a pause would lose epochs, so the trial is judged
+        at once against the trials there so far, as Ray's stopping ASHA would; this one decision then depends on
+        timing."""
+        recorded = self.records[epoch]
+        others = [recorded[t] for t in self.decided[epoch] if t != trial_id]
+        if trial_id not in self.decided[epoch]:
+            self.decided[epoch].append(trial_id)
+        if not others or recorded[trial_id] >= _cutoff(others, self.rf):
+            self._go_on(trial_id, epoch)
+            return TrialScheduler.CONTINUE
+        self._stop(trial_id, epoch)
+        return TrialScheduler.STOP
+
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
-        self.waiting.pop(trial.trial_id, None)
+        self._ended(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
-        self.waiting.pop(trial.trial_id, None)
+        self._ended(tune_controller, trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
         rung = self.waiting.pop(trial.trial_id, None)
-        if rung is not None:
-            self._event(trial.trial_id, rung, "stopped")
+        if rung is not None and trial.trial_id not in self.ended:
+            self._stop(trial.trial_id, rung)
+        self._ended(tune_controller, trial)
+
+    def _ended(self, tune_controller: Any, trial: Trial) -> None:
+        self._number(trial)
+        self.waiting.pop(trial.trial_id, None)
+        if trial.trial_id not in self.ended:
+            self.ended[trial.trial_id] = int((trial.last_result or {}).get(TIME_ATTR, 0))
+            self._save()
+        self._settle(self._finishing(tune_controller))
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         trials = tune_controller.get_trials()
-        paused = {t.trial_id: t for t in trials if t.status == Trial.PAUSED and t.trial_id in self.waiting}
-        pending = [t for t in trials if t.status == Trial.PENDING]
+        for trial in trials:
+            self._number(trial)
+        self._settle(self._finishing(tune_controller))
+        for trial in trials:  # stopped at a rung while it waited there
+            if trial.status == Trial.PAUSED and trial.trial_id in self.ended:
+                ray_internals.stop_trial(tune_controller, trial)
         # A trial just told to pause is RUNNING until Ray has saved its checkpoint, but its slot is free: its
         # successor chosen now is staged before Ray stops the pausing trial, and Ray hands it that trial's process.
-        # Once the searcher has no more trials, Ray keeps a stopped trial's process only for a trial already
-        # staged; choosing after the pause started a new process for every finisher (~5-8 s of a slot each).
         running = [t for t in trials if t.status == Trial.RUNNING and t.trial_id not in self.waiting]
-        free = self.slots is None or len(running) < self.slots
-        if free:
-            for rung in sorted(self.rungs, reverse=True):
-                for trial_id in self._ranked(rung):
-                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(trial_id, rung):
-                        return self._promote(tune_controller, paused[trial_id], rung)
-        if pending:
-            return pending[0]
-        if not paused or not self._finishing(tune_controller):
+        if self.slots is not None and len(running) >= self.slots:
             return None
-        # No new trial will come and a slot would idle: a rung that has promoted fewer than `slots` promotes its
-        # best (a "finisher": the search trains as many trials to the end as it has slots), the lowest such
-        # rung first: the finisher with the most epochs to go starts first, so the last to end ends soonest ...
-        if free:
-            finalists = self.slots or 1
-            for rung in self.rungs:
-                coming = self._coming(trials, rung)
-                for trial_id in self._ranked(rung):
-                    if trial_id in paused and self.waiting.get(trial_id) == rung and self._promotable(
-                            trial_id, rung, at_least=finalists, coming=coming):
-                        self.finishers.append(trial_id)
-                        return self._promote(tune_controller, paused[trial_id], rung)
-            # ... and while a finisher still runs, the slot it would leave idle takes the best waiting
-            # trial of the highest rung if that one can reach the last epoch no later than the
-            # finisher: a second candidate at no cost in wall time. (Without that bound a runner-up
-            # from a lower rung outlasts the finisher: measured 60 trial-epochs and 89 s instead of
-            # 43 and ~67 s on the mlp lr search, docs/benchmarks.md.)
-            left = max((self.max_t - int((t.last_result or {}).get(TIME_ATTR, 0))
-                        for t in running if t.trial_id in self.finishers), default=0)
-            for rung in sorted(self.rungs, reverse=True):
-                for trial_id in self._ranked(rung):
-                    if trial_id in paused and self.waiting.get(trial_id) == rung and self.max_t - rung <= left:
-                        return self._promote(tune_controller, paused[trial_id], rung)
-        if not running:
-            for trial in paused.values():  # nothing runs and nothing can be promoted: the search is over
-                ray_internals.stop_trial(tune_controller, trial)
+        pending = [t for t in trials if t.status == Trial.PENDING]
+        if pending:  # breadth first: a new trial reaches the first rung before a kept one goes on
+            return min(pending, key=lambda t: self.order[t.trial_id])
+        ready = [t for t in trials if t.status == Trial.PAUSED and t.trial_id in self.waiting
+                 and t.trial_id in self.promoted[self.waiting[t.trial_id]]]
+        if ready:  # the lowest rung first: the longest run left starts first, so the last to end ends soonest
+            trial = min(ready, key=lambda t: (self.waiting[t.trial_id], self.order[t.trial_id]))
+            rung = self.waiting.pop(trial.trial_id)
+            self._event(trial.trial_id, rung, "promoted")
+            self._searcher_hook(tune_controller, "on_unpause", trial.trial_id)
+            return trial
+        if not running and self._finishing(tune_controller):
+            for trial in trials:  # nothing runs and nothing can go on: the search is over
+                if trial.status == Trial.PAUSED and trial.trial_id in self.waiting:
+                    self._stop(trial.trial_id, self.waiting[trial.trial_id])
+                    ray_internals.stop_trial(tune_controller, trial)
         return None
 
     @staticmethod
@@ -329,96 +357,73 @@ class PromotionASHA(FIFOScheduler):
         search_alg = ray_internals.search_algorithm(tune_controller)
         return search_alg is not None and search_alg.is_finished()
 
-    def _promote(self, tune_controller: Any, trial: Trial, rung: int) -> Trial:
-        self.promoted[rung].append(trial.trial_id)
-        del self.waiting[trial.trial_id]
-        self._event(trial.trial_id, rung, "promoted")
-        self._searcher_hook(tune_controller, "on_unpause", trial.trial_id)
-        return trial
-
     @staticmethod
-    def _searcher_hook(tune_controller: Any, name: str, trial_id: str) -> None:
+    def _searcher_hook(tune_controller: Any, name: str, *args: Any) -> None:
         search_alg = ray_internals.search_algorithm(tune_controller)
         for target in (search_alg, getattr(search_alg, "searcher", None)):
-            if getattr(target, "pause_aware", False):
-                getattr(target, name)(trial_id)
+            if getattr(target, "pause_aware", False) and hasattr(target, name):
+                getattr(target, name)(*args)
 
     def debug_string(self) -> str:
-        caps = self._caps()
-        counts = ", ".join(f"epoch {r}: {len(self.records[r])} reached, {len(self.promoted[r])} promoted"
-                           + (f" (at most {caps[r]} by rank)" if r in caps else "") for r in self.rungs)
-        return f"Using promotion ASHA (rf {self.rf:g}): {counts}; {len(self.waiting)} waiting"
+        counts = ", ".join(f"epoch {r}: {len(self.records[r])} reached, {len(self.promoted[r])} went on"
+                           + (f" (at most {self.caps[r]} by rank)" if r in self.caps else "") for r in self.rungs)
+        return f"Using {type(self).__name__} (rf {self.rf:g}): {counts}; {len(self.waiting)} waiting"
 
 
-class ResumableASHA(ASHAScheduler):
-    """Ray's (stopping) ASHA whose decisions survive a killed driver: `tune-lab resume` keeps them.
+class StoppingASHA(RungScheduler):
+    """ASHA's stopping variant (`scheduler: asha`): a trial at a rung goes on if it is in the top 1/rf of the trials
+    before it there (Ray's cutoff: the (1 - 1/rf) quantile of their results), else it stops; the first trial passes.
+    Ray's `ASHAScheduler` makes the same comparison with whichever trials reported there first."""
 
-    `Tuner.restore` brings the scheduler back as it was pickled when the search started
-    (tuner.pkl), with empty rungs: Ray never calls a scheduler's `save` / `restore` on resume.
-    Ray's ASHA then judges a resumed trial at the highest rung at or below its epoch that has no
-    record of it, against whatever has reached that rung since the resume. A trial that had passed
-    rung 6 was judged there again at epoch 11, against later epochs of others, and stopped (issue
-    19); a trial reaching rung 2 after the resume was compared with nobody and passed.
+    def _decide(self, trial_id: str, rung: int) -> None:
+        recorded = self.records[rung]
+        before = [recorded[t] for t in self.decided[rung]]
+        self.decided[rung].append(trial_id)
+        if not before or recorded[trial_id] >= _cutoff(before, self.rf):
+            self._go_on(trial_id, rung)
+        else:
+            self._stop(trial_id, rung)
 
-    Here the scheduler's state (public `save`, a pickle of its rungs) is written to `state_file`
-    whenever a rung record changes or a trial is stopped, and read back (public `restore`) when
-    the first trial is added after a resume: every past decision stands, and a trial that passed
-    a rung is never judged there again. Stops are kept besides (`stopped`, trial -> epoch): Ray's
-    experiment state is saved every few seconds, so the driver can be killed after ASHA stopped a
-    trial and before Ray wrote it down; that trial, resumed, is stopped again at the same epoch.
-    The state file is always at least as new as Ray's experiment state (written synchronously
-    at each decision, atomically).
-    """
+    def _close(self, rung: int) -> None:  # nothing waits for a promotion
+        self.closed.append(rung)
 
-    def __init__(self, *, state_file: str | None = None, **kwargs: Any) -> None:
-        if kwargs.get("brackets", 1) != 1:  # a restored trial must land in the bracket it was in
-            raise ValueError("ResumableASHA has one bracket")
-        super().__init__(**kwargs)
-        self.state_file = state_file
-        self.stopped: dict[str, int] = {}  # trial -> the epoch ASHA stopped it at
-        self.time_attr, self.max_t = kwargs.get("time_attr", TIME_ATTR), kwargs.get("max_t", 100)
-        # The epochs at which Ray's bracket records a trial: grace_period x rf^k, as Ray places them.
-        grace, rf = kwargs.get("grace_period", 1), kwargs.get("reduction_factor", 4)
-        count = int(math.log(self.max_t / grace) / math.log(rf) + 1)
-        self.milestones = sorted({math.ceil(grace * rf**k) for k in range(count)})
-        self._loaded = False
 
-    def _save(self) -> None:
-        if not self.state_file:
-            return
-        with written_whole(self.state_file) as partial:
-            self.save(str(partial))
+class PromotionASHA(RungScheduler):
+    """ASHA's promotion variant (`scheduler: promotion`, see the module docstring): a trial waits at a rung and goes
+    on once it is among the top 1/rf of the trials judged there, up to the rung's cap; when a rung closes, its best
+    waiting trials go on until `finalists` have, and the rest stop there."""
 
-    def _load(self) -> None:
-        self._loaded = True
-        if not self.state_file or not Path(self.state_file).is_file():
-            return
-        state_file = self.state_file
-        self.restore(state_file)  # the saved __dict__: rungs, trial -> bracket, stopped ...
-        self.state_file, self._loaded = state_file, True  # ... except where this driver keeps it
+    promotes = True
 
-    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
-        if not self._loaded:
-            self._load()
-        super().on_trial_add(tune_controller, trial)  # one bracket (tune-lab's): a restored trial gets its own again
+    def _decide(self, trial_id: str, rung: int) -> None:
+        self.decided[rung].append(trial_id)
+        quota = math.floor(len(self.decided[rung]) / self.rf)
+        for other in self._ranked(rung)[:quota]:
+            if other not in self.promoted[rung] and other not in self.ended and self._under_cap(rung):
+                self._go_on(other, rung)
 
-    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-        epoch = result.get(self.time_attr)
-        if epoch is not None and trial.trial_id in self.stopped and epoch >= self.stopped[trial.trial_id]:
-            return TrialScheduler.STOP  # stopped here before the kill; Ray's state had not said so yet
-        action = super().on_trial_result(tune_controller, trial, result)
-        if epoch is None or self.metric not in result:
-            return action
-        if action == TrialScheduler.STOP and epoch < self.max_t:
-            self.stopped[trial.trial_id] = int(epoch)
-            self._save()
-        elif int(epoch) in self.milestones:  # the result a rung records (trials report every epoch)
-            self._save()
-        return action
+    def _under_cap(self, rung: int) -> bool:
+        cap = self.caps.get(rung)
+        return cap is None or len(self.promoted[rung]) < cap
 
-    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
-        super().on_trial_complete(tune_controller, trial, result)
+    def _close(self, rung: int) -> None:
+        self.closed.append(rung)
+        for trial_id in self._ranked(rung):
+            if trial_id in self.promoted[rung] or trial_id in self.ended:
+                continue
+            if len(self.promoted[rung]) < self.finalists:
+                self.finishers.append(trial_id)
+                self._go_on(trial_id, rung)
+            else:
+                self._stop(trial_id, rung)
         self._save()
+
+
+def _cutoff(values: list[float], reduction_factor: float) -> float:
+    """Ray's ASHA cutoff: the (1 - 1/rf) quantile of the results at a rung (linear interpolation)."""
+    import numpy as np
+
+    return float(np.nanpercentile(values, (1 - 1 / reduction_factor) * 100))
 
 
 def _last_event(events: list[dict[str, Any]], trial_id: str) -> str | None:
@@ -483,15 +488,19 @@ class PauseAwareLimiter(ConcurrencyLimiter):
     def on_pause(self, trial_id: str) -> None:
         if ray_internals.hold_place(self, trial_id, False):
             self.paused.add(trial_id)
-        if getattr(self.searcher, "pause_aware", False):
+        if hasattr(self.searcher, "on_pause"):
             self.searcher.on_pause(trial_id)
 
     def on_unpause(self, trial_id: str) -> None:
         if trial_id in self.paused:
             self.paused.discard(trial_id)
             ray_internals.hold_place(self, trial_id, True)
-        if getattr(self.searcher, "pause_aware", False):
+        if hasattr(self.searcher, "on_unpause"):
             self.searcher.on_unpause(trial_id)
+
+    def on_first_rung(self, trial_id: str, value: float) -> None:
+        if hasattr(self.searcher, "on_first_rung"):
+            self.searcher.on_first_rung(trial_id, value)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self.paused:  # stopped while waiting at a rung
@@ -500,67 +509,76 @@ class PauseAwareLimiter(ConcurrencyLimiter):
         return super().on_trial_complete(trial_id, result=result, error=error)
 
 
-class RungOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch, telling Optuna what a stopped or paused trial is: pruned, at its last epoch.
+class OrderedOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch whose suggestions depend on the trials' results only, not on when they came.
 
-    What Ray's OptunaSearch does with a trial that ASHA stopped at epoch 3: the result that
-    stopped it never reaches `on_trial_result` (Ray skips the searcher on a STOP), and
-    `on_trial_complete` then tells Optuna COMPLETE with the epoch-3 value, as if that were a
-    20-epoch result. TPE ranks complete trials by value alone, so an early value competes with
-    finished ones as an equal. Here a stopped trial's last value is reported at its epoch and
-    the trial told PRUNED: TPE ranks pruned trials below complete ones, by how far they got,
-    then by their value there (Optuna's `_split_pruned_trials`), as it does for Optuna's own
-    pruners. A trial paused at a rung is told PRUNED when it pauses (TPE learns from it at once,
-    instead of seeing a running trial for the rest of the search); if it is promoted and
-    finishes, its final value is added as a COMPLETE trial of the same parameters.
+    Ray's OptunaSearch tells Optuna each result as it arrives, so trial k's suggestion depends on which
+    trials happened to have reported by the time a slot freed, and on how many slots there are (Optuna's
+    docs say the same of its own `n_jobs > 1`). Here Optuna learns of the trials in their order, and of
+    each only its result at the search's first decision epoch (`first_rung`: the first rung, or the last
+    epoch without one), told as a trial pruned there: trial k is suggested once every trial up to k - 2
+    has that result, and Optuna then knows exactly those (`lag` = 1: the trial just before k may still
+    run beside it, so one slot or two ask the same). What Optuna makes of pruned trials: TPE ranks them
+    by their value at that epoch. Later results never reach Optuna: when they arrive depends on the
+    scheduler's pauses, and they would make the suggestions depend on it again.
+    A trial that ended before its first rung (failed) is told FAIL; Optuna leaves it out.
     """
 
-    pause_aware = True
+    pause_aware = True  # the scheduler tells it the first-rung results its saved state may have missed
 
-    def __init__(self, *args: Any, max_t: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, first_rung: int, lag: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.max_t = max_t
-        self._params: dict[str, dict[str, Any]] = {}
-        self._told_on_pause: set[str] = set()
+        self.first_rung, self.lag = int(first_rung), int(lag)
+        self.sequence: list[str] = []  # trials in the order they were suggested
+        self.values: dict[str, float | None] = {}  # trial -> its metric at the first rung (None: ended before it)
+        self.told = 0  # Optuna knows the first `told` trials of `sequence`
 
     def suggest(self, trial_id: str) -> dict | None:
+        visible = max(0, len(self.sequence) - self.lag)
+        if any(t not in self.values for t in self.sequence[self.told:visible]):
+            return None  # an earlier trial's first-rung result is still to come: Ray asks again
+        for earlier in self.sequence[self.told:visible]:
+            self._tell(earlier)
+        self.told = max(self.told, visible)
         params = super().suggest(trial_id)
-        if isinstance(params, dict):
-            self._params[trial_id] = params
+        if isinstance(params, dict) and trial_id not in self.sequence:
+            self.sequence.append(trial_id)
         return params
 
-    def on_pause(self, trial_id: str) -> None:
-        if trial_id not in self._told_on_pause:
-            self._told_on_pause.add(trial_id)
-            super().on_trial_complete(trial_id, result=None)  # no value: Optuna records PRUNED at the last reported epoch
+    def _tell(self, trial_id: str) -> None:
+        import optuna
 
-    def on_unpause(self, trial_id: str) -> None:
-        pass
+        study, trial = ray_internals.optuna_study(self), ray_internals.optuna_trial(self, trial_id)
+        value = self.values[trial_id]
+        if value is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        trial.report(value, self.first_rung)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+    def on_first_rung(self, trial_id: str, value: float) -> None:
+        self.values.setdefault(trial_id, value)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._told_on_pause:
-            return  # Optuna has this trial as pruned; its final value comes with on_trial_complete
-        super().on_trial_result(trial_id, result)
+        if int(result.get(TIME_ATTR, 0)) == self.first_rung and self.metric in result:
+            self.on_first_rung(trial_id, float(result[self.metric]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        value = (result or {}).get(self.metric) if not isinstance(self.metric, list) else None
-        finished = result is not None and value is not None and not error and int(
-            result.get(TIME_ATTR, 0)) >= self._planned(result)
-        if trial_id in self._told_on_pause:
-            if finished and trial_id in self._params:
-                self.add_evaluated_point(flat_params(self._params[trial_id]), value)
-            return
-        if result is not None and value is not None and not error and not finished:
-            super().on_trial_result(trial_id, result)  # the epoch it was stopped at, which Ray did not pass on
-            return super().on_trial_complete(trial_id, result=None)  # PRUNED, valued at that epoch
-        return super().on_trial_complete(trial_id, result=result, error=error)
+        if result and not error:
+            self.on_trial_result(trial_id, result)  # a trial stopped at its first rung: Ray skipped on_trial_result
+        if trial_id not in self.values:
+            reached = int((result or {}).get(TIME_ATTR, 0))
+            last = (result or {}).get(self.metric)
+            # a trial planned shorter than the first rung ended with its value; anything else failed before it
+            self.values[trial_id] = float(last) if last is not None and not error and reached < self.first_rung \
+                and reached >= _planned(result) else None
 
-    def _planned(self, result: dict) -> int:
-        default = self.max_t or int(result.get(TIME_ATTR, 0))
-        for key in ("config/case/epochs", "config/epochs"):
-            if key in result:
-                try:
-                    return int(result[key])
-                except (TypeError, ValueError):
-                    break
-        return default
+
+def _planned(result: dict | None) -> int:
+    """The last epoch a result's trial was planned for (its sweep case's or its config's epochs), 0 if unknown."""
+    for key in ("config/case/epochs", "config/epochs"):
+        try:
+            return int((result or {})[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return 0

@@ -24,7 +24,7 @@ import search_spaces
 SEARCH_DIR = Path(search_spaces.__file__).parent
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
 SEARCH_ALGORITHMS = ("grid", "random", "optuna")
-SCHEDULERS = ("asha", "promotion", "fifo")  # asha: Ray's stopping ASHA; promotion: tune_lab.schedulers.PromotionASHA
+SCHEDULERS = ("asha", "promotion", "fifo")  # asha / promotion: tune_lab.schedulers' StoppingASHA / PromotionASHA
 TOP_LEVEL_KEYS = (
     "description", "lab", "metric", "mode", "fixed", "params", "search", "num_samples", "scheduler", "dataset",
     "sweeps", "variants", "repeats",
@@ -32,6 +32,7 @@ TOP_LEVEL_KEYS = (
 CASE_KEY = "case"  # the trial config key holding a sweep case's values (see `cases`)
 MAX_NUM_SAMPLES = 10_000
 ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3}
+FINALISTS = 2  # promotion: trials trained to the end at least (tune_lab.schedulers.PromotionASHA)
 
 
 class SearchSpaceError(TuneLabError):
@@ -216,7 +217,11 @@ def _models() -> SimpleNamespace:
         grace_period: int = Field(ASHA_DEFAULTS["grace_period"], ge=1, description="an integer >= 1")
         reduction_factor: float = Field(ASHA_DEFAULTS["reduction_factor"], gt=1, description="a number > 1")
 
-    return SimpleNamespace(File=File, Rungs=Rungs)
+    class PromotionRungs(Rungs):
+        """a mapping of grace_period, reduction_factor, finalists (an integer >= 1, a number > 1, an integer >= 1)"""
+        finalists: int = Field(FINALISTS, ge=1, description="an integer >= 1")
+
+    return SimpleNamespace(File=File, Rungs=Rungs, PromotionRungs=PromotionRungs)
 
 
 def validated(path: Path, where: str, model: Any, value: Any) -> Any:
@@ -383,7 +388,8 @@ def _check_scheduler(path: Path, value: Any) -> tuple[str, dict[str, Any]]:
         if kind == "fifo" and not args:
             return "fifo", {}
         if kind in ("asha", "promotion"):
-            validated(path, f"scheduler.{kind}", _models().Rungs, args or {})
+            validated(path, f"scheduler.{kind}", _models().PromotionRungs if kind == "promotion" else _models().Rungs,
+                      args or {})
             return kind, {**ASHA_DEFAULTS, **(args or {})}
     raise SearchSpaceError(f"{path}: scheduler: {value!r} is not allowed; expected fifo, asha, promotion or "
                            f"{{asha|promotion: {{grace_period: 2, reduction_factor: 3}}}}")
@@ -419,11 +425,12 @@ def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
     return space
 
 
-def search_algorithm(search: Search, seed: int | None):
+def search_algorithm(search: Search, seed: int | None, first_rung: int | None = None):
     """Optuna for `search: optuna`; for random search a seeded variant generator when a seed is given.
 
     Ray's default generator (used when this returns None) draws random samples unseeded, so two
     runs with the same --seed would try different settings, e.g. FIFO and ASHA in a comparison.
+    `first_rung`: the epoch whose results Optuna learns from (see OrderedOptunaSearch); None: the last.
     """
     if search.algorithm == "random" and seed is not None:
         from ray.tune.search import BasicVariantGenerator
@@ -431,30 +438,36 @@ def search_algorithm(search: Search, seed: int | None):
         return BasicVariantGenerator(random_state=seed)
     if search.algorithm != "optuna":
         return None  # Ray's default variant generator handles the grid (and unseeded random search)
-    from tune_lab.schedulers import RungOptunaSearch  # OptunaSearch that tells Optuna a stopped trial was pruned
+    from tune_lab.schedulers import OrderedOptunaSearch  # suggestions that do not depend on timing
 
-    return RungOptunaSearch(seed=seed, max_t=search.max_epochs())
+    return OrderedOptunaSearch(seed=seed, first_rung=first_rung or search.max_epochs())
 
 
 def scheduler(search: Search, name: str | None = None, *, slots: int | None = None, state_file: str | None = None,
               trials: int | None = None):
-    """Ray's FIFO or (stopping) ASHA, or tune-lab's promotion ASHA (`slots`, `trials`: see PromotionASHA;
-    `state_file`: where either ASHA keeps its decisions for `tune-lab resume`)."""
+    """Ray's FIFO, or tune-lab's stopping or promotion ASHA (`slots`, `trials`, `state_file`: see
+    tune_lab.schedulers.RungScheduler)."""
     from ray.tune.schedulers import FIFOScheduler
 
-    if (name or search.scheduler) == "fifo":
+    kind = name or search.scheduler
+    if kind == "fifo":
         return FIFOScheduler()
-    args = search.scheduler_args or ASHA_DEFAULTS
+    from tune_lab.schedulers import PromotionASHA, StoppingASHA
+
+    args = {**ASHA_DEFAULTS, **(search.scheduler_args or {})}
     max_t = search.max_epochs()
-    if (name or search.scheduler) == "promotion":
-        from tune_lab.schedulers import PromotionASHA
+    made = PromotionASHA if kind == "promotion" else StoppingASHA
+    return made(max_t=max_t, grace_period=min(args["grace_period"], max_t), reduction_factor=args["reduction_factor"],
+                finalists=args.get("finalists", FINALISTS), slots=slots, state_file=state_file,
+                trials=trials if kind == "promotion" else None)
 
-        return PromotionASHA(max_t=max_t, grace_period=min(args["grace_period"], max_t),
-                             reduction_factor=args["reduction_factor"], slots=slots, state_file=state_file,
-                             trials=trials)
-    from tune_lab.schedulers import ResumableASHA
 
-    return ResumableASHA(  # Ray's ASHA, its decisions kept in `state_file` for a resume
-        time_attr="training_iteration", max_t=max_t,
-        grace_period=min(args["grace_period"], max_t), reduction_factor=args["reduction_factor"], state_file=state_file,
-    )
+def rungs(search: Search, name: str | None = None) -> list[int]:
+    """The epochs at which the search's scheduler judges its trials (none for FIFO)."""
+    from tune_lab.schedulers import rung_epochs
+
+    if (name or search.scheduler) not in ("asha", "promotion"):
+        return []
+    args = {**ASHA_DEFAULTS, **(search.scheduler_args or {})}
+    max_t = search.max_epochs()
+    return rung_epochs(min(args["grace_period"], max_t), args["reduction_factor"], max_t)
