@@ -381,7 +381,7 @@ def test_report_md_and_html_show_the_same_tables_of_a_sweep_search(tmp_path):
     tables = md_table_cells(md)
     assert tables == html_table_cells(page)
     assert [len(t) for t in tables] == [1 + len(sweep_rows), 1 + len(trial_rows)] == [1 + 5, 1 + 4]
-    assert tables[0][1] == ["epochs", "10", "87.96", "89"] and tables[0][2][-1] == "89.12"
+    assert tables[0][1] == ["epochs", "10", "87.96", "89.00"] and tables[0][2][-1] == "89.12"
     assert notes and all(note in md and f"<p>{note}</p>".replace("'", "&#39;") in page for note in notes)
 
 
