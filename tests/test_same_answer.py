@@ -11,6 +11,9 @@ import random
 import pytest
 from ray.tune.experiment import Trial
 
+import tests.flaky_lab  # noqa: F401  (registers the "flaky" lab: lab 1 whose trial of one lr can dawdle)
+from tests.conftest import run_search
+
 from tune_lab.schedulers import PromotionASHA, StoppingASHA
 
 MAX_T = 12
@@ -112,3 +115,33 @@ def test_promotion_trains_its_finalists_to_the_end_whatever_the_slots():
     for slots in (1, 2, 3):
         outcome, made = _outcome(PromotionASHA, curves, slots, slots)
         assert sum(epochs == MAX_T for epochs, _ in outcome.values()) == made.finalists == 2
+
+
+STOPPING = """
+description: stopping ASHA at epochs 1, 2 and 4, a weak first trial and a strong second
+lab: flaky
+fixed: {epochs: 6, batch_size: 64, optimizer: sgd, momentum: 0.9}
+params:
+  lr: {grid: [0.0003, 0.05, 0.01, 0.001]}
+search: grid
+scheduler: {asha: {grace_period: 1, reduction_factor: 2}}
+"""
+
+
+def test_a_real_search_gives_the_same_table_on_one_slot_two_and_with_its_first_trial_slowed(ray_session, tiny_mnist,
+                                                                                              tmp_path):
+    """The weak first trial, slowed so that the strong second reaches every rung first: Ray's ASHA let the second
+    pass rung 1 with nobody to compare with and then stopped the first against it; judged in trial order, the first
+    passes (nobody before it) on any timing. Statuses, epochs run and every metric's history are compared."""
+    def table(experiment, *options):
+        summary = run_search("flaky", STOPPING, tiny_mnist, tmp_path / "results", experiment, "--seed", "1", *options,
+                             search="stopping")
+        return {t["trial_id"][-5:]: (t["status"], t["epochs_run"], t["best_epoch"],
+                                     {k: t["history"][k] for k in ("train_loss", "val_acc", "test_acc")})
+                for t in summary["trials"]}
+
+    one = table("one-slot", "--max-concurrent", "1")
+    assert {status for status, *_ in one.values()} == {"completed", "stopped early"}
+    assert one == table("two-slots", "--max-concurrent", "2")
+    slowed = table("slowed", "--max-concurrent", "2", "--set", "slow_lr=0.0003", "slow_s=1.5")
+    assert slowed == one
