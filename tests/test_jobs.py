@@ -81,7 +81,7 @@ def job_status(url: str, capsys, job: str) -> str:
     assert main(["jobs", "--address", url]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(job)]
     assert len(rows) == 1, rows
-    return rows[0][3]
+    return rows[0][4]  # job owner lab search STATUS start duration
 
 
 def submitted_id(out: str) -> str:
@@ -157,6 +157,19 @@ def test_the_kuberay_rayjob_runs_tune_lab_as_tune_lab_expects():
     assert head["rayStartParams"]["num-gpus"] == "0" and "serviceType" not in head  # no public dashboard
     head_env = {e["name"]: e for e in head["template"]["spec"]["containers"][0]["env"]}
     assert {"MLFLOW_TRACKING_URI", "TUNE_LAB_HOME"} <= set(head_env)
+    from tune_lab.capacity import JOB_CAP_ENV
+
+    assert int(head_env[JOB_CAP_ENV]["value"]) >= 1  # the admin's per-job cap, where the drivers run
+    # ... and the server it names is k8s/mlflow.yaml's, on PostgreSQL from a Secret
+    deployment, service = yaml.safe_load_all((Path(__file__).parent.parent / "k8s" / "mlflow.yaml").read_text())
+    meta = service["metadata"]
+    assert head_env["MLFLOW_TRACKING_URI"]["value"] == f"http://{meta['name']}.{meta['namespace']}.svc.cluster.local:5000"
+    assert service["spec"]["type"] == "ClusterIP"  # no public UI
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = server["command"]
+    assert command[:2] == ["mlflow", "server"] and command[command.index("--backend-store-uri") + 1] == "$(MLFLOW_DB_URI)"
+    db = {e["name"]: e for e in server["env"]}["MLFLOW_DB_URI"]
+    assert "secretKeyRef" in db["valueFrom"] and "postgresql" in (Path(__file__).parent.parent / "k8s" / "mlflow.yaml").read_text()
     workers = cluster["workerGroupSpecs"]
     assert any("nvidia.com/gpu" in w["template"]["spec"]["containers"][0]["resources"]["limits"] for w in workers)
     pods = [head["template"], *(w["template"] for w in workers), spec["submitterPodTemplate"]]

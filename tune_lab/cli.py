@@ -337,7 +337,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from tune_lab import jobs
 
     rows = [dataclasses.astuple(row) for row in jobs.tune_lab_jobs(jobs.connect(args.address))]
-    print(tabulate(rows, headers=["job", "lab", "search", "status", "start", "duration"]) if rows else "no tune-lab jobs")
+    print(tabulate(rows, headers=list(jobs.JOB_COLUMNS)) if rows else "no tune-lab jobs")
     return 0
 
 

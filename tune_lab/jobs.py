@@ -33,6 +33,8 @@ TOKEN_FILE = Path("~/.ray/auth_token")
 # A search queues one trial at a time for resources: with Tune's default queue, the first search
 # submitted took every CPU that came free until its last trial had started, and the second waited.
 SHARED_CLUSTER_ENV = {"TUNE_MAX_PENDING_TRIALS_PG": "1"}
+OWNER_ENV = "TUNE_LAB_OWNER"  # whose search: the job's metadata, and its MLflow runs' mlflow.user (tune_lab.tracking)
+JOB_COLUMNS = ("job", "owner", "lab", "search", "status", "start", "duration")  # `tune-lab jobs`, a JobRow each
 EXIT_STOPPED = 130
 
 
@@ -132,6 +134,14 @@ def entrypoint(lab: str, search_arg: str, options: list[str], labs: list[str] | 
     return " ".join(shlex.quote(w) for w in words) + " " + " ".join(storage + ["--address", "auto"])
 
 
+def owner() -> str:
+    """Who submits: $TUNE_LAB_OWNER (a class's student name, when the laptop's login is not it), else the
+    login. Every job on a shared head runs as the head's one user, so whose it is travels with the job."""
+    import getpass
+
+    return (os.environ.get(OWNER_ENV) or "").strip() or getpass.getuser()
+
+
 def submit(address: str | None, lab: str, search_arg: str, options: list[str],
            experiment: str | None = None) -> tuple[Any, str]:
     """Submit the search; (client, job id). The job id names the lab, the search and whose it is (`new_job_id`)."""
@@ -140,14 +150,14 @@ def submit(address: str | None, lab: str, search_arg: str, options: list[str],
     with tempfile.TemporaryDirectory(prefix="tune-lab-job-") as folder:
         staged = stage(search_arg, lab, Path(folder))
         labs = stage_labs(lab, Path(folder))
-        attempts, waited_since = 0, None
+        attempts, waited_since, who = 0, None, owner()
         while True:
             attempts += 1
             job_id = new_job_id(lab, name, experiment)
             try:
                 client.submit_job(entrypoint=entrypoint(lab, staged, options, labs), submission_id=job_id,
-                                  runtime_env={"working_dir": folder, "env_vars": SHARED_CLUSTER_ENV},
-                                  metadata={"tune_lab": "1", "lab": lab, "search": name})
+                                  runtime_env={"working_dir": folder, "env_vars": {**SHARED_CLUSTER_ENV, OWNER_ENV: who}},
+                                  metadata={"tune_lab": "1", "lab": lab, "search": name, "owner": who})
                 return client, job_id
             except RuntimeError as exc:  # the job API's refusals, a Ray traceback each: one line here
                 if "already exists" in str(exc) and attempts < SUBMIT_ATTEMPTS:
@@ -173,11 +183,10 @@ AGENT_WAIT_S, AGENT_RETRY_S = 60, 2  # "No available agent to submit job": a hea
 def new_job_id(lab: str, search: str, experiment: str | None) -> str:
     """Unique without asking the cluster (a class submits the same search in the same second: 32 random bits
     make two of 100 such ids alike about once in a million classes, and `submit` then takes another), and
-    still readable: the lab, the search, whose (the experiment's name, else the local user) and when."""
-    import getpass
+    still readable: the lab, the search, whose (the experiment's name, else the owner) and when."""
     import secrets
 
-    who = "".join(c if c.isalnum() or c in "-_" else "_" for c in (experiment or getpass.getuser()))
+    who = "".join(c if c.isalnum() or c in "-_" else "_" for c in (experiment or owner()))
     return f"tune-lab-{lab}-{search}-{who}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
@@ -189,6 +198,7 @@ def _last_line(exc: BaseException) -> str:
 @dataclass
 class JobRow:
     id: str
+    owner: str
     lab: str
     search: str
     status: str
@@ -206,7 +216,7 @@ def tune_lab_jobs(client: Any) -> list[JobRow]:
             continue
         start = datetime.datetime.fromtimestamp(job.start_time / 1000) if job.start_time else None
         seconds = ((job.end_time or now_ms) - job.start_time) / 1000 if job.start_time else 0
-        rows.append(JobRow(job.submission_id, meta.get("lab", ""), meta.get("search", ""), str(job.status.value),
+        rows.append(JobRow(job.submission_id, meta.get("owner", ""), meta.get("lab", ""), meta.get("search", ""), str(job.status.value),
                            f"{start:%Y-%m-%d %H:%M:%S}" if start else "", f"{seconds:.0f} s"))
     return rows
 

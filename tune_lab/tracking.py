@@ -8,9 +8,13 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
+import re
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ray.tune import Callback
 
@@ -87,11 +91,16 @@ class TrialRuns(Callback):
         self.runs: dict[str, str] = {}  # trial id -> its run
         self.logged_to: dict[str, int] = {}  # trial id -> the last epoch its run has
         self.logged: dict[str, dict[int, dict[str, float]]] = {}  # trial -> epoch -> metric -> value, while it reruns
+        self.outage = Outage(uri, parent_run_id)
+        if resumed:  # epochs an earlier driver kept while the server was away, sent before any trial reruns
+            self.outage.send_spooled(self._send)
+
 
     def client(self) -> Any:
+        """The tracking client, patient while a tracking server is away (Outage.patient)."""
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=self.uri)
+        return self.outage.patient(MlflowClient(tracking_uri=self.uri))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A new run, or a resumed trial's own: found by its trial id among the parent's children."""
@@ -104,6 +113,7 @@ class TrialRuns(Callback):
                 client.update_run(found[0].info.run_id, status="RUNNING")
             tags = {"mlflow.parentRunId": self.parent_run_id, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id,
                     OUTCOME_TAG: "running"}
+            tags.update(owner_tags())  # whose search (tune-lab submit): the UI and search_runs filter on it
             run = found[0] if found else client.create_run(self.experiment_id, run_name=self.run_name(trial), tags=tags)
             self.runs[trial.trial_id] = run.info.run_id
             if found:  # a resumed search: the epochs its run has (a metric's latest value is at its last step)
@@ -136,22 +146,48 @@ class TrialRuns(Callback):
                                   f"and tags.`{TRIAL_ID_TAG}` = '{trial.trial_id}'", max_results=1)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        from mlflow.entities import Metric
-
+        """The epoch's metrics, queued in order and sent at once where the server answers; while it is
+        away they wait in `pending` (Outage) and go out, in order, when it answers again."""
         step, now = result.get("training_iteration", iteration), int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, step) for key, value in result.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)]
-        client, run_id = self.client(), self.runs[trial.trial_id]
-        if step <= self.logged_to.get(trial.trial_id, 0):  # an epoch run again
-            if trial.trial_id not in self.logged:
-                self.logged[trial.trial_id] = self._history(client, run_id)
-            before = self.logged[trial.trial_id].get(step, {})
+        metrics = {key: float(value) for key, value in result.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        rerun = step <= self.logged_to.get(trial.trial_id, 0)  # an epoch run again: compared when sent
+        if not rerun:
+            self.logged_to[trial.trial_id] = step
+        self.outage.pending.append(Epoch(trial.trial_id, self.runs[trial.trial_id], step, now, metrics, rerun))
+        self.flush(wait=False)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        """While the server is away, try again every few seconds even when no trial reports."""
+        if self.outage.pending and self.outage.due():
+            self.flush(wait=False)
+
+    def flush(self, wait: bool, trial_id: str | None = None) -> None:
+        """Send the kept epochs, oldest first (all, or up to `trial_id`'s last); with `wait`, until
+        they are sent or the outage limit passes (the search then stops, Outage.give_up)."""
+        self.outage.flush(self._send, wait, trial_id)
+
+    def _send(self, epoch: "Epoch", retried: bool) -> None:
+        """One epoch to its run, exactly once: a rerun epoch without the values its run already has
+        (see the class docstring); a retried one without what an earlier try may have written."""
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.uri)
+        metrics = [Metric(key, value, epoch.timestamp, epoch.step) for key, value in epoch.metrics.items()]
+        if epoch.rerun:
+            if epoch.trial_id not in self.logged:
+                self.logged[epoch.trial_id] = self._history(client, epoch.run_id)
+            before = self.logged[epoch.trial_id].get(epoch.step, {})
             metrics = [m for m in metrics if before.get(m.key) != m.value]
         else:
-            self.logged.pop(trial.trial_id, None)
-            self.logged_to[trial.trial_id] = step
+            self.logged.pop(epoch.trial_id, None)
+        if retried and metrics:  # a try that timed out may have reached the server: its points carry our timestamp
+            there = {(p.key, p.step, p.timestamp) for key in {m.key for m in metrics}
+                     for p in client.get_metric_history(epoch.run_id, key)}
+            metrics = [m for m in metrics if (m.key, m.step, m.timestamp) not in there]
         if metrics:
-            client.log_batch(run_id, metrics=metrics)
+            client.log_batch(epoch.run_id, metrics=metrics)
 
     @staticmethod
     def _history(client: Any, run_id: str) -> dict[int, dict[str, float]]:
@@ -163,9 +199,11 @@ class TrialRuns(Callback):
         return history
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.flush(wait=True, trial_id=trial.trial_id)  # its run is closed with every epoch in it
         self.end(trial, failed=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.flush(wait=True, trial_id=trial.trial_id)
         self.end(trial, failed=True)
 
     def end(self, trial: Any, failed: bool) -> None:
@@ -197,6 +235,230 @@ def outcome(failed: bool, ran: int, planned: Any) -> str:
     if status == "stopped early":
         return f"stopped early at epoch {ran} of {planned}"
     return f"completed ({ran} epochs)"
+
+
+def log_percentages(client: Any, run_id: str) -> None:
+    """Each accuracy's history again as `<name>_pct`, in percent, the unit every report shows it in.
+
+    design.md keeps accuracies as fractions in data (`val_acc` 0.9844); the reports say 98.44 %. The
+    unit in the name lets a student read the runs table against a report without converting; the
+    fraction stays for code that reads it. Copied when the trial ends, in one batch.
+    """
+    from mlflow.entities import Metric
+
+    from reports.units import is_percent
+
+    run = client.get_run(run_id)
+    copies = [Metric(f"{key}_pct", 100 * p.value, p.timestamp, p.step)
+              for key in run.data.metrics if is_percent(key) and "/" not in key and f"{key}_pct" not in run.data.metrics
+              for p in client.get_metric_history(run_id, key)]
+    if copies:
+        client.log_batch(run_id, metrics=copies)
+
+
+# MLflow's UI shows a run's name, date and duration by default, no param, metric or tag. A shared view
+# (an experiment tag its UI reads for `?viewStateShareKey=KEY`) can name the columns a student needs.
+VIEW_TAG = "mlflow.sharedViewState."
+
+
+def view_key(experiment: str) -> str:
+    return "tune-lab-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in experiment)
+
+
+def runs_view(header: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
+    """The runs table of one search: its trial runs (under their parent), with the searched parameters,
+    each trial's outcome, its epochs and the searched metric on validation and test, in the reports' unit."""
+    from reports.units import is_percent
+
+    metric = header["metric"]
+    shown = [m for m in (metric, metric.replace("val_", "test_", 1)) if m in header.get("metrics", [])]
+    metrics = [f"{m}_pct" if is_percent(m) else m for m in shown]
+    return {"searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            "selectedColumns": [*(f"params.`{k}`" for k in header.get("varied", [])), f"tags.`{OUTCOME_TAG}`",
+                                "metrics.`training_iteration`", *(f"metrics.`{m}`" for m in metrics)]}
+
+
+def _spec(tags: dict[str, str]) -> dict[str, Any]:
+    """The search's header stored on its parent run (reports.source.SPEC_TAG); {} where there is none."""
+    from reports.source import SPEC_TAG
+
+    try:
+        return json.loads(tags.get(SPEC_TAG) or "{}")
+    except ValueError:
+        return {}
+
+
+def owner_tags() -> dict[str, str]:
+    """Whose search this is, where `tune-lab submit` said ($TUNE_LAB_OWNER in the job's environment): on a
+    class's shared server every driver runs as the head's one user, and MLflow's client sets no user of its
+    own. `mlflow.user` is the UI's User column; `tags.mlflow.user = 'NAME'` filters a student's runs."""
+    who = (os.environ.get("TUNE_LAB_OWNER") or "").strip()
+    return {"mlflow.user": who, "tune_lab.owner": who} if who else {}
+
+
+# How long a tracking server may be away before the search stops (one line; `tune-lab resume` goes on).
+OUTAGE_LIMIT_ENV, OUTAGE_LIMIT_S = "TUNE_LAB_MLFLOW_OUTAGE_S", 600.0
+RETRY_EVERY_S = 3.0
+EXIT_OUTAGE = 130  # as an interrupted search: resumable
+# A server that is not there (refused, reset, timed out, a proxy's 502-504), not one that refused the request.
+_UNREACHABLE = re.compile(r"Failed to establish a new connection|Connection refused|Connection aborted|"
+                          r"Connection reset|RemoteDisconnected|timed out|Max retries exceeded|"
+                          r"error code 50[234]|Bad Gateway|Service Unavailable|Gateway Time", re.I)
+
+
+def unreachable(exc: BaseException, uri: str) -> bool:
+    """Whether `exc` says that the tracking server at `uri` did not answer (an embedded store never blinks)."""
+    return uri.startswith(("http://", "https://")) and bool(_UNREACHABLE.search(str(exc)))
+
+
+@contextlib.contextmanager
+def fail_fast() -> Iterator[None]:
+    """One try per request: MLflow's own client retries a refused connection with back-off for about two
+    minutes and a POST that timed out as well (a second copy of its metrics); Outage retries instead,
+    without stalling Tune's loop, and checks what a timed-out try may have written."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class Epoch:
+    """One reported epoch of one trial, kept until its run has it."""
+
+    trial_id: str
+    run_id: str
+    step: int
+    timestamp: int  # ms; the same on every try, so that a retry can tell what the server already has
+    metrics: dict[str, float]
+    rerun: bool  # an epoch the run may already have (a trial resumed from an older checkpoint)
+
+
+class Outage:
+    """The driver's side of a tracking server that blinks: epochs kept in order while it is away
+    (one line on stderr when it goes, one when it is back), calls that need an answer (a trial's
+    new run, its end) retried until it answers, and, past the limit ($TUNE_LAB_MLFLOW_OUTAGE_S,
+    600 s), the search stopped in one line with the kept epochs spooled to a file that the
+    `tune-lab resume` of this search sends first: never a lost epoch, never one sent twice."""
+
+    def __init__(self, uri: str, parent_run_id: str) -> None:
+        self.uri, self.parent_run_id = uri, parent_run_id
+        self.pending: list[Epoch] = []
+        self.away_since: float | None = None
+        self.last_try = 0.0
+        self.limit = float(os.environ.get(OUTAGE_LIMIT_ENV) or OUTAGE_LIMIT_S)
+        self.retried: set[int] = set()  # id() of kept epochs whose send failed once
+        self.caught_up = 0  # epochs sent since the server came back
+
+    def spool(self) -> Path:
+        """Where a stopped search's kept epochs wait for its resume (the driver's machine: the head)."""
+        cache = Path(os.environ.get("TUNE_LAB_CACHE") or Path.home() / ".cache" / "tune-lab")
+        return cache / "mlflow-spool" / f"{self.parent_run_id}.json"
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_try >= RETRY_EVERY_S
+
+    def flush(self, send: Callable[[Epoch, bool], None], wait: bool, trial_id: str | None = None) -> None:
+        last = max((i for i, e in enumerate(self.pending) if e.trial_id == trial_id), default=-1) \
+            if trial_id is not None else len(self.pending) - 1
+        while last >= 0:
+            epoch = self.pending[0]
+            self.last_try = time.monotonic()
+            try:
+                with fail_fast():
+                    send(epoch, id(epoch) in self.retried)
+            except Exception as exc:  # noqa: BLE001  only a server that is away is kept for later
+                if not unreachable(exc, self.uri):
+                    raise
+                self.retried.add(id(epoch))
+                self.away(exc)
+                if not wait:
+                    return
+                time.sleep(RETRY_EVERY_S)
+                continue
+            self.retried.discard(id(epoch))
+            self.pending.pop(0)
+            self.caught_up += self.away_since is not None
+            last -= 1
+        self.back()
+
+    def away(self, exc: BaseException) -> None:
+        """Note the server gone (one line, once), or stop the search once the limit has passed."""
+        now = time.monotonic()
+        if self.away_since is None:
+            self.away_since = now
+            print(f"tune-lab: MLflow at {self.uri} is not answering; keeping each epoch's metrics here and sending "
+                  f"them when it answers (the search stops after {self.limit:g} s without it)", file=sys.stderr, flush=True)
+        elif now - self.away_since > self.limit:
+            self.give_up()
+
+    def back(self) -> None:
+        if self.away_since is not None and not self.pending:
+            print(f"tune-lab: MLflow at {self.uri} answers again after {time.monotonic() - self.away_since:.0f} s; "
+                  f"the {self.caught_up} epoch(s) kept meanwhile are sent", file=sys.stderr, flush=True)
+            self.away_since, self.caught_up = None, 0
+
+    def give_up(self) -> None:
+        """Past the limit: the kept epochs to the spool, one line, and the driver ends at once, as a killed one
+        does (the search's own copy of its state makes it resumable; Ray's local processes share its fate)."""
+        path = self.spool()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps([e.__dict__ for e in self.pending]))
+        os.replace(partial, path)
+        print(f"tune-lab: MLflow at {self.uri} has not answered for {self.limit:g} s: search stopped, "
+              f"{len(self.pending)} epoch(s) kept in {path}; once the server is back: tune-lab resume EXPERIMENT",
+              file=sys.stderr, flush=True)
+        os._exit(EXIT_OUTAGE)
+
+    def send_spooled(self, send: Callable[[Epoch, bool], None]) -> None:
+        """A resumed search: the epochs its stopped driver kept, before anything else, then the spool gone."""
+        path = self.spool()
+        if not path.is_file():
+            return
+        self.pending[:0] = [Epoch(**e) for e in json.loads(path.read_text())]
+        self.retried.update(id(e) for e in self.pending)  # some may have reached the server before it went
+        self.flush(send, wait=True)
+        path.unlink()
+
+    def patient(self, client: Any) -> Any:
+        """`client`, whose calls wait for an away server (retried every few seconds, to the limit)."""
+        return _Patient(client, self)
+
+
+class _Patient:
+    """An MlflowClient whose calls are retried while its server is away (Outage). Used for the calls
+    that must be answered before Tune goes on: a trial's run made, its params, its end."""
+
+    def __init__(self, client: Any, outage: Outage) -> None:
+        self._client, self._outage = client, outage
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            while True:
+                try:
+                    with fail_fast():
+                        result = method(*args, **kwargs)
+                except Exception as exc:  # noqa: BLE001
+                    if not unreachable(exc, self._outage.uri):
+                        raise
+                    self._outage.away(exc)
+                    time.sleep(RETRY_EVERY_S)
+                    continue
+                self._outage.back()
+                return result
+        return call
 
 
 def log_percentages(client: Any, run_id: str) -> None:
@@ -322,7 +584,7 @@ class SearchRun:
         self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
         if tags.get("tune_lab.reproduce"):  # a reproduce's section: 'reproduce-lab3-quick-TIME/cell', not 'cell' again
             run_name = f"{tags['tune_lab.reproduce']}/{run_name}"
-        self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={**owner_tags(), **tags}).info.run_id
         self.header = _spec(tags)
         self.resumed = False
         if self.header:
