@@ -200,9 +200,6 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     from tune_lab.capacity import job_cap
 
     opts = dataclasses.replace(opts, max_concurrent=job_cap(opts.max_concurrent))  # a shared cluster's per-job cap
-    from tune_lab.capacity import job_cap
-
-    opts = dataclasses.replace(opts, max_concurrent=job_cap(opts.max_concurrent))  # a shared cluster's per-job cap
     folder = paths.experiment_dir(root, experiment)
     if "://" in root and not resume:  # a remote results root needs a tracking server: said before anything starts
         paths.tracking_uri(opts.tracking_uri, root)

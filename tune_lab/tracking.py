@@ -95,7 +95,6 @@ class TrialRuns(Callback):
         if resumed:  # epochs an earlier driver kept while the server was away, sent before any trial reruns
             self.outage.send_spooled(self._send)
 
-
     def client(self) -> Any:
         """The tracking client, patient while a tracking server is away (Outage.patient)."""
         from mlflow.tracking import MlflowClient
@@ -235,57 +234,6 @@ def outcome(failed: bool, ran: int, planned: Any) -> str:
     if status == "stopped early":
         return f"stopped early at epoch {ran} of {planned}"
     return f"completed ({ran} epochs)"
-
-
-def log_percentages(client: Any, run_id: str) -> None:
-    """Each accuracy's history again as `<name>_pct`, in percent, the unit every report shows it in.
-
-    design.md keeps accuracies as fractions in data (`val_acc` 0.9844); the reports say 98.44 %. The
-    unit in the name lets a student read the runs table against a report without converting; the
-    fraction stays for code that reads it. Copied when the trial ends, in one batch.
-    """
-    from mlflow.entities import Metric
-
-    from reports.units import is_percent
-
-    run = client.get_run(run_id)
-    copies = [Metric(f"{key}_pct", 100 * p.value, p.timestamp, p.step)
-              for key in run.data.metrics if is_percent(key) and "/" not in key and f"{key}_pct" not in run.data.metrics
-              for p in client.get_metric_history(run_id, key)]
-    if copies:
-        client.log_batch(run_id, metrics=copies)
-
-
-# MLflow's UI shows a run's name, date and duration by default, no param, metric or tag. A shared view
-# (an experiment tag its UI reads for `?viewStateShareKey=KEY`) can name the columns a student needs.
-VIEW_TAG = "mlflow.sharedViewState."
-
-
-def view_key(experiment: str) -> str:
-    return "tune-lab-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in experiment)
-
-
-def runs_view(header: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
-    """The runs table of one search: its trial runs (under their parent), with the searched parameters,
-    each trial's outcome, its epochs and the searched metric on validation and test, in the reports' unit."""
-    from reports.units import is_percent
-
-    metric = header["metric"]
-    shown = [m for m in (metric, metric.replace("val_", "test_", 1)) if m in header.get("metrics", [])]
-    metrics = [f"{m}_pct" if is_percent(m) else m for m in shown]
-    return {"searchFilter": f"tags.mlflow.parentRunId = '{parent_run_id}'",
-            "selectedColumns": [*(f"params.`{k}`" for k in header.get("varied", [])), f"tags.`{OUTCOME_TAG}`",
-                                "metrics.`training_iteration`", *(f"metrics.`{m}`" for m in metrics)]}
-
-
-def _spec(tags: dict[str, str]) -> dict[str, Any]:
-    """The search's header stored on its parent run (reports.source.SPEC_TAG); {} where there is none."""
-    from reports.source import SPEC_TAG
-
-    try:
-        return json.loads(tags.get(SPEC_TAG) or "{}")
-    except ValueError:
-        return {}
 
 
 def owner_tags() -> dict[str, str]:
@@ -595,7 +543,6 @@ class SearchRun:
     def view_url(self, ui: str = "http://127.0.0.1:5000") -> str:
         """The runs page of this search with its columns shown (`tune-lab ui` serves it at `ui`)."""
         return f"{ui}/#/experiments/{self.experiment_id}/runs?viewStateShareKey={view_key(self.header.get('experiment', ''))}"
-
 
     def run_history(self, run_id: str) -> Any:
         """A child run's history, one row per epoch, every metric it logged (reports.source.run_history)."""
