@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from reports import units  # noqa: E402
 from reports.seeds import repeated  # noqa: E402
 from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
 from trainables.plotting import epoch_axis, point_size  # noqa: E402
@@ -338,7 +339,7 @@ def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> 
             marks.add(name)
     for i, trial in enumerate(top):
         best = (trial.get("best") or {}).get(metric)
-        value = "" if best is None else f": {scale * best:.2f}" if scale == 100 else f": {best:.4g}"
+        value = "" if best is None else f": {units.text(metric, best)}"  # as the table and paragraphs write it
         label = textwrap.fill(setting_label(trial, record) + value, width=48, subsequent_indent="  ")
         _trial_curve(ax, record, trial, TOP_COLOURS[i % len(TOP_COLOURS)], label, marks, promoted_size=6)
     handles, labels = ax.get_legend_handles_labels()

@@ -72,7 +72,7 @@ def gap(metric: str, a: float, b: float) -> str:
 
 
 # Table columns that are no metric but carry a fixed precision.
-COLUMN_DECIMALS = {"wall time s": 1}
+COLUMN_DECIMALS = {"wall time s": 1, "wall_time_s": 1}
 _METRIC_WORDS = ("loss", "acc", "bleu", "fid", "elbo", "kl", "mse", "readable", "error", "real", "fake")
 
 
@@ -82,7 +82,7 @@ def column_format(column: str) -> str:
     (settings, counts, published figures' ± columns)."""
     if column in COLUMN_DECIMALS:
         return f".{COLUMN_DECIMALS[column]}f"
-    if column.endswith(" %"):
+    if column.endswith((" %", "_pct")):  # the report's 'val acc %', the Python table's val_acc_pct
         return f".{DECIMALS['acc']}f"
     token = column.split()[-1]
     if any(word in token for word in _METRIC_WORDS):

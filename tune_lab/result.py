@@ -108,11 +108,16 @@ class Result:
 
     def _repr_html_(self) -> str:
         """The notebook view: a heading, the overview table, the best trial's curves."""
+        from reports import units
+
         heading = html.escape(f"{self.experiment}: lab {self.lab}, searched on {self.metric}")
         parts = [f"<h4>{heading}</h4>"]
         if self.interrupted:
             parts.append(f"<p>Interrupted: continue with <code>tune_lab.resume({self.folder!r})</code></p>")
-        parts.append(self.overview().to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}"))
+        overview = self.overview()  # each metric with the decimals every report gives it (reports.units)
+        formatters = {c: (lambda v, c=c: "" if v != v else units.cell(c, v)) for c in overview.columns
+                      if overview[c].dtype.kind == "f"}
+        parts.append(overview.to_html(index=False, na_rep="", formatters=formatters))
         parts.append("<p><code>.table</code> has every hyperparameter and metric; <code>.curves</code> every epoch.</p>")
         best = self.best
         if best is not None:
