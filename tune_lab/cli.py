@@ -16,6 +16,7 @@ from tune_lab.usage import UsageError, check_port_free
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
 EXIT_USAGE = 2  # bad input: nothing was run
 EXIT_INTERRUPTED = 130  # Ctrl-C: what ran is kept; `tune-lab resume` continues
+EXIT_NODE_LOST = 3  # a Ray node died under the search: what ran is kept; `tune-lab resume` continues
 MAX_GENERATED = 4096  # images in one `tune-lab generate` grid
 
 
@@ -196,6 +197,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _exit_code(summary: dict[str, Any]) -> int:
+    if summary.get("node_lost"):
+        return EXIT_NODE_LOST
     if summary.get("interrupted"):
         return EXIT_INTERRUPTED
     failed = [t for t in summary["trials"] if t["status"] == "errored"]

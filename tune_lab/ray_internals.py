@@ -32,6 +32,13 @@ For each: what it is, why tune-lab needs it, and the public API that would repla
 - `optuna_study`, `optuna_trial`: `OptunaSearch._ot_study` and `_ot_trials`, the study and the asked
   Optuna trials behind Ray's searcher; `OrderedOptunaSearch` tells the study itself, in trial order.
   Public: an OptunaSearch hook to tell a trial's outcome.
+- `raylet_exit`: `ray._private.worker._global_node.all_processes["raylet"]`, the raylet process of a Ray
+  this driver started, and its logs folder: a node that died under a search is told apart from trials
+  that failed (its trials' actors only say "unavailable"). Public: `ray.nodes()` says so too, but
+  only after GCS's health checks give up on the node (~15-30 s later).
+- `drop_state_dumps`: `ray._private.worker.print_worker_logs`, which prints the lines Ray forwards
+  to the driver; when a raylet dies, the tail of its log arrives there, ~40 `[state-dump]` lines,
+  which tune-lab's one line about the dead node replaces. Public: a filter for forwarded logs.
 - `quiet_default_auth_notice`: the logger of `ray._private.authentication.authentication_token_setup`,
   raised to ERROR while a driver starts its own local Ray. Ray then turns on token authentication
   as it always does, without its WARNING line saying so: that line came before the one line of any
@@ -107,6 +114,38 @@ def search_algorithm(tune_controller: Any) -> Any:
 
 def stop_trial(tune_controller: Any, trial: Any) -> None:
     tune_controller.stop_trial(trial)
+
+
+def raylet_exit() -> tuple[int, str] | None:
+    """The exit code of the raylet of the Ray this driver started, and its log file, once it has exited."""
+    import ray._private.worker as worker
+
+    node = getattr(worker, "_global_node", None)
+    processes = (node.all_processes.get("raylet") or []) if node is not None else []
+    if not processes:
+        return None
+    code = processes[0].process.poll()
+    return None if code is None else (code, f"{node.get_logs_dir_path()}/raylet.out")
+
+
+def drop_state_dumps() -> None:
+    """From now on in this driver (Ray publishes a dead raylet's log tail whenever its watcher notices, which
+    can be after the search's trials have ended)."""
+    import ray._private.worker as worker
+
+    printing = worker.print_worker_logs
+    if getattr(printing, "drops_state_dumps", False):
+        return
+
+    def filtered(data: dict, print_file: Any, ignore_prefix: bool = False) -> None:
+        if data.get("pid") == "raylet":
+            data = {**data, "lines": [line for line in data.get("lines", []) if "[state-dump]" not in line]}
+            if not data["lines"]:
+                return
+        printing(data, print_file, ignore_prefix)
+
+    filtered.drops_state_dumps = True  # type: ignore[attr-defined]
+    worker.print_worker_logs = filtered
 
 
 def trial_number(trial: Any) -> int | None:

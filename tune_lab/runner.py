@@ -191,6 +191,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     as they were and continues unfinished ones from their checkpoints, and the trials keep
     their MLflow runs under the same parent run.
     """
+    from tune_lab import ray_internals
     from tune_lab.ray_internals import quieted, require_tested_ray, set_callbacks
 
     require_tested_ray()  # before Ray is imported: one line on a Ray tune-lab was not tested with
@@ -226,7 +227,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         from tune_lab.driver_state import DriverStateKeeper
         from tune_lab.placement import PlacementCallback, add_placement
         from tune_lab.report import log_to_mlflow, run_header, write_report
-        from tune_lab.results import summarise, write_json
+        from tune_lab.results import read_json, summarise, write_json
         from tune_lab.schedulers import add_events
         from tune_lab.tensorboard import EventFiles
         from tune_lab.tracking import SearchRun
@@ -270,21 +271,30 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             # Its reading of the trials' results warns, a line each, of every trial that has none yet:
             # those still pending at the stop, which start now (issue 18's kill -9: 14 such lines).
             with quieted("ray.tune.analysis.experiment_analysis"):
-                tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True, resume_errored=False)
+                # Trials a dead node took down are errored in Ray's state: they run again; a search without one
+                # keeps its failed trials failed.
+                lost_before = bool((read_json(Path(folder) / "summary.json") or {}).get("node_lost"))
+                tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True,
+                                           resume_errored=lost_before)
             set_callbacks(tuner, callbacks, progress)
         else:
             tuner = _new_tuner(search, opts, trainable, slots, callbacks, root, experiment, progress)
             save_state(search, opts, folder, tracking)
         phases.lap("setup")  # the parent run, callbacks, the data into Ray's object store, the Tuner
+        ray_internals.drop_state_dumps()  # a dying raylet's log tail: node_loss says it in one line
         grid = tuner.fit()
         phases.lap("trials")  # Tune's whole run: trial processes started, trained, stopped
+        raylet_gone = ray_internals.raylet_exit() if started_ray else None  # before Ray is stopped below
         if started_ray:  # nothing below needs Ray: its processes stop while the summary and report are made
             stopping = threading.Thread(target=_stop_ray, name="tune-lab-stop-ray")
             stopping.start()
         unfinished = unfinished_trials(folder)
-        interrupted = bool(unfinished)
         summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished,
                             run_history=parent.run_history)  # where a killed driver lost a trial's result files
+        lost = node_loss(summary, raylet_gone)
+        interrupted = bool(unfinished) or lost is not None
+        if lost:  # not the trials' fault: what ran is kept, and `tune-lab resume` runs the lost trials again
+            summary["node_lost"] = lost
         add_placement(summary, placement.records())
         add_events(summary, folder, parent.client)  # promotion ASHA: where each trial was paused, promoted or stopped
         phases.lap("summary")
@@ -311,8 +321,12 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         elif started_ray:
             _stop_ray()
     if interrupted:
-        print(f"\ntune-lab: interrupted with {len(unfinished)} trial(s) unfinished (and any not yet started); "
-              f"nothing is lost. Continue with:\n  tune-lab resume {folder}", file=sys.stderr)
+        if summary.get("node_lost"):
+            print(f"\ntune-lab: {summary['node_lost']}; what ran is kept. Continue with: tune-lab resume {folder}",
+                  file=sys.stderr)
+        else:
+            print(f"\ntune-lab: interrupted with {len(unfinished)} trial(s) unfinished (and any not yet started); "
+                  f"nothing is lost. Continue with:\n  tune-lab resume {folder}", file=sys.stderr)
         summary["interrupted"] = True
         return summary
     print(f"\n{search.description or search.name} ({data.name}, best epoch of each trial by {search.metric})")
@@ -325,6 +339,25 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     if pruned_line:
         print(pruned_line)
     return summary
+
+
+# What a trial's error says when the process under it went with its node (Ray's words for a lost actor).
+NODE_LOSS_ERRORS = ("ActorUnavailableError", "ActorDiedError", "NodeDiedError", "RayletError", "node died")
+
+
+def node_loss(summary: dict[str, Any], raylet_gone: tuple[int, str] | None) -> str | None:
+    """One line naming a Ray node that died under the search, or None: this machine's raylet exited (a Ray
+    this driver started), or trials failed with the errors of a lost node (a joined cluster)."""
+    lost = [t for t in summary["trials"] if t["status"] == "errored"
+            and any(word in str(t.get("error")) for word in NODE_LOSS_ERRORS)]
+    if raylet_gone is not None:
+        code, log = raylet_gone
+        return (f"this machine's Ray node died under the search (its raylet exited with code {code}; "
+                f"{len(lost)} trial(s) lost their process; Ray's log: {log})")
+    if lost:
+        return (f"a Ray node died under the search: {len(lost)} trial(s) lost their process "
+                f"({str(lost[0]['error'])[:120]}); Ray's logs: /tmp/ray/session_latest/logs on that node")
+    return None
 
 
 def _stop_ray() -> None:
