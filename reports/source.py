@@ -12,6 +12,7 @@ from reports.record import in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
 from trainables.config import per_seed_key, seed_list
 from trainables.errors import TuneLabError
+from trainables.files import is_remote
 
 SPEC_TAG = "tune_lab.search_spec"  # JSON of the search-level fields of summary.json
 STATUS_TAG = "tune_lab.status"
@@ -137,7 +138,7 @@ def load_record(target: str, results_root: str, tracking_uri: str | None = None)
     summary = json.loads(summary_path.read_text()) if summary_path else None
     tracking = (summary or {}).get("mlflow", {})
     uri = tracking_uri or tracking.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri is None and "://" not in results_root:
+    if uri is None and not is_remote(results_root):
         uri = f"sqlite:///{Path(results_root) / 'mlflow.db'}"
     problem = "no tracking URI"
     if uri:

@@ -6,6 +6,9 @@ the same cache (decoded datasets, the reference classifier) must not read each o
 copy. The new content goes to a file beside the target, named after the process and thread that
 write it, and takes the target's place in one `os.replace` (atomic on one file system). Two writers
 of one file therefore each rename a complete file of their own: the last one wins.
+
+A results root may also be a URI (s3://, gs://, file://): `is_remote` tells it from a path, for every
+module alike, and `filesystem` opens it with pyarrow, the layer Ray Tune's own storage writes with.
 """
 from __future__ import annotations
 
@@ -14,6 +17,10 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow.fs
 
 
 @contextlib.contextmanager
@@ -38,3 +45,18 @@ def write_bytes_whole(path: str | os.PathLike[str], data: bytes) -> None:
     """`path`'s new content, written whole (see `written_whole`)."""
     with written_whole(path) as partial:
         partial.write_bytes(data)
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """A URI rather than a local path: read and written through `filesystem`, never with open()."""
+    return "://" in str(path)
+
+
+def filesystem(where: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """The filesystem holding `where` and the path inside it (a local path is its own path); pyarrow
+    is imported only when asked: what Ray can write there, this can."""
+    import pyarrow.fs
+
+    if is_remote(where):
+        return pyarrow.fs.FileSystem.from_uri(where)
+    return pyarrow.fs.LocalFileSystem(), where

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from trainables.files import is_remote
+
 DEFAULT_RESULTS = "tune-lab-results"
 # In a search's folder:
 STATE_FILE = "search.json"  # what `tune-lab resume` needs, written before the first trial starts
@@ -22,7 +24,7 @@ def results_root(explicit: str | None = None) -> str:
     place; URIs (s3://, gs://, ...) pass through untouched.
     """
     chosen = explicit or os.environ.get("TUNE_LAB_HOME") or DEFAULT_RESULTS
-    if "://" in chosen:
+    if is_remote(chosen):
         return chosen
     return str(Path(chosen).expanduser().resolve())
 
@@ -33,7 +35,7 @@ def usable_root(root: str) -> str:
     Checked by making it and taking back what was made (a search that fails later, on its data say,
     writes nothing): permissions alone do not tell (root may write anywhere, but not in /proc).
     """
-    if "://" in root:
+    if is_remote(root):
         return root  # an object store: Ray's filesystem layer says what it can write
     path = Path(root)
     made = [p for p in (path, *path.parents) if not p.exists()]
@@ -59,7 +61,7 @@ def tracking_uri(explicit: str | None, root: str, make: bool = True) -> str:
     chosen = explicit or os.environ.get("MLFLOW_TRACKING_URI")
     if chosen:
         return chosen
-    if "://" in root:
+    if is_remote(root):
         from tune_lab.usage import UsageError
 
         raise UsageError(f"--storage {root} is remote: also give --tracking-uri (an MLflow server all nodes reach)")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reports.table import ranked_trials
+from trainables.files import filesystem
 
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders in a trial's folder
 
@@ -50,7 +51,7 @@ def plan(summary: dict[str, Any], keep: str | int) -> Pruning | None:
     ranked = [r for r in scored if r.get("checkpoint")]
     kept = sorted(ranked, key=lambda r: r["trial_id"] != best_id)[:count]
     wanted = {_fs_path(r["checkpoint"]) for r in kept}
-    fs, _ = _filesystem(summary["storage"])
+    fs, _ = filesystem(summary["storage"])
     doomed = []
     for row in rows:
         if row.get("path"):
@@ -62,7 +63,7 @@ def plan(summary: dict[str, Any], keep: str | int) -> Pruning | None:
 
 def apply(pruning: Pruning) -> int:
     """Delete the planned checkpoint folders; returns the bytes freed."""
-    fs, _ = _filesystem(pruning.folder)
+    fs, _ = filesystem(pruning.folder)
     freed = 0
     for path in pruning.doomed:
         try:
@@ -75,21 +76,9 @@ def apply(pruning: Pruning) -> int:
     return freed
 
 
-def _filesystem(folder: str) -> tuple[Any, str]:
-    import pyarrow.fs
-
-    if "://" in folder:
-        return pyarrow.fs.FileSystem.from_uri(folder)
-    return pyarrow.fs.LocalFileSystem(), folder
-
-
 def _fs_path(path: str) -> str:
     """A path as Ray records it (local, or inside a URI's filesystem), as pyarrow lists it."""
-    if "://" in path:
-        import pyarrow.fs
-
-        path = pyarrow.fs.FileSystem.from_uri(path)[1]
-    return path.rstrip("/")
+    return filesystem(path)[1].rstrip("/")
 
 
 def _checkpoint_folders(fs: Any, trial_dir: str) -> list[str]:

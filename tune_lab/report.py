@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.build import build_report
+from trainables.files import filesystem, is_remote
 from trainables.registry import get_lab
 
 
@@ -74,10 +75,8 @@ def _sections(report_md: str | None) -> list[str]:
 
 
 def _existing_report_md(folder: str) -> str | None:
-    if "://" in folder:
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+    if is_remote(folder):
+        fs, base = filesystem(folder)
         try:
             with fs.open_input_stream(f"{base}/report/report.md") as stream:
                 return stream.read().decode()
@@ -96,7 +95,7 @@ def write_report(record: dict[str, Any], folder: str, data_dir: str | None = Non
     For a results root at a URI (s3://, file://) the report is built in a local temporary
     folder and copied there with the filesystem layer Ray's own storage uses.
     """
-    remote = "://" in folder
+    remote = is_remote(folder)
     if not remote:
         Path(folder).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".report-", dir=None if remote else folder))
@@ -116,7 +115,7 @@ def write_report(record: dict[str, Any], folder: str, data_dir: str | None = Non
     if remote:
         import pyarrow.fs
 
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+        fs, base = filesystem(folder)
         fs.create_dir(f"{base}/report", recursive=True)
         pyarrow.fs.copy_files(str(work), f"{base}/report", destination_filesystem=fs)
         return work

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainables.files import is_remote
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -96,7 +98,7 @@ class Result:
     def report(self) -> ReportFiles | None:
         """report.html and report.md, where the search wrote them (None before a report exists)."""
         folder = Path(self.folder) / "report"
-        if "://" in self.folder or not (folder / "report.html").is_file():
+        if is_remote(self.folder) or not (folder / "report.html").is_file():
             return None
         return ReportFiles(html=folder / "report.html", md=folder / "report.md")
 
@@ -123,7 +125,7 @@ class Result:
         if best is not None:
             parts.append(html.escape(f"Best trial {best.trial_id} (epoch {best.epoch})"))
         figure = Path(self.folder) / "report" / "best_curves.png"
-        if "://" not in self.folder and figure.is_file():
+        if not is_remote(self.folder) and figure.is_file():
             data = base64.b64encode(figure.read_bytes()).decode()
             parts.append(f'<div><img alt="best trial curves" style="max-width:640px" src="data:image/png;base64,{data}"></div>')
         return "\n".join(parts)

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from reports.record import in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
 from trainables.config import effective_config
-from trainables.files import write_bytes_whole
+from trainables.files import filesystem, is_remote, write_bytes_whole
 
 
 def _error_line(error: BaseException) -> str:
@@ -83,11 +83,8 @@ def complete_summary(folder: Path) -> dict[str, Any] | None:
 def write_json(data: dict[str, Any], folder: str, name: str) -> Path | str:
     """`folder`/`name` as JSON, the folder local or at a URI (s3://, gs://, file://)."""
     text = json.dumps(data, indent=2, default=str)
-    if "://" in folder:
-        # The filesystem layer Ray Tune's own storage uses: what Ray can write, this can.
-        import pyarrow.fs
-
-        fs, base = pyarrow.fs.FileSystem.from_uri(folder)
+    if is_remote(folder):
+        fs, base = filesystem(folder)
         fs.create_dir(base, recursive=True)
         with fs.open_output_stream(f"{base}/{name}") as out:  # object stores write whole objects
             out.write(text.encode())

@@ -30,13 +30,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from trainables.files import written_whole
-
-
-def _filesystem(uri: str):
-    import pyarrow.fs
-
-    return pyarrow.fs.FileSystem.from_uri(uri)
+from trainables.files import filesystem, written_whole
 
 
 def is_postgres(db: str | Path) -> bool:
@@ -61,7 +55,7 @@ def pg_program(name: str) -> str:
 
 def _upload(local: Path, uri: str) -> None:
     """`local` to `uri`, replacing the previous copy only once the new one is whole."""
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path + ".partial") as out, open(local, "rb") as data:
         while chunk := data.read(1 << 20):
@@ -118,7 +112,7 @@ def restore_postgres(uri: str, db: str) -> str:
 
     if _pg_runs(db) is not None:
         return f"{_safe(db)} has MLflow's tables: kept, not restored from {uri}"
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
         return f"no copy at {uri} yet: MLflow starts a new store in {_safe(db)}"
     with tempfile.TemporaryDirectory(prefix="tune-lab-store-") as tmp:
@@ -146,7 +140,7 @@ def restore(uri: str, db: Path) -> str:
 
     if db.exists():
         return f"{db} exists: kept, not restored from {uri}"
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
         return f"no copy at {uri} yet: MLflow starts a new store in {db}"
     with written_whole(db) as partial:  # an unsound copy raises below: removed, nothing written to db

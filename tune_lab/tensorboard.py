@@ -21,6 +21,7 @@ from ray.tune import Callback
 from reports.record import clean
 from reports.table import setting_label, shown_metrics
 from trainables.config import effective_config
+from trainables.files import is_remote
 from tune_lab import ray_internals
 
 FOLDER = "tensorboard"  # beside summary.json in the experiment folder
@@ -76,7 +77,7 @@ class EventFiles(Callback):
     """
 
     def __init__(self, experiment_folder: str, header: dict[str, Any]) -> None:
-        self.logdir = None if "://" in experiment_folder else Path(experiment_folder) / FOLDER
+        self.logdir = None if is_remote(experiment_folder) else Path(experiment_folder) / FOLDER
         self.header = header
         self.writers: dict[str, Any] = {}  # trial id -> its open SummaryWriter
         self.starting: set[str] = set()  # trials whose next result (re)starts their run

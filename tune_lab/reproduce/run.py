@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainables.files import is_remote
+
 from tune_lab.options import SearchOptions
 from tune_lab.paths import REPRODUCE_RUN
 from tune_lab.reproduce.plan import Plan
@@ -95,7 +97,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     from tune_lab.runner import run_search, start_ray
 
     root = paths.results_root(opts.storage)
-    if "://" in root:
+    if is_remote(root):
         raise UsageError(f"reproduce: --storage {root}: a reproduce writes its folder on a local disk (or a shared mount); "
                          f"give a local path")
     experiment, continued = (opts.experiment, False) if opts.experiment else default_experiment(plan, root)
