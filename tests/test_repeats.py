@@ -99,6 +99,15 @@ def test_bad_repeats_on_the_command_line(bad, tmp_path, capsys):
     assert not (tmp_path / "results").exists()  # nothing written
 
 
+@pytest.mark.parametrize("bad", ["0", "x"])
+def test_bad_repeats_of_a_reproduce_get_the_searchs_line(bad, tmp_path, capsys):
+    """One --repeats declaration (tune_lab.options): reproduce refuses a bad value in the search's words."""
+    code = main(["reproduce", "lab1", "--dry-run", "--repeats", bad, "--storage", str(tmp_path / "results")])
+    assert code == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (f"tune-lab: error: --repeats {bad}: expected an integer from 1 to 32 "
+                                               "(seeds per configuration)")
+
+
 SEARCH = """
 description: two learning rates, three seeds each (7, 8, 9); in one configuration seed 8 diverges
 lab: flaky

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from trainables.errors import TuneLabError
-from tune_lab.options import SearchOptions
+from tune_lab.options import SearchOptions, checked_repeats
 from tune_lab.result import Result
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SearchOptions))
@@ -50,18 +50,11 @@ def checked_search(lab: str, search: str, overrides: Mapping[str, Any], repeats:
     Shared by the command line and `search`, so both refuse the same input the same way.
     """
     from trainables.registry import get_lab
-    from tune_lab.spaces import MAX_NUM_SAMPLES, REPEATS_ALLOWED, load_search, overridden_again, valid_repeats
+    from tune_lab.spaces import MAX_NUM_SAMPLES, load_search, overridden_again
     from tune_lab.usage import UsageError
 
     get_lab(lab)  # an unknown lab: registry's one line (UnknownLab, a TuneLabError)
-    if repeats is not None:
-        if isinstance(repeats, str):
-            try:
-                repeats = int(repeats)
-            except ValueError:
-                pass
-        if not valid_repeats(repeats):
-            raise UsageError(f"--repeats {repeats}: {REPEATS_ALLOWED}")
+    repeats = checked_repeats(repeats)
     checked = load_search(search, lab, dict(overrides))
     shadowed = overridden_again(checked, dict(overrides))
     if shadowed:

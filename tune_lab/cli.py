@@ -10,7 +10,7 @@ from typing import Any, NoReturn, Sequence
 import yaml
 
 from trainables.registry import LABS, lab_names
-from tune_lab.options import SearchOptions, positive_int
+from tune_lab.options import SearchOptions, add_repeats_flag, positive_int
 from tune_lab.usage import UsageError, check_port_free
 
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
@@ -46,8 +46,7 @@ def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> N
     p.add_argument("--set", dest="overrides", action="extend", nargs="+", type=parse_set, default=[],
                    metavar="KEY=VALUE",
                    help="override fixed values of the search, e.g. --set epochs=2 lr=0.01 (repeatable)")
-    p.add_argument("--repeats", metavar="N",
-                   help="seeds per configuration (--seed, --seed+1, ...), trained in one trial; ASHA and Optuna "
+    add_repeats_flag(p, help="seeds per configuration (--seed, --seed+1, ...), trained in one trial; ASHA and Optuna "
                         "decide on their mean and the table adds mean +- std, a 95%% interval and a verdict "
                         "against the best (default: the search file's repeats, else 1)")
     SearchOptions.add_flags(p, datasets)

@@ -7,6 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from tune_lab.spaces import SCHEDULERS
+
 
 def positive_int(text: str) -> int:
     try:
@@ -49,6 +51,30 @@ def keep_checkpoints_value(text: str) -> str | int:
         raise argparse.ArgumentTypeError(f"{exc} (give all, best or a number of trials)") from None
 
 
+def add_repeats_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """--repeats N, for a search and a reproduce alike: taken as text and checked by `checked_repeats`, so a bad
+    value gets the one line tune_lab.search(repeats=...) gets too, not argparse's own words."""
+    parser.add_argument("--repeats", metavar="N", help=help)
+
+
+def checked_repeats(value: int | str | None) -> int | None:
+    """--repeats' text or repeats='s number as the seeds per configuration: an integer from 1 to
+    MAX_REPEATS (the search file's own rule, spaces.valid_repeats), else UsageError; None stays None."""
+    from tune_lab.spaces import REPEATS_ALLOWED, valid_repeats
+    from tune_lab.usage import UsageError
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            pass
+    if not valid_repeats(value):
+        raise UsageError(f"--repeats {value}: {REPEATS_ALLOWED}")
+    return value
+
+
 def flag(default: Any = None, help: str = "", **argparse_args: Any) -> Any:
     """A field that is also the command-line flag --NAME (underscores as dashes)."""
     return dataclasses.field(default=default, metadata={"help": help, **argparse_args})
@@ -73,7 +99,7 @@ class SearchOptions:
     experiment: str | None = flag(type=plain_name, help="name of this search's results folder and MLflow run "
                                   "(default: LAB-SEARCH-TIME)")
     seed: int | None = flag(type=int, help="seed of every trial and of the search algorithm")
-    scheduler: str | None = flag(choices=["asha", "promotion", "fifo"], help="override the search file's scheduler "
+    scheduler: str | None = flag(choices=list(SCHEDULERS), help="override the search file's scheduler "
                                  "(asha: Ray's stopping ASHA; promotion: trials wait at rungs)")
     deterministic: bool = flag(False, action="store_true",
                                help="deterministic GPU kernels, no TF32: the same numbers twice on a GPU too, "

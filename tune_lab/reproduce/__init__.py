@@ -15,12 +15,11 @@ import argparse
 import os
 from typing import Any
 
-from tune_lab.options import SearchOptions
+from tune_lab.options import SearchOptions, add_repeats_flag, checked_repeats
 from tune_lab.reproduce.estimates import dry_run, estimate
 from tune_lab.reproduce.plan import Plan, Section, load_plan, plan_names, plan_path
 from tune_lab.reproduce.report import answer, write_combined_report
 from tune_lab.reproduce.run import default_experiment, resume_search, run_plan, section_state
-from tune_lab.usage import UsageError
 
 __all__ = ["Plan", "Section", "add_parser", "answer", "command", "default_experiment", "dry_run", "estimate",
            "load_plan", "plan_names", "plan_path", "resume_search", "run_plan", "section_state",
@@ -38,7 +37,7 @@ def add_parser(sub: Any) -> None:
                                                "or your own plan's .yaml path")
     p.add_argument("--quick", action="store_true", help="every search shrunk (subsets, epochs) by the plan's quick: blocks")
     p.add_argument("--dry-run", action="store_true", help="print the plan and an estimate of its time; run nothing")
-    p.add_argument("--repeats", type=int, metavar="N", help="seeds per configuration in every search")
+    add_repeats_flag(p, help="seeds per configuration in every search")
     helps = {"experiment": "name of the reproduce's results folder (default: the newest unfinished "
                            "reproduce-LAB[-quick]-* there, to continue it, else a new reproduce-LAB[-quick]-TIME)",
              "storage": "results root the reproduce folder goes in (default: $TUNE_LAB_HOME, else ./tune-lab-results)"}
@@ -46,13 +45,10 @@ def add_parser(sub: Any) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    from tune_lab.spaces import REPEATS_ALLOWED, valid_repeats
-
-    if args.repeats is not None and not valid_repeats(args.repeats):
-        raise UsageError(f"--repeats {args.repeats}: {REPEATS_ALLOWED}")
+    repeats = checked_repeats(args.repeats)
     plan = load_plan(args.plan, quick=args.quick)
     if args.dry_run:
-        print(dry_run(plan, float(os.cpu_count() or 1), args.cpus_per_trial, args.max_concurrent, args.repeats))
+        print(dry_run(plan, float(os.cpu_count() or 1), args.cpus_per_trial, args.max_concurrent, repeats))
         return 0
     opts = SearchOptions(**{name: getattr(args, name) for name in REPRODUCE_FLAGS})
-    return run_plan(plan, opts, args.repeats)
+    return run_plan(plan, opts, repeats)
