@@ -135,7 +135,8 @@ def test_a_paused_and_promoted_trial_reports_what_an_uninterrupted_trial_reports
     assert summary["scheduler"] == "promotion" and summary["rungs"] == [1, 2]
 
     straight = run_search("mlp", SEARCH.replace("[0.01, 1.0e-7, 2.0e-7, 3.0e-7]", "[0.01]"), tiny_mnist, results,
-                          "straight", "--seed", "3", "--scheduler", "fifo", "--repeats", repeats, search="fifo")
+                          "straight", "--seed", "3", "--scheduler", "fifo", "--repeats", repeats, "--cpus-per-trial", "1",
+                          search="fifo")  # one thread, as each of the four trials above had
     alone = straight["trials"][0]
     assert "schedule" not in alone and alone["epochs_run"] == 4
     # Exact: the same float every epoch (1 thread, the same ops; the checkpoint restores weights,

@@ -229,11 +229,12 @@ def placement(device: torch.device) -> dict[str, Any]:
     import ray
 
     if not ray.is_initialized():
-        return {"node_id": "", "gpu_ids": "[]", "device": str(device)}
+        return {"node_id": "", "gpu_ids": "[]", "device": str(device), "threads": str(torch.get_num_threads())}
     return {
         "node_id": ray.get_runtime_context().get_node_id(),
         "gpu_ids": json.dumps([str(g) for g in ray.get_gpu_ids()]),
         "device": str(device),
+        "threads": str(torch.get_num_threads()),  # what _match_threads_to_cpus gave it: the CPUs Ray granted
     }
 
 

@@ -58,7 +58,7 @@ class PlacementCallback(Callback):
             return
         span = self._open(trial)  # a restarted trial may report before Ray calls on_trial_start again
         span.update(node_id=where.get("node_id") or None, gpu_ids=json.loads(where.get("gpu_ids") or "[]"),
-                    device=where.get("device"))
+                    device=where.get("device"), threads=int(where.get("threads") or 0) or None)
         if span["gpu_ids"] and span["device"] == "cpu" and not self._warned:
             self._warned = True
             print(GPU_FALLBACK_WARNING.format(gpus=",".join(span["gpu_ids"]), node=span["node_id"]),

@@ -118,7 +118,12 @@ def trial_resources(search: Search, opts: SearchOptions) -> tuple[dict[str, floa
     now = ray.cluster_resources()
     workers = capacity.autoscaler_workers() if opts.address else None
     reach = capacity.capacity(now, workers)
-    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else 1.0
+    if opts.cpus_per_trial is not None:
+        cpus = opts.cpus_per_trial
+    elif opts.address:  # a cluster's CPUs are spread over its nodes, and a trial runs on one: one each
+        cpus = 1.0
+    else:
+        cpus = capacity.default_cpus(now.get("CPU", 1.0), search.trial_count(opts.num_samples))
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (search.spec.gpu_fraction if reach["GPU"] else 0.0)
     resources = {"cpu": cpus, "gpu": gpus}
     short = [(flag, wanted, kind) for flag, wanted, kind in (("--gpus-per-trial", gpus, "GPU"), ("--cpus-per-trial", cpus, "CPU"))
