@@ -12,6 +12,7 @@ import markupsafe
 
 from reports import figures, units
 from reports.facts import run_facts
+from reports.record import Status
 from reports.frame import trials_frame
 from reports.seeds import METHOD, repeated
 from reports.table import format_best, report_tables, text_table
@@ -31,7 +32,7 @@ def _title(record: dict[str, Any]) -> str:
 def _marks_caption(scheduler: str | None) -> str:
     """What the all-trials figure's marks mean, for the scheduler that made them (FIFO stops nobody)."""
     return {"promotion": " (x: stopped at a rung, ^: paused there and promoted)",
-            "asha": " (x: stopped early by ASHA)"}.get(scheduler or "", "")
+            "asha": f" (x: {Status.STOPPED_EARLY} by ASHA)"}.get(scheduler or "", "")
 
 
 def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]:

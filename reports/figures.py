@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from reports import units  # noqa: E402
+from reports.record import Status  # noqa: E402
 from reports.seeds import repeated  # noqa: E402
 from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
 from trainables.plotting import epoch_axis, point_size  # noqa: E402
@@ -164,7 +165,7 @@ def all_trials_figure(record: dict[str, Any]) -> Any:
         return None
     if len(trials) > MANY_TRIALS:
         return _top_trials_figure(record, trials)
-    many = len(trials) > 10
+    many = len(trials) > len(plt.cm.tab10.colors)  # more lines than tab10 has colours: tab20's, a wider figure
     fig, ax = plt.subplots(figsize=(12, 5.5) if many else (8.5, 5))
     colours = plt.cm.tab20(range(20)) if many else plt.cm.tab10(range(10))
     marks: set[str] = set()
@@ -246,10 +247,10 @@ def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour:
             at = epochs.index(event["epoch"])
             ax.plot(epochs[at], values[at], "^", color=line.get_color(), markersize=promoted_size, markeredgecolor="black")
             marks.add("promoted")
-    if trial["status"] == "stopped early":
+    if trial["status"] == Status.STOPPED_EARLY:
         ax.plot(epochs[-1], values[-1], "x", color=line.get_color(), markersize=11, markeredgewidth=2.5)
         marks.add("stopped")
-    elif trial["status"] == "errored":
+    elif trial["status"] == Status.ERRORED:
         ax.plot(epochs[-1], values[-1], "X", color="red", markersize=11)
         marks.add("failed")
 
@@ -260,7 +261,7 @@ def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], ma
     metric = record["metric"]
     if "stopped" in marks:
         handles.append(Line2D([], [], color="black", marker="x", linestyle="", markersize=9, markeredgewidth=2))
-        labels.append("stopped at a rung" if record.get("scheduler") == "promotion" else "stopped early by ASHA")
+        labels.append("stopped at a rung" if record.get("scheduler") == "promotion" else f"{Status.STOPPED_EARLY} by ASHA")
     if "promoted" in marks:
         handles.append(Line2D([], [], color="grey", marker="^", markeredgecolor="black", linestyle="", markersize=8))
         labels.append("paused at a rung, promoted later")
@@ -328,9 +329,9 @@ def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> 
         for event in trial.get("schedule") or []:
             if event["event"] == "promoted" and event["epoch"] in epochs:
                 promoted.append((event["epoch"], values[epochs.index(event["epoch"])]))
-        if trial["status"] == "stopped early":
+        if trial["status"] == Status.STOPPED_EARLY:
             stopped.append((epochs[-1], values[-1]))
-        elif trial["status"] == "errored":
+        elif trial["status"] == Status.ERRORED:
             failed.append((epochs[-1], values[-1]))
     for points, marker, colour, name in ((stopped, "x", "0.55", "stopped"), (promoted, "^", "0.55", "promoted"),
                                          (failed, "X", "red", "failed")):
@@ -413,13 +414,13 @@ def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
     scale = _scale(metric)
     many = len(scored) > MANY_TRIALS
     if many:  # smaller points, the completed trials drawn over the stopped ones
-        scored = sorted(scored, key=lambda t: t["status"] != "stopped early")
+        scored = sorted(scored, key=lambda t: t["status"] != Status.STOPPED_EARLY)
     fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
     for ax, (name, spec) in zip(axes[0], params.items()):
         (distribution,) = spec
         xs = [t["config"].get(name) for t in scored]
         ys = [scale * t["best"][metric] for t in scored]
-        colours = ["tab:orange" if t["status"] == "stopped early" else "tab:blue" for t in scored]
+        colours = ["tab:orange" if t["status"] == Status.STOPPED_EARLY else "tab:blue" for t in scored]
         if distribution in ("grid", "choice"):
             labels = [str(v) for v in spec[distribution]]
             xs = [labels.index(str(x)) if str(x) in labels else -1 for x in xs]
@@ -431,7 +432,7 @@ def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel(metric.replace("_acc", " accuracy %"))
         ax.grid(alpha=0.3)
     counted = f" ({len(scored)} trials)" if many else ""
-    axes[0][0].set_title(f"blue: completed, orange: stopped early{counted}", fontsize=9)
+    axes[0][0].set_title(f"blue: {Status.COMPLETED}, orange: {Status.STOPPED_EARLY}{counted}", fontsize=9)
     return _save(fig, path)
 
 
@@ -494,7 +495,7 @@ def promotion_schedule(record: dict[str, Any]) -> str:
         steps = "; ".join(f"{e['event']} at epoch {e['epoch']}" for e in trial["schedule"])
         lines.append(f"- {setting_label(trial, record)}: {steps}; {trial['status']} after {_epochs_in_words(trial['epochs_run'])}")
     if len(shown) < len(rows):
-        stopped = Counter(t["epochs_run"] for t in rows if t["status"] == "stopped early")
+        stopped = Counter(t["epochs_run"] for t in rows if t["status"] == Status.STOPPED_EARLY)
         where = ", ".join(f"{n} at epoch {epoch}" for epoch, n in sorted(stopped.items())) or "none"
         lines.append(f"- ... and {len(rows) - len(shown)} more trials (above: the {len(shown)} best by {record['metric']}). "
                      f"Stopped, of all {len(rows)}: {where}; every trial's events are its `schedule` in summary.json.")

@@ -1,13 +1,15 @@
-"""A finished search as one plain dict (the shape of summary.json), however it was read.
+"""A finished search as one record (the shape of summary.json, typed here), however it was read.
 
 tune_lab builds it from Ray's ResultGrid at the end of a search; the report generator
 rebuilds it from MLflow later. Both go through `trial_row`, so a row means the same thing
-wherever it came from.
+wherever it came from. The record stays a dict of JSON values (TypedDicts, a str enum): summary.json
+keeps its keys and words, and old results folders read as they did.
 """
 from __future__ import annotations
 
+import enum
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
 from trainables.config import per_seed_key
 
@@ -15,6 +17,107 @@ if TYPE_CHECKING:
     import pandas as pd
 
 TRIAL_EXTRAS = ("epoch_time_s", "samples_per_s")
+
+
+class Status(enum.StrEnum):
+    """How a trial ended, in the words summary.json, the tables, the figures and MLflow's tag write: said here
+    only. A str, so a row read back from JSON compares equal to its member."""
+
+    COMPLETED = "completed"  # every planned epoch
+    STOPPED_EARLY = "stopped early"  # by the scheduler (ASHA's verdict), before its planned epochs
+    ERRORED = "errored"
+    INTERRUPTED = "interrupted"  # the search was cut off after some of its epochs: `tune-lab resume` goes on
+    NOT_RUN = "not run"  # the search was cut off before it reported
+
+
+class Header(TypedDict):
+    """The search-level facts (tune_lab.runner.search_header), also the MLflow parent run's spec tag."""
+
+    experiment: str
+    lab: str
+    search: str
+    search_file: str
+    description: str
+    dataset: str
+    metric: str
+    mode: Literal["max", "min"]
+    metrics: list[str]
+    varied: list[str]  # the config keys a trial's setting names
+    sweeps: dict[str, list[Any]]
+    variants: dict[str, dict[str, Any]]
+    params: dict[str, dict[str, Any]]  # name -> {distribution: its arguments}
+    fixed: dict[str, Any]
+    algorithm: str
+    scheduler: str
+    scheduler_args: dict[str, Any]
+    rungs: list[int]
+    rung_caps: list[int]
+    storage: str
+    repeats: int
+    subset: int | None
+    lab_source: str | None
+
+
+class TrialRow(TypedDict, total=False):
+    """One trial (`trial_row`); a trial that never reported has only the Required keys."""
+
+    trial_id: Required[str]
+    setting: Required[dict[str, Any]]
+    config: Required[dict[str, Any]]
+    epochs_planned: Required[int | None]
+    epochs_run: Required[int]
+    status: Required[Status]
+    error: Required[str | None]
+    best_epoch: int
+    best: dict[str, Any]  # its metrics at best_epoch
+    last: dict[str, Any]
+    wall_time_s: float | None
+    history: dict[str, list[Any]]
+    repeats: int
+    seed_history: dict[str, dict[str, list[Any]]]
+    seeds: dict[str, dict[str, Any]]
+    seed_stats: dict[str, Any]  # reports.seeds
+    verdict: dict[str, Any] | None
+    path: str
+    mlflow_run_id: str | None
+    checkpoint: str
+    schedule: list[dict[str, Any]]  # promotion ASHA's events
+    retries: int  # tune_lab.placement
+    nodes: list[str]
+    attempts: list[dict[str, Any]]
+
+
+class BestPick(TypedDict):
+    """The trial the search picked (`pick_best`), at its selected epoch."""
+
+    trial_id: str
+    config: dict[str, Any]
+    setting: dict[str, Any]
+    epoch: int
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    mlflow_run_id: str | None
+
+
+class Summary(Header, total=False):
+    """summary.json: the header, the best trial and every trial's row, with what a search adds as it ends."""
+
+    mlflow: Required[dict[str, Any]]
+    best: Required[BestPick | None]
+    trials: Required[list[TrialRow]]
+    source: str  # "mlflow" when rebuilt from the tracking store
+    node_lost: str
+    driver_s: dict[str, float]
+    complete: bool
+    interrupted: bool
+
+
+def typed(record: dict[str, Any]) -> Summary:
+    """A record read back (summary.json, MLflow) as a Summary: each row's status made its Status, in place;
+    a word no version of tune-lab wrote is refused here, not misread in a figure."""
+    for row in record.get("trials", []):
+        row["status"] = Status(row["status"])
+    return record  # type: ignore[return-value]
 
 
 def clean(value: Any) -> Any:
@@ -37,12 +140,12 @@ def trial_row(
     mode: str,
     metrics: list[str],
     varied: list[str],
-) -> dict[str, Any]:
+) -> TrialRow:
     """One trial: its setting, status, best epoch (by the searched metric) and full history.
 
     `history` has one row per epoch with a `training_iteration` column.
     """
-    row: dict[str, Any] = {
+    row: TrialRow = {
         "trial_id": trial_id,
         "setting": {k: config.get(k) for k in varied},
         "config": {k: clean(v) for k, v in config.items()},
@@ -53,7 +156,7 @@ def trial_row(
     }
     if history is None or history.empty or metric not in history or history[metric].isna().all():
         if not failed:
-            row["status"] = "not run"  # the search was interrupted before this trial reported
+            row["status"] = Status.NOT_RUN
         return row
     # A trial resumed from an earlier checkpoint reports some epochs again: the rerun, which the
     # model went on from, replaces the first report (as MLflow's latest value per step does).
@@ -82,9 +185,11 @@ def trial_row(
     return row
 
 
-def end_status(failed: bool, epochs_run: int, epochs_planned: Any) -> str:
-    """errored, stopped early (by the scheduler, before its planned epochs) or completed: decided here only."""
-    return "errored" if failed else "stopped early" if epochs_planned and epochs_run < epochs_planned else "completed"
+def end_status(failed: bool, epochs_run: int, epochs_planned: Any) -> Status:
+    """How a trial that ran ended (the scheduler stopped it if it ran fewer epochs than planned): decided here only."""
+    if failed:
+        return Status.ERRORED
+    return Status.STOPPED_EARLY if epochs_planned and epochs_run < epochs_planned else Status.COMPLETED
 
 
 def seeds_in(columns: Any) -> list[int]:
@@ -92,12 +197,12 @@ def seeds_in(columns: Any) -> list[int]:
     return sorted({int(c.rsplit("/seed_", 1)[1]) for c in columns if "/seed_" in c and c.rsplit("/seed_", 1)[1].isdigit()})
 
 
-def in_trial_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def in_trial_order(rows: list[TrialRow]) -> list[TrialRow]:
     """One order wherever the rows came from: Ray's trial ids number grid trials in order."""
     return sorted(rows, key=lambda r: str(r["trial_id"]))
 
 
-def pick_best(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+def pick_best(rows: list[TrialRow], metric: str, mode: str) -> BestPick | None:
     scored = [r for r in rows if (r.get("best") or {}).get(metric) is not None]
     if not scored:
         return None

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from reports.record import in_trial_order, pick_best, trial_row
+from reports.record import Status, in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
 from trainables.config import per_seed_key, seed_list
 from trainables.errors import TuneLabError
@@ -113,7 +113,7 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         row = trial_row(
             trial_id=tags.get(TRIAL_ID_TAG) or tags.get("trial_name", child.info.run_id),
             config=config,
-            history=history, failed=status == "errored" or child.info.status == "FAILED",
+            history=history, failed=status == Status.ERRORED or child.info.status == "FAILED",
             error=tags.get(ERROR_TAG), metric=spec["metric"], mode=spec["mode"],
             metrics=spec["metrics"], varied=spec["varied"],
         )

@@ -8,6 +8,7 @@ from tabulate import tabulate
 from reports import units
 from reports.facts import seed_note
 from reports.published import published_for, published_note
+from reports.record import Status
 from reports.seeds import INTERVAL_METHOD, METHOD, repeated, verdict_text
 
 # The lab's published figure beside ours (shown only where the run is the lab's experiment; the
@@ -101,7 +102,7 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         wall = trial.get("wall_time_s")
         row["wall time s"] = "" if wall is None else round(wall, 1)
         status = trial["status"]
-        row["status"] = f"failed: {trial['error']}" if status == "errored" else status
+        row["status"] = f"failed: {trial['error']}" if status == Status.ERRORED else status
         if show_retries:
             row["retries"] = trial.get("retries", 0)
         row["best"] = "*" if trial["trial_id"] == best_id else ""

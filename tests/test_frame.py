@@ -198,3 +198,25 @@ def test_a_lab_not_registered_here_is_typed_from_its_values():
     assert pd.api.types.is_string_dtype(frame["mode"]) and list(frame["mode"]) == ["a", "b"]
     pd.testing.assert_frame_equal(trials_frame(from_text), frame)
     assert best_of(from_text)["config"] == {"lr": 0.5, "epochs": 3, "flag": False, "mode": "b", "ratio": 0.5}
+
+
+def test_the_typed_record_writes_the_same_json_and_reads_back_as_statuses(tmp_path):
+    """reports.record.Status: summary.json keeps its words; tune_lab.Result reads them back as Status members,
+    and a word no tune-lab wrote is refused rather than drawn as a completed trial."""
+    from reports.record import Status, typed
+    from tune_lab.result import Result
+
+    record = _record("mlp", [{"lr": 0.5, "epochs": 2}, {"lr": 0.1, "epochs": 2}, {"lr": 0.01, "epochs": 3}], failed=(0,))
+    text = json.dumps(record)
+    assert [t["status"] for t in json.loads(text)["trials"]] == ["errored", "completed", "stopped early"]
+    assert '"status": "stopped early"' in text and "Status" not in text  # plain JSON words on disk
+    result = Result(json.loads(text), str(tmp_path))
+    assert [t["status"] for t in result.record["trials"]] == [Status.ERRORED, Status.COMPLETED, Status.STOPPED_EARLY]
+    assert all(isinstance(t["status"], Status) for t in result.record["trials"])
+    assert json.dumps(result.record) == text  # read back and written again: the same file
+    assert list(result.table["status"]) == ["errored", "completed", "stopped early"]
+    assert result.best is not None and result.best.trial_id == "t_00002" and result.best.epoch == 2
+    broken = json.loads(text)
+    broken["trials"][0]["status"] = "exploded"
+    with pytest.raises(ValueError, match="exploded"):
+        typed(broken)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 import yaml
 
 from trainables.registry import LABS, lab_names
 from tune_lab.options import SearchOptions, add_repeats_flag, positive_int
 from tune_lab.usage import UsageError, check_port_free
+
+if TYPE_CHECKING:
+    from reports.record import Summary
 
 EXIT_TRIALS_FAILED = 1  # the search ran, but some trials errored (see the table / summary.json)
 EXIT_USAGE = 2  # bad input: nothing was run
@@ -195,12 +198,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _exit_code(resume_search(folder, args.address))
 
 
-def _exit_code(summary: dict[str, Any]) -> int:
+def _exit_code(summary: Summary) -> int:
+    from reports.record import Status
+
     if summary.get("node_lost"):
         return EXIT_NODE_LOST
     if summary.get("interrupted"):
         return EXIT_INTERRUPTED
-    failed = [t for t in summary["trials"] if t["status"] == "errored"]
+    failed = [t for t in summary["trials"] if t["status"] == Status.ERRORED]
     if failed:
         print(f"tune-lab: {len(failed)} of {len(summary['trials'])} trials failed (exit code {EXIT_TRIALS_FAILED})", file=sys.stderr)
         return EXIT_TRIALS_FAILED

@@ -2,7 +2,7 @@
 
 Ray's CLIReporter prints a whole status table every 15 s; in a notebook cell those pile up (128
 lines for two tiny searches). This reporter keeps one display and rewrites it: trials done,
-stopped early, failed, running and waiting, and the best value of the searched metric so far.
+stopped by the scheduler, failed, running and waiting, and the best value of the searched metric so far.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 from ray.tune import ProgressReporter
+
+from reports.record import Status
 
 
 def in_notebook() -> bool:
@@ -41,13 +43,13 @@ class NotebookProgress(ProgressReporter):
         self._handle.update(HTML(html.escape(self.line(trials, done))))
 
     def line(self, trials: list, done: bool) -> str:
-        """'3 of 4 trials done (1 stopped early, 0 failed), 1 running, 0 waiting; best val_acc 0.9421 (trial 0a1b2_00002)'."""
+        """Trials done (of them, how many the scheduler stopped and how many failed), running, waiting; the best so far."""
         finished = [t for t in trials if t.status == "TERMINATED"]
         stopped = sum(1 for t in finished if _epochs(t) < (t.config.get("epochs") or 0))
         failed = sum(1 for t in trials if t.status == "ERROR")
         running = sum(1 for t in trials if t.status == "RUNNING")
         waiting = sum(1 for t in trials if t.status in ("PENDING", "PAUSED"))
-        text = (f"tune-lab: {len(finished)} of {len(trials)} trials done ({stopped} stopped early, {failed} failed), "
+        text = (f"tune-lab: {len(finished)} of {len(trials)} trials done ({stopped} {Status.STOPPED_EARLY}, {failed} failed), "
                 f"{running} running, {waiting} waiting")
         scored = [(t.metric_analysis[self.metric][self.mode], t.trial_id) for t in trials
                   if self.metric in getattr(t, "metric_analysis", {})]

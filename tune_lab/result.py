@@ -1,8 +1,8 @@
 """A finished search as a notebook wants it: `Result`, what `tune_lab.search` and `tune_lab.load` return.
 
-One object over the search's record (the shape of summary.json, whether read from the results
-folder or rebuilt from MLflow), so that a search just run and the same search loaded a week
-later give the same tables.
+One object over the search's typed record (reports.record.Summary: summary.json, whether read from
+the results folder or rebuilt from MLflow), so that a search just run and the same search loaded a
+week later give the same tables.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reports.record import Summary, typed
 from trainables.files import is_remote
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Best:
-    """The trial the search picked, at its selected epoch."""
+    """The trial the search picked, at its selected epoch (the record's BestPick, with attributes)."""
 
     trial_id: str
     config: dict[str, Any]
@@ -41,7 +42,8 @@ class Result:
     """One search: its typed table, its curves, the best trial, its report and where it lives."""
 
     def __init__(self, record: dict[str, Any], folder: str, *, interrupted: bool = False) -> None:
-        self.record, self.folder, self.interrupted = record, folder, interrupted
+        self.record: Summary = typed(record)  # each trial's status a reports.record.Status
+        self.folder, self.interrupted = folder, interrupted
 
     @property
     def experiment(self) -> str:
@@ -53,7 +55,7 @@ class Result:
 
     @property
     def metric(self) -> str:
-        return str(self.record["metric"])
+        return self.record["metric"]
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:

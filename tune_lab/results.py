@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from reports.record import in_trial_order, pick_best, trial_row
+from reports.record import Header, Status, Summary, in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
 from trainables.config import effective_config
 from trainables.files import filesystem, is_remote, write_bytes_whole
@@ -18,12 +18,12 @@ def _error_line(error: BaseException) -> str:
     return f"{type(cause).__name__}: {(lines[-1] if lines else '')[:500]}"
 
 
-def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], trial_runs: dict[str, str],
-              unfinished: set[str] = frozenset(), run_history: Callable[[str], Any] | None = None) -> dict[str, Any]:
+def summarise(grid: Any, header: Header, *, tracking: dict[str, Any], trial_runs: dict[str, str],
+              unfinished: set[str] = frozenset(), run_history: Callable[[str], Any] | None = None) -> Summary:
     """summary.json: the search-level `header`, the best trial, one row per trial.
 
     Trials in `unfinished` were cut off by an interruption: their rows say so rather than
-    "stopped early", which is ASHA's verdict.
+    Status.STOPPED_EARLY, which is the scheduler's verdict.
 
     `run_history(run_id)`: a trial's history from its MLflow run, for a trial whose own history
     is empty or ends before its last result. Ray copies a trial's result files into the results folder only
@@ -45,7 +45,7 @@ def summarise(grid: Any, header: dict[str, Any], *, tracking: dict[str, Any], tr
             metric=header["metric"], mode=header["mode"], metrics=header["metrics"], varied=header["varied"],
         )
         if trial_id in unfinished:
-            row["status"] = "interrupted" if row["epochs_run"] else "not run"
+            row["status"] = Status.INTERRUPTED if row["epochs_run"] else Status.NOT_RUN
         row["path"] = result.path
         row["mlflow_run_id"] = trial_runs.get(trial_id)
         if result.checkpoint is not None:

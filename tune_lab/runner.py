@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
+from reports.record import Header, Status, Summary
 from trainables.registry import LabData
 from tune_lab import paths, spaces
 from tune_lab.paths import SCHEDULER_STATE, STATE_FILE
@@ -147,7 +148,7 @@ def trial_resources(search: Search, opts: SearchOptions) -> tuple[dict[str, floa
     return resources, slots
 
 
-def search_header(search: Search, opts: SearchOptions, experiment: str, dataset: str, folder: str) -> dict[str, Any]:
+def search_header(search: Search, opts: SearchOptions, experiment: str, dataset: str, folder: str) -> Header:
     """The search-level facts of summary.json, also stored on the MLflow parent run."""
     scheduler_name = opts.scheduler or search.scheduler
     args = (search.scheduler_args or ASHA_DEFAULTS) if scheduler_name in ("asha", "promotion") else {}
@@ -312,7 +313,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             report_dir = write_report(summary, folder, opts.data_dir)
             log_to_mlflow(summary, report_dir)
             parent.mark_best((summary["best"] or {}).get("mlflow_run_id"))
-            failed = any(t["status"] == "errored" for t in summary["trials"])
+            failed = any(t["status"] == Status.ERRORED for t in summary["trials"])
             parent.end(failed=failed or summary["best"] is None)
             phases.lap("report_and_mlflow")
             summary["complete"] = True  # every trial run, report and MLflow done: nothing left to resume
@@ -350,10 +351,10 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
 NODE_LOSS_ERRORS = ("ActorUnavailableError", "ActorDiedError", "NodeDiedError", "RayletError", "node died")
 
 
-def node_loss(summary: dict[str, Any], raylet_gone: tuple[int, str] | None) -> str | None:
+def node_loss(summary: Summary, raylet_gone: tuple[int, str] | None) -> str | None:
     """One line naming a Ray node that died under the search, or None: this machine's raylet exited (a Ray
     this driver started), or trials failed with the errors of a lost node (a joined cluster)."""
-    lost = [t for t in summary["trials"] if t["status"] == "errored"
+    lost = [t for t in summary["trials"] if t["status"] == Status.ERRORED
             and any(word in str(t.get("error")) for word in NODE_LOSS_ERRORS)]
     if raylet_gone is not None:
         code, log = raylet_gone

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from reports.record import Status
 from tune_lab.reproduce.plan import Plan
 from tune_lab.paths import REPRODUCE_RUN
 from tune_lab.results import read_json
@@ -76,7 +77,7 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
         for t in others[:4]:
             verdict = verdict_text(t.get("verdict")) if seeded else ""
             gap = t["best"][metric] - best["metrics"][metric]
-            notes = [_value(metric, t["best"][metric]), "stopped early" if t["status"] == "stopped early" else "",
+            notes = [_value(metric, t["best"][metric]), t["status"] if t["status"] == Status.STOPPED_EARLY else "",
                      noise_words(record, gap), verdict]  # the seed spread's words, as the table's note has them
             behind.append(f"{setting(t)} {behind_words(record, gap)} ({', '.join(n for n in notes if n)})")
         more = f", and {len(others) - 4} more" if len(others) > 4 else ""

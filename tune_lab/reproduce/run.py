@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reports.record import Status
 from trainables.files import is_remote
 
 from tune_lab.options import SearchOptions
@@ -155,7 +156,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
                 print(f"\ntune-lab: reproduce interrupted in section {section.key}; nothing is lost. The same command "
                       f"continues it (or name it: --experiment {experiment})", file=sys.stderr)
                 return 130
-            if any(t["status"] == "errored" for t in summary["trials"]):
+            if any(t["status"] == Status.ERRORED for t in summary["trials"]):
                 code = 1
     finally:
         if started_ray:
