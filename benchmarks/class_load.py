@@ -109,7 +109,12 @@ def check(address: str, server: str, root: Path, outcomes: list[dict[str, Any]])
         if words and words[0].startswith("tune-lab-"):
             rows[words[0]] = {"owner": words[1], "status": words[4]}
     client = MlflowClient(tracking_uri=server)
-    experiment = client.get_experiment_by_name("mlp").experiment_id
+    found = client.get_experiment_by_name("mlp")
+    if found is None:  # no search reached the server: what each student saw is the report
+        return {"jobs_listed": len(rows), "all_good": False, "mlflow": "no 'mlp' experiment on the server",
+                "students": [{"student": o["student"], "exit": o["exit"], "last_lines": o["err"].strip().splitlines()[-3:]
+                              + o["out"].strip().splitlines()[-5:]} for o in outcomes]}
+    experiment = found.experiment_id
     students = []
     for outcome in outcomes:
         student = outcome["student"]
