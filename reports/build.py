@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import markupsafe
 
 from reports import figures, units
 from reports.facts import run_facts
-from reports.record import Status
 from reports.frame import trials_frame
+from reports.record import Status, Summary
 from reports.seeds import METHOD, repeated
 from reports.table import format_best, report_tables, text_table
 
@@ -24,7 +23,7 @@ TEMPLATES.filters["text_table"] = text_table
 TEMPLATES.filters["cell"] = lambda value, column="": units.cell(column, value)
 
 
-def _title(record: dict[str, Any]) -> str:
+def _title(record: Summary) -> str:
     subset = f", {record['subset']:,} of its training samples (--subset)" if record.get("subset") else ""
     return f"tune-lab report: {record['lab']} / {record['search']} on {record['dataset']}{subset}"
 
@@ -35,7 +34,7 @@ def _marks_caption(scheduler: str | None) -> str:
             "asha": f" (x: {Status.STOPPED_EARLY} by ASHA)"}.get(scheduler or "", "")
 
 
-def standard_figures(record: dict[str, Any], out_dir: Path) -> list[tuple[str, str]]:
+def standard_figures(record: Summary, out_dir: Path) -> list[tuple[str, str]]:
     """(caption, file name) of every standard figure this search has data for."""
     wanted = [
         ("Best trial: train / val / test per epoch", "best_curves.png", figures.best_run_curves),
@@ -96,7 +95,7 @@ def _html_rows(lines: list[str]) -> markupsafe.Markup:
     return markupsafe.Markup("".join(html))
 
 
-def build_report(record: dict[str, Any], out_dir: Path, extra_figures: list[tuple[str, str]] = (),
+def build_report(record: Summary, out_dir: Path, extra_figures: list[tuple[str, str]] = (),
                  extra_text: str = "") -> Path:
     """Write the report of `record` into `out_dir`; `extra_figures` are lab PNGs already there,
     `extra_text` the lab's own Markdown (headings and code blocks), shown after the comparison."""

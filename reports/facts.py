@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reports import units
+from reports.record import Summary
 
 # The lab as written (labs.md), for each setting where tune-lab's default differs: key -> (the lab's
 # value, how to say our value). `{value}` is our value. Only settings that change the network or its
@@ -93,7 +94,7 @@ def _value(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def base_config(record: dict[str, Any]) -> dict[str, Any]:
+def base_config(record: Summary) -> dict[str, Any]:
     """The settings every trial shares: the lab's defaults under the search's fixed values (--set included)."""
     from trainables.config import defaults
     from trainables.registry import get_lab
@@ -105,7 +106,7 @@ def base_config(record: dict[str, Any]) -> dict[str, Any]:
     return {**config, **(record.get("fixed") or {})}
 
 
-def differences(record: dict[str, Any]) -> list[str]:
+def differences(record: Summary) -> list[str]:
     """Each way the shared setting differs from the lab as written, in words; searched, swept and variant
     settings are left out (they differ from trial to trial and the table shows them)."""
     table = AS_WRITTEN.get(record["lab"], {})
@@ -124,12 +125,12 @@ def differences(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def set_values(record: dict[str, Any]) -> str:
+def set_values(record: Summary) -> str:
     overrides = record.get("overrides") or {}
     return ", ".join(f"{k}={_value(v)}" for k, v in overrides.items())
 
 
-def data_line(record: dict[str, Any]) -> str:
+def data_line(record: Summary) -> str:
     """'mnist: 2000 train / 5000 val / 10000 test (--subset 2000 of the training split)'."""
     split = record.get("split")
     line = f"{record['dataset']}" + (f": {split}" if split else "")
@@ -140,7 +141,7 @@ def data_line(record: dict[str, Any]) -> str:
     return line
 
 
-def seeds_line(record: dict[str, Any]) -> str:
+def seeds_line(record: Summary) -> str:
     seed = record.get("seed")
     first = 0 if seed is None else seed
     repeats = record.get("repeats") or 1
@@ -149,7 +150,7 @@ def seeds_line(record: dict[str, Any]) -> str:
     return f"one seed per setting (seed {first}{'' if seed is not None else ', the default'}; no --repeats)"
 
 
-def run_facts(record: dict[str, Any]) -> list[tuple[str, str]]:
+def run_facts(record: Summary) -> list[tuple[str, str]]:
     """(name, value) lines of what was run, in the order every report shows them."""
     diffs = differences(record)
     return [
@@ -160,20 +161,20 @@ def run_facts(record: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def spread_for(record: dict[str, Any]) -> SeedSpread | None:
+def spread_for(record: Summary) -> SeedSpread | None:
     """The measured spread closest to this run: the small run's for a --subset run, else the full run's."""
     spreads = SEED_SPREADS.get((record["lab"], record["dataset"], record["metric"]))
     return None if spreads is None else spreads[1] if record.get("subset") else spreads[0]
 
 
-def within_noise(record: dict[str, Any], gap: float) -> bool | None:
+def within_noise(record: Summary, gap: float) -> bool | None:
     """Whether a one-seed gap of the searched metric (data units) lies inside what the seed alone makes;
     None where the lab's spread is not measured."""
     spread = spread_for(record)
     return None if spread is None else abs(gap) <= NOISE_FACTOR * spread.std
 
 
-def seed_note(record: dict[str, Any]) -> str:
+def seed_note(record: Summary) -> str:
     """A one-seed search's warning: it is one seed, which gaps the seed could make, and --repeats.
     '' for a search with --repeats (its table has error bars and verdicts)."""
     if (record.get("repeats") or 1) > 1:
@@ -199,12 +200,12 @@ def seed_note(record: dict[str, Any]) -> str:
     return text + f" Run with --repeats 3 (or more) for error bars and a tied / worse verdict."
 
 
-def behind(record: dict[str, Any], gap: float) -> str:
+def behind(record: Summary, gap: float) -> str:
     """How a reproduce paragraph words a gap of the searched metric: '0.41 points behind', 'tied'."""
     return "tied" if gap == 0 else f"{units.gap(record['metric'], 0, gap)} behind"
 
 
-def noise_words(record: dict[str, Any], gap: float) -> str:
+def noise_words(record: Summary, gap: float) -> str:
     """Whether a one-seed gap could be the seed, as the reports word it: 'inside the seed spread',
     'beyond the seed spread', 'one seed, spread not measured'; '' with --repeats (the verdict says it)."""
     if (record.get("repeats") or 1) > 1 or gap == 0:
@@ -213,14 +214,14 @@ def noise_words(record: dict[str, Any], gap: float) -> str:
     return "one seed, spread not measured" if noise is None else f"{'inside' if noise else 'beyond'} the seed spread"
 
 
-def description(record: dict[str, Any]) -> str:
+def description(record: Summary) -> str:
     """The MLflow parent run's description (Markdown): the question and what was run."""
     lines = [record.get("description") or record["search"], ""]
     lines += [f"- **{name}**: {value}" for name, value in run_facts(record)]
     return "\n".join(lines)
 
 
-def closing_lines(record: dict[str, Any]) -> list[str]:
+def closing_lines(record: Summary) -> list[str]:
     """What the terminal prints under the table and the best trial: what was run (the one-seed warning is
     among the table's notes, as in the report)."""
     return [f"{name}: {value}" for name, value in run_facts(record)]

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from reports import units  # noqa: E402
-from reports.record import Status  # noqa: E402
+from reports.record import Status, Summary, TrialRow  # noqa: E402
 from reports.seeds import repeated  # noqa: E402
 from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
 from trainables.plotting import epoch_axis, point_size  # noqa: E402
@@ -52,7 +52,7 @@ def _epochs(history: dict[str, list[Any]]) -> list[int]:
     return list(range(1, 1 + max(len(v) for v in history.values())))
 
 
-def _scored(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _scored(record: Summary) -> list[TrialRow]:
     """Trials that reported the searched metric at least once."""
     return [t for t in record["trials"] if (t.get("best") or {}).get(record["metric"]) is not None]
 
@@ -76,7 +76,7 @@ def _split(metric: str) -> str:
     return metric.split("_", 1)[0]
 
 
-def _seed_band(trial: dict[str, Any], metric: str, scale: float) -> tuple[list[float], list[float]] | None:
+def _seed_band(trial: TrialRow, metric: str, scale: float) -> tuple[list[float], list[float]] | None:
     """Lowest and highest seed value of `metric` per epoch (a repeated search's trials only).
 
     Min-max rather than +- std: with 3-5 seeds it shows every seed, and needs no assumption.
@@ -89,13 +89,13 @@ def _seed_band(trial: dict[str, Any], metric: str, scale: float) -> tuple[list[f
     return [min(v) if v else nan for v in per_epoch], [max(v) if v else nan for v in per_epoch]
 
 
-def _band_handle(trial: dict[str, Any]) -> tuple[Any, str]:
+def _band_handle(trial: TrialRow) -> tuple[Any, str]:
     from matplotlib.patches import Patch
 
     return Patch(color="grey", alpha=0.25), f"band: min-max over {len(trial['seed_history'])} seeds (line: mean)"
 
 
-def best_run_curves(record: dict[str, Any], path: Path) -> Path | None:
+def best_run_curves(record: Summary, path: Path) -> Path | None:
     """Train / val / test curves of the best trial, one panel per kind of metric."""
     best_id = (record.get("best") or {}).get("trial_id")
     trial = next((t for t in record["trials"] if t["trial_id"] == best_id), None)
@@ -148,13 +148,13 @@ REST_COLOUR = "0.6"  # grey, faint (more so the more trials): the crowd's shape 
 TOP_COLOURS = [*(c for i, c in enumerate(plt.cm.tab10.colors) if i != 7), (0.0, 0.0, 0.0)]
 
 
-def all_trials_curves(record: dict[str, Any], path: Path) -> Path | None:
+def all_trials_curves(record: Summary, path: Path) -> Path | None:
     """Every trial's searched metric per epoch (see all_trials_figure), saved as `path`."""
     fig = all_trials_figure(record)
     return None if fig is None else _save(fig, path)
 
 
-def all_trials_figure(record: dict[str, Any]) -> Any:
+def all_trials_figure(record: Summary) -> Any:
     """Every trial's searched metric per epoch; where ASHA stopped a trial is marked with x, and
     (promotion ASHA) where a trial waited at a rung and was promoted from it with ^. Of more than
     MANY_TRIALS trials only the TOP_TRIALS best (reports.table.ranked_trials) have a colour and a
@@ -192,13 +192,13 @@ def _scale(metric: str) -> float:
     return 100 if metric.endswith("_acc") else 1
 
 
-def _scaled(record: dict[str, Any], trial: dict[str, Any]) -> tuple[list[int], list[float | None]]:
+def _scaled(record: Summary, trial: TrialRow) -> tuple[list[int], list[float | None]]:
     """A trial's epochs and its searched metric as the figure draws it."""
     scale = _scale(record["metric"])
     return _epochs(trial["history"]), [None if v is None else scale * v for v in trial["history"][record["metric"]]]
 
 
-def _heights(record: dict[str, Any], trials: list[dict[str, Any]]) -> list[tuple[list[int], list[float | None]]]:
+def _heights(record: Summary, trials: list[TrialRow]) -> list[tuple[list[int], list[float | None]]]:
     """Each trial's curve as heights on the axis the figure will use: _axes_text puts a loss that spans 100x
     on a log axis, where its heights are the logarithms."""
     curves = [_scaled(record, t) for t in trials]
@@ -221,7 +221,7 @@ def _coincide(curve: tuple[list[int], list[float | None]], other: tuple[list[int
     return all((a is None) == (b is None) and (a is None or abs(a - b) <= tolerance) for a, b in zip(values, other_values))
 
 
-def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour: Any, label: str, marks: set[str],
+def _trial_curve(ax: Any, record: Summary, trial: TrialRow, colour: Any, label: str, marks: set[str],
                  promoted_size: float = 9, dashed: bool = False) -> None:
     """One trial's line in its colour, its seed band, and its promoted / stopped / failed marks (named in `marks`).
     `dashed`: its curve lies on one drawn before (lab 1's faithful nll is cross-entropy), which shows through the gaps."""
@@ -255,7 +255,7 @@ def _trial_curve(ax: Any, record: dict[str, Any], trial: dict[str, Any], colour:
         marks.add("failed")
 
 
-def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], marks: set[str],
+def _axes_text(ax: Any, record: Summary, trials: list[TrialRow], marks: set[str],
                handles: list[Any], labels: list[str], counted: str) -> None:
     """The marks' legend entries (appended to handles / labels), the ASHA rungs, axis labels and title."""
     metric = record["metric"]
@@ -284,7 +284,7 @@ def _axes_text(ax: Any, record: dict[str, Any], trials: list[dict[str, Any]], ma
     epoch_axis(ax)
 
 
-def _top_and_rest(record: dict[str, Any], trials: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _top_and_rest(record: Summary, trials: list[TrialRow]) -> tuple[list[TrialRow], list[TrialRow]]:
     """The TOP_TRIALS best of `trials` (best first, by reports.table.ranked_trials) and the others (trial order)."""
     drawn = {t["trial_id"] for t in trials}
     top = [t for t in ranked_trials(record) if t["trial_id"] in drawn][:TOP_TRIALS]
@@ -311,7 +311,7 @@ def _grey_rest(ax: Any, rest: list[dict[str, Any]], metric: str, scale: float, l
         ax.plot(*zip(*alone), ".", color=REST_COLOUR, markersize=4, alpha=min(1, 2 * alpha), zorder=1)
 
 
-def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> Any:
+def _top_trials_figure(record: Summary, trials: list[TrialRow]) -> Any:
     """The all-trials figure of a big search: the TOP_TRIALS best in colour, labelled with their setting
     and best value, over every other trial as one thin light-grey line (its marks small and grey)."""
     metric = record["metric"]
@@ -355,7 +355,7 @@ def _top_trials_figure(record: dict[str, Any], trials: list[dict[str, Any]]) -> 
     return fig
 
 
-def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
+def loss_curves(record: Summary, path: Path) -> Path | None:
     """Train (dashed) and validation (solid) loss per epoch of every trial, one colour per trial.
 
     For labs without accuracies (seq2seq, autoencoders) this is the lab's "loss curves per
@@ -404,7 +404,7 @@ def loss_curves(record: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
+def param_scatter(record: Summary, path: Path) -> Path | None:
     """Each searched parameter against the best metric of each trial (random / Optuna searches)."""
     params = record.get("params") or {}
     metric = record["metric"]
@@ -436,7 +436,7 @@ def param_scatter(record: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def param_importance(record: dict[str, Any], path: Path) -> Path | None:
+def param_importance(record: Summary, path: Path) -> Path | None:
     """Optuna's fANOVA importance of each searched parameter for the metric."""
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -474,7 +474,7 @@ def _epochs_in_words(count: int) -> str:
     return f"{count} epoch" + ("" if count == 1 else "s")
 
 
-def promotion_schedule(record: dict[str, Any]) -> str:
+def promotion_schedule(record: Summary) -> str:
     """Markdown: where each trial of a promotion-ASHA search paused, was promoted or stopped; '' otherwise."""
     rows = [t for t in record["trials"] if t.get("schedule")]
     if not rows:

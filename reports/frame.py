@@ -17,7 +17,7 @@ from __future__ import annotations
 import typing
 from typing import TYPE_CHECKING, Any
 
-from reports.record import TRIAL_EXTRAS
+from reports.record import TRIAL_EXTRAS, Summary
 from reports.seeds import on_test_split, repeated
 from reports.table import _is_accuracy  # the CLI table's rule for what is a percentage: one rule for both
 from trainables.config import effective_config
@@ -43,7 +43,7 @@ def metric_value(metric: str, value: Any) -> float | None:
     return float(100 * value if _is_accuracy(metric) else value)
 
 
-def trials_frame(record: dict[str, Any]) -> pd.DataFrame:
+def trials_frame(record: Summary) -> pd.DataFrame:
     """One row per trial, in trial order (with --repeats, a trial is one setting and its seeds).
 
     Columns: `trial_id`; each hyperparameter (the searched ones first); each metric at the trial's
@@ -77,7 +77,7 @@ def trials_frame(record: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(len(trials)))
 
 
-def curves_frame(record: dict[str, Any]) -> pd.DataFrame:
+def curves_frame(record: Summary) -> pd.DataFrame:
     """Long format, one row per (trial, epoch) a trial reported: `trial_id`, `epoch`, every metric
     (same column names and units as `trials_frame`) and `epoch_time_s`. With --repeats the values are
     the seed-mean the search decided on; each seed's curve stays in the record (`seed_history`).
@@ -101,7 +101,7 @@ def curves_frame(record: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(len(rows["epoch"])))
 
 
-def best_of(record: dict[str, Any]) -> dict[str, Any] | None:
+def best_of(record: Summary) -> dict[str, Any] | None:
     """The best trial, or None when no trial produced a result.
 
     {"trial_id", "config", "metrics", "epoch", "checkpoint", "mlflow_run_id"}: `config` holds the
@@ -127,7 +127,7 @@ def best_of(record: dict[str, Any]) -> dict[str, Any] | None:
 # --- columns ---------------------------------------------------------------------------------
 
 
-def _hyperparameters(record: dict[str, Any]) -> dict[str, pd.Series]:
+def _hyperparameters(record: Summary) -> dict[str, pd.Series]:
     """A typed column per hyperparameter any trial has: the searched first, then in the order the
     lab declares them, then (a `variant`, a lab not registered here) by name."""
     configs = [{k: v for k, v in effective_config(t.get("config") or {}).items() if k not in NOT_HYPERPARAMETERS}
@@ -140,7 +140,7 @@ def _hyperparameters(record: dict[str, Any]) -> dict[str, pd.Series]:
     return {name: _typed([c.get(name) for c in configs], _kind(declared.get(name))) for name in order}
 
 
-def _seed_columns(record: dict[str, Any]) -> dict[str, pd.Series]:
+def _seed_columns(record: Summary) -> dict[str, pd.Series]:
     """Error bars of the searched metric and its test split (what reports.seeds computes), the
     number of seeds alive at the selected epoch and the verdict against the best."""
     import pandas as pd

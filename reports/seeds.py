@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from reports.record import Summary, TrialRow
+
 ALPHA = 0.05
 CONFIDENCE = 0.95
 INTERVAL_METHOD = (f"mean +- sample std over seeds and a {CONFIDENCE:.0%} Student-t interval, at each configuration's "
@@ -28,7 +30,7 @@ def on_test_split(metric: str, metrics: list[str]) -> str | None:
     return None
 
 
-def repeated(record: dict[str, Any]) -> bool:
+def repeated(record: Summary) -> bool:
     """Whether the search trained several seeds per configuration (`--repeats`)."""
     return (record.get("repeats") or 1) > 1
 
@@ -56,12 +58,12 @@ def welch_p(a: list[float], b: list[float]) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def seed_values(trial: dict[str, Any], metric: str) -> list[float]:
+def seed_values(trial: TrialRow, metric: str) -> list[float]:
     """The seeds' values of `metric` at the trial's selected epoch (seeds that failed left out)."""
     return [v for v in ((trial.get("seeds") or {}).get(metric) or {}).values() if v is not None]
 
 
-def add_seed_statistics(record: dict[str, Any]) -> dict[str, Any]:
+def add_seed_statistics(record: Summary) -> Summary:
     """Fill each trial's `seed_stats` and `verdict` in a record whose trials carry `seeds`.
 
     A no-op for a one-seed search: its table stays as it always was.

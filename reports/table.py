@@ -8,7 +8,7 @@ from tabulate import tabulate
 from reports import units
 from reports.facts import seed_note
 from reports.published import published_for, published_note
-from reports.record import Status
+from reports.record import Status, Summary, TrialRow
 from reports.seeds import INTERVAL_METHOD, METHOD, repeated, verdict_text
 
 # The lab's published figure beside ours (shown only where the run is the lab's experiment; the
@@ -22,7 +22,7 @@ def _is_accuracy(metric: str) -> bool:
     return units.is_percent(metric)
 
 
-def shown_metrics(record: dict[str, Any]) -> list[str]:
+def shown_metrics(record: Summary) -> list[str]:
     """Accuracies when the lab has them (losses are in the curves), else every metric."""
     metrics = record["metrics"]
     accuracies = [m for m in metrics if m.endswith("_acc")]
@@ -33,7 +33,7 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def setting_label(trial: dict[str, Any], record: dict[str, Any] | None = None) -> str:
+def setting_label(trial: TrialRow, record: Summary | None = None) -> str:
     """'lr=0.01, momentum=0.9'; in a sweep search only what differs from the base setting,
     after the variant: 'faithful: epochs=40', or 'corrected: base (epochs=20)' with the base's
     swept values, so a legend says what the base is."""
@@ -72,7 +72,7 @@ def _spread(metric: str, stats: dict[str, Any] | None) -> tuple[str, str]:
             f"[{scale * stats['ci_low']:.{digits}f}, {scale * stats['ci_high']:.{digits}f}]")
 
 
-def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def comparison_rows(record: Summary) -> list[dict[str, Any]]:
     """Rows in trial order; metrics are those of each trial's best epoch (by the searched metric)."""
     best_id = (record.get("best") or {}).get("trial_id")
     published = {t["trial_id"]: _lab_figures(record, t) for t in record["trials"]}
@@ -110,7 +110,7 @@ def comparison_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _lab_figures(record: dict[str, Any], trial: dict[str, Any]) -> tuple[float, float] | None:
+def _lab_figures(record: Summary, trial: TrialRow) -> tuple[float, float] | None:
     """The lab's figures for a trial that varies one setting from the search's fixed values."""
     setting = {k: v for k, v in trial["setting"].items() if k != "variant"}
     if len(setting) != 1:
@@ -119,7 +119,7 @@ def _lab_figures(record: dict[str, Any], trial: dict[str, Any]) -> tuple[float, 
     return published_for(record, param, value, trial.get("config") or {})
 
 
-def _sweep_trial(record: dict[str, Any], param: str, value: Any, variant: str) -> dict[str, Any] | None:
+def _sweep_trial(record: Summary, param: str, value: Any, variant: str) -> dict[str, Any] | None:
     """The trial of one sweep row: `param` at `value`, every other swept parameter at its base."""
     base = record["fixed"]
     for trial in record["trials"]:
@@ -131,7 +131,7 @@ def _sweep_trial(record: dict[str, Any], param: str, value: Any, variant: str) -
     return None
 
 
-def sweep_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def sweep_rows(record: Summary) -> list[dict[str, Any]]:
     """A lab's one-at-a-time table: a row per swept setting, the lab's figures beside each variant's."""
     metric = "test_acc" if "test_acc" in record["metrics"] else record["metric"]
     rows = []
@@ -167,7 +167,7 @@ def _inside(figure: float, stats: dict[str, Any] | None) -> str:
     return "no, lab's above" if figure > 100 * stats["ci_high"] else "no, lab's below"
 
 
-def sweep_verdict(record: dict[str, Any]) -> str:
+def sweep_verdict(record: Summary) -> str:
     """How each variant compares with the lab's published figures, row by row."""
     rows = sweep_rows(record)
     ours = [k for k in rows[0] if k.endswith(header("test_acc")) or k.endswith(header(record["metric"]))] if rows else []
@@ -183,13 +183,13 @@ def sweep_verdict(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def lab_note(record: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+def lab_note(record: Summary, rows: list[dict[str, Any]]) -> str:
     """The footnote saying what the lab's column holds, when `rows` show one of its figures."""
     shown = any(r.get(LAB_COLUMN) not in (None, "") or r.get(SWEEP_LAB_COLUMN) not in (None, "") for r in rows)
     return published_note(record["lab"]) if shown else ""
 
 
-def report_tables(record: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+def report_tables(record: Summary) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
     """(heading, rows, notes beneath) of each table a report shows: "Comparison", a row per trial or,
     in a sweep search, the lab's row per swept setting; a sweep search's trials follow under "Trials"."""
     trial_rows = comparison_rows(record)
@@ -213,7 +213,7 @@ def text_table(rows: list[dict[str, Any]], notes: list[str], tablefmt: str = "gi
 TERMINAL_TRIALS = 20
 
 
-def ranked_trials(record: dict[str, Any]) -> list[dict[str, Any]]:
+def ranked_trials(record: Summary) -> list[TrialRow]:
     """The trials best first by the searched metric (each trial's best value, the record's mode;
     ties in trial order), then those without a value (errored before reporting, not run) in trial order."""
     metric = record["metric"]
@@ -222,13 +222,13 @@ def ranked_trials(record: dict[str, Any]) -> list[dict[str, Any]]:
     return ranked + [t for t in record["trials"] if (t.get("best") or {}).get(metric) is None]
 
 
-def table_csv_path(record: dict[str, Any]) -> str:
+def table_csv_path(record: Summary) -> str:
     """Where the report's table.csv of `record` is (or will be): its results folder's report/."""
     folder = record.get("storage")
     return f"{folder.rstrip('/')}/report/table.csv" if folder else "report/table.csv"
 
 
-def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
+def format_table(record: Summary, tablefmt: str = "github") -> str:
     """The comparison as the terminal prints it, the first of the report's tables; of a search with
     more than TERMINAL_TRIALS trials (not a sweep's table, a row per setting) the best of them and a line
     saying how many more table.csv has."""
@@ -245,7 +245,7 @@ def format_table(record: dict[str, Any], tablefmt: str = "github") -> str:
     return text_table(shown, [more, *notes], tablefmt)
 
 
-def format_best(record: dict[str, Any]) -> str:
+def format_best(record: Summary) -> str:
     best = record.get("best")
     if not best:
         return "No trial produced a result."

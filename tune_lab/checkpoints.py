@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reports.record import Summary
 from reports.source import SearchNotFound, find_summary
 
 
@@ -29,7 +30,7 @@ def _read(summary: Path) -> dict[str, Any] | None:
         return None  # a half-copied or foreign file is not a search of ours
 
 
-def _best_of(record: dict[str, Any], where: Path) -> BestCheckpoint:
+def _best_of(record: Summary, where: Path) -> BestCheckpoint:
     best = record.get("best") or {}
     folder = best.get("checkpoint")
     if not folder:

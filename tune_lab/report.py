@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.build import build_report
+from reports.record import Summary
 from trainables.files import filesystem, is_remote
 from trainables.registry import get_lab
 
@@ -16,7 +17,7 @@ class ReportWouldLoseSections(RuntimeError):
     """A rebuild could not make a section the existing report has: the old report is kept."""
 
 
-def lab_extras(record: dict[str, Any], out_dir: Path, data_dir: str | None) -> tuple[list[tuple[str, str]], str, list[str]]:
+def lab_extras(record: Summary, out_dir: Path, data_dir: str | None) -> tuple[list[tuple[str, str]], str, list[str]]:
     """The lab's own figures and text on the best checkpoint: ([(caption, png)], Markdown, problems).
 
     From the lab's `report_figures` and `report_text` hooks (trainables.registry.LabModule); the
@@ -86,7 +87,7 @@ def _existing_report_md(folder: str) -> str | None:
     return path.read_text() if path.is_file() else None
 
 
-def write_report(record: dict[str, Any], folder: str, data_dir: str | None = None) -> Path:
+def write_report(record: Summary, folder: str, data_dir: str | None = None) -> Path:
     """Write `folder`/report; returns the local folder it was built in.
 
     The report is built aside and replaces the old one only if it has every section the old one
@@ -126,7 +127,7 @@ def write_report(record: dict[str, Any], folder: str, data_dir: str | None = Non
     return out_dir
 
 
-def log_to_mlflow(record: dict[str, Any], report_dir: Path, with_checkpoint: bool = True) -> None:
+def log_to_mlflow(record: Summary, report_dir: Path, with_checkpoint: bool = True) -> None:
     """The report (and the best trial's checkpoint) as artifacts of the search's parent run."""
     from mlflow.tracking import MlflowClient
 

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from reports.record import Status
+from reports.record import Status, Summary
 from tune_lab.reproduce.plan import Plan
 from tune_lab.paths import REPRODUCE_RUN
 from tune_lab.results import read_json
@@ -30,7 +30,7 @@ def _value(metric: str, value: float | None) -> str:
     return units.text(metric, value)
 
 
-def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> str:
+def answer(record: Summary, accept: dict[str, float] | None = None) -> str:
     """One paragraph answering the section's question from its results: the best setting, its metric
     (mean ± std over seeds where there are several), how far the others are behind, the lab's figure,
     and whether the best trial meets the plan's `accept` bounds (lab 1: w and b within 0.05)."""
@@ -103,7 +103,7 @@ def answer(record: dict[str, Any], accept: dict[str, float] | None = None) -> st
     return " ".join(text)
 
 
-def _acceptance(record: dict[str, Any], winner: dict[str, Any], accept: dict[str, float]) -> str:
+def _acceptance(record: Summary, winner: dict[str, Any], accept: dict[str, float]) -> str:
     """'Acceptance: w_error 0.0005 (at most 0.05) met; ... : met.' for the best trial, at its selected epoch."""
     from trainables.registry import LABS
 
@@ -118,7 +118,7 @@ def _acceptance(record: dict[str, Any], winner: dict[str, Any], accept: dict[str
     return f"Acceptance: {'; '.join(parts)}: {'all met' if ok else 'not all met'}."
 
 
-def _sweep_answer(record: dict[str, Any], scored: list[dict[str, Any]]) -> str:
+def _sweep_answer(record: Summary, scored: list[dict[str, Any]]) -> str:
     """'Best of each sweep (by val acc): corrected: epochs=20 (90.74%), ...; faithful: ...': for each variant
     and swept parameter, the best of the trials that change only that parameter from the base setting."""
     metric, base = record["metric"], record["fixed"]
