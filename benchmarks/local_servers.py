@@ -199,6 +199,23 @@ def wait_for_http(url: str, seconds: float, process: subprocess.Popen | None = N
             time.sleep(0.5)
 
 
+def _wait_for_jobs_api(url: str, token: str, process: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    """Until the head lists jobs for the token (its job agent and API up), not only answers: a head that
+    answered /api/version under load still refused the first submissions (benchmarks/class_load.py)."""
+    deadline = time.time() + seconds
+    request = urllib.request.Request(f"{url}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"the Ray head's jobs API at {url} did not answer in {seconds:g} s: {log.read_text()[-1500:]}")
+        time.sleep(1)
+
+
 @contextlib.contextmanager
 def ray_head(cpus: int, env: dict[str, str] | None = None) -> Iterator[str]:
     """A one-node Ray cluster of our own, token auth on, dashboard on 127.0.0.1; its dashboard URL.
@@ -219,6 +236,7 @@ def ray_head(cpus: int, env: dict[str, str] | None = None) -> Iterator[str]:
     before = os.environ.get("RAY_AUTH_TOKEN")
     try:
         wait_for_http(f"{url}/api/version", 120, process, temp / "head.log")
+        _wait_for_jobs_api(url, token, process, temp / "head.log")
         os.environ["RAY_AUTH_TOKEN"] = token
         yield url
     finally:

@@ -6,6 +6,7 @@ limit ($TUNE_LAB_MLFLOW_OUTAGE_S), the search stops in one line and `tune-lab re
 again with every epoch once."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -57,22 +59,14 @@ def _search(tmp_path: Path, data: Path, uri: str, epochs: int, env: dict[str, st
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _backend(tmp_path: Path):
+@contextlib.contextmanager
+def _backend(tmp_path: Path) -> Iterator[str]:
+    """The server's store: a PostgreSQL of the test's own where this machine has one (a class's server), else SQLite."""
     if postgres_missing():
-        import contextlib
-
-        return contextlib.nullcontext(f"sqlite:///{tmp_path / 'server.db'}")
-    return _pg_uri()
-
-
-def _pg_uri():
-    import contextlib
-
-    @contextlib.contextmanager
-    def started():
-        with postgres() as pg:
-            yield pg.uri
-    return started()
+        yield f"sqlite:///{tmp_path / 'server.db'}"
+        return
+    with postgres() as pg:
+        yield pg.uri
 
 
 def test_a_30_s_outage_mid_search_loses_and_repeats_no_epoch(tiny_mnist, tmp_path):

@@ -1,6 +1,7 @@
 """The class's MLflow store on PostgreSQL: a real SQLite store of a real search copied into a real
 PostgreSQL server (started here on loopback, in its own data directory) with
-`python -m tune_lab.store_backup migrate`, counts equal; MLflow's own server then serves it."""
+`python -m tune_lab.store_backup migrate`, counts equal, every run, param, tag and metric history read back
+through MLflow; and the head's PostgreSQL store kept in the bucket and restored (pg_dump / pg_restore)."""
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.local_servers import MlflowServer, postgres, postgres_missing
+from benchmarks.local_servers import postgres, postgres_missing
 from tune_lab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,19 +45,18 @@ def test_a_real_store_moves_to_postgresql_with_every_run_param_and_metric(ray_se
         assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
         assert "already has runs" in again.stderr
 
-        with MlflowServer(pg.uri, tmp_path / "artifacts") as server:
-            after = MlflowClient(tracking_uri=server.url)
-            experiment = after.get_experiment_by_name("mlp")
-            runs = {r.info.run_id: r for r in after.search_runs([experiment.experiment_id])}
-            old = {r.info.run_id: r for r in before.search_runs([before.get_experiment_by_name("mlp").experiment_id])}
-            assert set(runs) == set(old)
-            for run_id, run in old.items():
-                assert runs[run_id].data.params == run.data.params and runs[run_id].data.tags == run.data.tags
-                for key in run.data.metrics:
-                    history = [(m.step, m.value) for m in before.get_metric_history(run_id, key)]
-                    assert sorted((m.step, m.value) for m in after.get_metric_history(run_id, key)) == sorted(history)
-            new = after.create_experiment("after-the-move")  # PostgreSQL's ids go on past the copied ones
-            assert int(new) > max(int(e.experiment_id) for e in before.search_experiments())
+        after = MlflowClient(tracking_uri=pg.uri)  # MLflow's own store on it, as its server opens it
+        experiment = after.get_experiment_by_name("mlp")
+        runs = {r.info.run_id: r for r in after.search_runs([experiment.experiment_id])}
+        old = {r.info.run_id: r for r in before.search_runs([before.get_experiment_by_name("mlp").experiment_id])}
+        assert set(runs) == set(old)
+        for run_id, run in old.items():
+            assert runs[run_id].data.params == run.data.params and runs[run_id].data.tags == run.data.tags
+            for key in run.data.metrics:
+                history = [(m.step, m.value) for m in before.get_metric_history(run_id, key)]
+                assert sorted((m.step, m.value) for m in after.get_metric_history(run_id, key)) == sorted(history)
+        new = after.create_experiment("after-the-move")  # PostgreSQL's ids go on past the copied ones
+        assert int(new) > max(int(e.experiment_id) for e in before.search_experiments())
 
 
 def test_migrate_refuses_what_it_cannot_read_in_one_line(tmp_path):

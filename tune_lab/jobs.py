@@ -159,6 +159,12 @@ def submit(address: str | None, lab: str, search_arg: str, options: list[str],
                                   runtime_env={"working_dir": folder, "env_vars": {**SHARED_CLUSTER_ENV, OWNER_ENV: who}},
                                   metadata={"tune_lab": "1", "lab": lab, "search": name, "owner": who})
                 return client, job_id
+            except (ConnectionError, OSError) as exc:  # requests' ConnectionError is an OSError
+                # A head under load dropped the upload or the call (seen with ten students at once on a busy
+                # 2-core head): whether the job was made is unknown, so say so rather than submit it twice.
+                raise UsageError(f"submit: the cluster's dashboard at {dashboard_address(address)} closed the "
+                                 f"connection ({type(exc).__name__}); see `tune-lab jobs` for whether {job_id} was "
+                                 f"submitted before submitting again") from None
             except RuntimeError as exc:  # the job API's refusals, a Ray traceback each: one line here
                 if "already exists" in str(exc) and attempts < SUBMIT_ATTEMPTS:
                     continue  # another submission took this id (the same second, the same 32 random bits)
