@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEARCHES = {  # name -> the command's arguments after `tune-lab`
     "main": ["mlp", "--search", "optimizer"],
     "lr": ["mlp", "--search", "lr", "--set", "dropout=0"],
-    "seq2seq": ["seq2seq", "--search", "lr", "--subset", "3000", "--set", "epochs=6"],
+    "seq2seq": ["seq2seq", "--search", "lr", "--subset", "2000", "--set", "epochs=4"],
 }
 TIMING_KEYS = ("epoch_time_s", "samples_per_s", "time_this_iter_s", "time_total_s", "timestamp", "placement")
 
