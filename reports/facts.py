@@ -163,7 +163,7 @@ def run_facts(record: Summary) -> list[tuple[str, str]]:
 
 def spread_for(record: Summary) -> SeedSpread | None:
     """The measured spread closest to this run: the small run's for a --subset run, else the full run's."""
-    spreads = SEED_SPREADS.get((record["lab"], record["dataset"], record["metric"]))
+    spreads = SEED_SPREADS.get((record["lab"], record.get("dataset"), record["metric"]))
     return None if spreads is None else spreads[1] if record.get("subset") else spreads[0]
 
 
@@ -184,7 +184,7 @@ def seed_note(record: Summary) -> str:
     text = "One seed per setting: a gap between two rows may be the seed, not the setting."
     spread = spread_for(record)
     if spread is None:
-        text += (f" The seed spread of {record['lab']}'s {metric} on {record['dataset']} is not measured "
+        text += (f" The seed spread of {record['lab']}'s {metric} on {record.get('dataset') or 'its data'} is not measured "
                  f"(docs/results.md, 'Seed spread').")
     else:
         limit = NOISE_FACTOR * spread.std

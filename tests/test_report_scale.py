@@ -111,7 +111,7 @@ def test_a_big_searchs_figure_colours_the_ten_best_over_a_grey_crowd(scheduler):
         best10 = [t for t in ranked_trials(record) if t.get("history")][:10]
         # best first, named as the table names them, with their best value (a long label wraps)
         assert [" ".join(line.get_label().split()) for line in coloured] == [
-            f"{setting_label(t, record)}: {100 * t['best']['val_acc']:.2f}" for t in best10]
+            f"{setting_label(t, record)}: {100 * t['best']['val_acc']:.2f}%" for t in best10]  # reports.units: percent
         assert len({to_hex(line.get_color()) for line in coloured}) == 10  # ten distinct colours
         (rest,) = grey
         drawn = [t for t in record["trials"] if t.get("history")]
@@ -185,7 +185,10 @@ def test_twenty_trials_print_as_before():
     from reports.table import comparison_rows, format_table, text_table
 
     record = synthetic_record(20, seed=2)
-    assert format_table(record) == text_table(comparison_rows(record), [])
+    table = text_table(comparison_rows(record), [])
+    printed = format_table(record)
+    assert printed.startswith(table)  # every row, nothing cut; then only the one-seed note (reports.facts)
+    assert printed[len(table):].strip().startswith("One seed per setting")
     assert "more trials in" not in format_table(record)
 
 
