@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reports.record import Header, Status, Summary
+from trainables.files import is_remote
 from trainables.registry import LabData
 from tune_lab import paths, spaces
 from tune_lab.paths import SCHEDULER_STATE, STATE_FILE
@@ -208,7 +209,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
 
     opts = dataclasses.replace(opts, max_concurrent=job_cap(opts.max_concurrent))  # a shared cluster's per-job cap
     folder = paths.experiment_dir(root, experiment)
-    if "://" in root and not resume:  # a remote results root needs a tracking server: said before anything starts
+    if is_remote(root) and not resume:  # a remote results root needs a tracking server: said before anything starts
         paths.tracking_uri(opts.tracking_uri, root)
 
     # Ray's processes take seconds to start, most of them spent waiting: load the data and open
@@ -262,7 +263,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         placement = PlacementCallback()
         callbacks = [parent.trial_callback(), placement]
         callbacks.append(EventFiles(folder, header))  # one TensorBoard run per trial (`tune-lab tensorboard`)
-        if "://" not in folder:  # an object store writes whole objects: only local files can be cut off
+        if not is_remote(folder):  # an object store writes whole objects: only local files can be cut off
             callbacks.append(DriverStateKeeper(folder))
 
         trainable = tune.with_resources(
@@ -453,7 +454,7 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, slots: int,
             search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0, random_state=opts.seed)
         max_concurrent = None
     # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
-    state_file = f"{paths.experiment_dir(root, experiment)}/{SCHEDULER_STATE}" if "://" not in root else None
+    state_file = f"{paths.experiment_dir(root, experiment)}/{SCHEDULER_STATE}" if not is_remote(root) else None
     if state_file:  # a new search in the folder of an old one must not inherit its rung decisions
         Path(state_file).unlink(missing_ok=True)
     reporter = progress or tune.CLIReporter(

@@ -23,7 +23,7 @@ over the whole search (`promotion_caps`: with 16 trials and rf 3, 6 at the first
 trial-epochs over 25 seeds: docs/benchmarks.md, issue 21). A rung closes when no trial can still reach
 it and the searcher has made its last trial: its best waiting trials then go on until `finalists` have
 (default 2: near the optimum the best few differ by about one seed's noise, so a second finalist is the
-cheapest chance of a better best), and the rest stop there ("stopped early").
+cheapest chance of a better best), and the rest stop there.
 
 Exactness of a pause: a paused function trainable is restored from its latest checkpoint, and
 `run_trial` saves one at every rung epoch (`pause_epochs`) with the trial's random streams, so a trial
@@ -54,7 +54,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.files import write_bytes_whole, written_whole
+from trainables.files import is_remote, write_bytes_whole, written_whole
 from tune_lab import ray_internals
 from tune_lab.paths import SCHEDULER_STATE
 from tune_lab.tracking import flat_params
@@ -433,7 +433,7 @@ def _last_event(events: list[dict[str, Any]], trial_id: str) -> str | None:
 def read_events(folder: str) -> list[dict[str, Any]]:
     """The paused / promoted / stopped events of a promotion-ASHA search (none for other searches)."""
     path = Path(folder) / SCHEDULER_STATE
-    if "://" in folder or not path.is_file():
+    if is_remote(folder) or not path.is_file():
         return []
     return list(json.loads(path.read_text()).get("events", []))
 

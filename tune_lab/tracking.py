@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from ray.tune import Callback
 
-from reports.record import end_status
+from reports.record import Status, end_status
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
 from trainables.config import effective_config
 
@@ -229,9 +229,9 @@ def outcome(failed: bool, ran: int, planned: Any) -> str:
     """How a trial ended, in the words a runs table column can show: 'completed (20 epochs)',
     'stopped early at epoch 2 of 20', 'failed at epoch 3' (the status tag keeps end_status's word)."""
     status = end_status(failed, ran, planned)
-    if status == "errored":
+    if status == Status.ERRORED:
         return f"failed at epoch {ran + 1}" if ran else "failed before its first epoch"
-    if status == "stopped early":
+    if status == Status.STOPPED_EARLY:
         return f"stopped early at epoch {ran} of {planned}"
     return f"completed ({ran} epochs)"
 
