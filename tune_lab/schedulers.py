@@ -202,6 +202,8 @@ class RungScheduler(FIFOScheduler):
 
     def _go_on(self, trial_id: str, rung: int) -> None:
         self.promoted[rung].append(trial_id)
+        if self.waiting.get(trial_id) == rung:  # it paused there: the decision is its schedule's "promoted"
+            self._event(trial_id, rung, "promoted")
         self._save()
 
     def _stop(self, trial_id: str, rung: int) -> None:
@@ -250,7 +252,9 @@ class RungScheduler(FIFOScheduler):
         if trial.status != Trial.PENDING:
             return
         # A resumed search: Ray re-adds every unfinished trial as PENDING.
-        if trial.trial_id in self.waiting and trial.checkpoint is not None:
+        if trial.trial_id in self.waiting and trial.checkpoint is None:
+            del self.waiting[trial.trial_id]  # Ray kept no checkpoint of it: it trains to its rung again, and waits there
+        if trial.trial_id in self.waiting:
             ray_internals.set_trial_status(trial, Trial.PAUSED)  # it waits at its rung again
         elif _last_event(self.events, trial.trial_id) == "stopped":
             ray_internals.set_trial_status(trial, Trial.TERMINATED)  # stopped at a rung; Ray's state had not said so
@@ -270,11 +274,13 @@ class RungScheduler(FIFOScheduler):
         self._number(trial)
         if trial_id in self.ended:  # stopped at a rung before a kill; Ray's state had not said so yet
             return TrialScheduler.STOP
-        if epoch not in self.records or epoch >= self.planned[trial_id] or trial_id in self.records[epoch]:
-            return TrialScheduler.CONTINUE  # not a rung, its last epoch, or a rung reported again (a retry)
-        self.records[epoch][trial_id] = self._score(float(result[self._metric]))
-        self._save()
-        self._settle(self._finishing(tune_controller))
+        if epoch not in self.records or epoch >= self.planned[trial_id]:
+            return TrialScheduler.CONTINUE  # not a rung, or its last epoch
+        if trial_id not in self.records[epoch]:
+            self.records[epoch][trial_id] = self._score(float(result[self._metric]))
+            self._save()
+            self._settle(self._finishing(tune_controller))
+        # else a rung reported again (a retry, or a trial Ray's state had no checkpoint of): as decided before
         if trial_id in self.promoted[epoch]:
             return TrialScheduler.CONTINUE
         if trial_id in self.ended:
@@ -340,8 +346,8 @@ class RungScheduler(FIFOScheduler):
                  and t.trial_id in self.promoted[self.waiting[t.trial_id]]]
         if ready:  # the lowest rung first: the longest run left starts first, so the last to end ends soonest
             trial = min(ready, key=lambda t: (self.waiting[t.trial_id], self.order[t.trial_id]))
-            rung = self.waiting.pop(trial.trial_id)
-            self._event(trial.trial_id, rung, "promoted")
+            del self.waiting[trial.trial_id]
+            self._save()
             self._searcher_hook(tune_controller, "on_unpause", trial.trial_id)
             return trial
         if not running and self._finishing(tune_controller):
