@@ -172,6 +172,20 @@ def _ordered_searcher():
     return searcher
 
 
+def test_the_lr_search_draws_the_same_settings_without_a_seed():
+    from ray import tune
+
+    from tune_lab.spaces import search_algorithm
+
+    search = load_search("lr", "mlp")
+    drawn = []
+    for _ in range(2):
+        searcher = search_algorithm(search, None, first_rung=1)
+        searcher.set_search_properties("val_acc", "max", {"lr": tune.loguniform(1e-5, 0.3)})
+        drawn.append([searcher.suggest(f"t{k}") for k in range(2)])
+    assert drawn[0] == drawn[1] and drawn[0][0] != drawn[0][1]
+
+
 def test_optuna_learns_each_trial_at_its_first_rung_in_trial_order_whatever_came_first():
     """Trial k is suggested once trials up to k - 2 have their first-rung result, and Optuna knows exactly those,
     told PRUNED at that epoch: two searchers whose trials reported in different orders and at different times

@@ -246,13 +246,15 @@ def test_bad_sweeps_are_refused(tmp_path):
             load_search(str(path), "mlp")
 
 
-def test_random_search_with_a_seed_is_seeded():
-    """Ray's default generator samples unseeded; with --seed, two searches must try the same settings."""
+def test_random_search_is_seeded_with_or_without_a_seed():
+    """Ray's default generator samples unseeded; the same command (with or without --seed) must try the same
+    settings every time (issue 31): without --seed it draws from seed 0."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     search = load_search("lr_optimizer", "mlp", {})
     assert search.algorithm == "random"
-    assert search_algorithm(search, None) is None
+    unseeded = search_algorithm(search, None)
+    assert list(unseeded._random_state.uniform(size=3)) == list(search_algorithm(search, 0)._random_state.uniform(size=3))
     first, second = search_algorithm(search, 0), search_algorithm(search, 0)
     assert isinstance(first, BasicVariantGenerator)
     # the generator's own random state, which Ray's sampling draws from (private: checked, not relied on)

@@ -451,7 +451,8 @@ def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, slots: int,
         if search.algorithm == "optuna":
             search_alg = PauseAwareLimiter(search_alg, max_concurrent)
         else:
-            search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0, random_state=opts.seed)
+            search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0,
+                                                    random_state=spaces.draw_seed(opts.seed))
         max_concurrent = None
     # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
     state_file = f"{paths.experiment_dir(root, experiment)}/{SCHEDULER_STATE}" if not is_remote(root) else None

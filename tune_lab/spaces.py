@@ -33,6 +33,13 @@ CASE_KEY = "case"  # the trial config key holding a sweep case's values (see `ca
 MAX_NUM_SAMPLES = 10_000
 ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3}
 FINALISTS = 2  # promotion: trials trained to the end at least (tune_lab.schedulers.PromotionASHA)
+# What Optuna and random search draw from without --seed: the trials' own default seed (the labs' configs), so
+# that the same command draws the same settings every time (issue 31); Ray's and Optuna's default is a fresh one.
+DRAW_SEED = 0
+
+
+def draw_seed(seed: int | None) -> int:
+    return DRAW_SEED if seed is None else seed
 
 
 class SearchSpaceError(TuneLabError):
@@ -426,21 +433,21 @@ def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
 
 
 def search_algorithm(search: Search, seed: int | None, first_rung: int | None = None):
-    """Optuna for `search: optuna`; for random search a seeded variant generator when a seed is given.
+    """Optuna for `search: optuna`; for random search a seeded variant generator.
 
-    Ray's default generator (used when this returns None) draws random samples unseeded, so two
-    runs with the same --seed would try different settings, e.g. FIFO and ASHA in a comparison.
+    Seeded always (`draw_seed`: --seed, else 0): Ray's default generator and Optuna draw unseeded, so two
+    runs of the same command would try different settings.
     `first_rung`: the epoch whose results Optuna learns from (see OrderedOptunaSearch); None: the last.
     """
-    if search.algorithm == "random" and seed is not None:
+    if search.algorithm == "random":
         from ray.tune.search import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=seed)
+        return BasicVariantGenerator(random_state=draw_seed(seed))
     if search.algorithm != "optuna":
-        return None  # Ray's default variant generator handles the grid (and unseeded random search)
+        return None  # Ray's default variant generator handles the grid
     from tune_lab.schedulers import OrderedOptunaSearch  # suggestions that do not depend on timing
 
-    return OrderedOptunaSearch(seed=seed, first_rung=first_rung or search.max_epochs())
+    return OrderedOptunaSearch(seed=draw_seed(seed), first_rung=first_rung or search.max_epochs())
 
 
 def scheduler(search: Search, name: str | None = None, *, slots: int | None = None, state_file: str | None = None,
