@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
 from trainables.config import per_seed_key
@@ -198,8 +199,16 @@ def seeds_in(columns: Any) -> list[int]:
 
 
 def in_trial_order(rows: list[TrialRow]) -> list[TrialRow]:
-    """One order wherever the rows came from: Ray's trial ids number grid trials in order."""
-    return sorted(rows, key=lambda r: str(r["trial_id"]))
+    """One order wherever the rows came from: the order the searcher made the trials, the number Ray puts in each
+    trial's folder name (`run_trial_<id>_<number>_<params>...`), then the trial id (which numbers grid trials in
+    order, but is a random one for Optuna's: ordered by id alone, two runs of one search listed the same trials
+    in different orders)."""
+    def number(row: TrialRow) -> int:
+        name = Path(str(row.get("path") or "")).name
+        head = name.split(f"_{row['trial_id']}_", 1)[1].split("_", 1)[0] if f"_{row['trial_id']}_" in name else ""
+        return int(head) if head.isdigit() else -1
+
+    return sorted(rows, key=lambda r: (number(r), str(r["trial_id"])))
 
 
 def pick_best(rows: list[TrialRow], metric: str, mode: str) -> BestPick | None:

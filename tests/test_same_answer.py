@@ -145,3 +145,13 @@ def test_a_real_search_gives_the_same_table_on_one_slot_two_and_with_its_first_t
     assert one == table("two-slots", "--max-concurrent", "2")
     slowed = table("slowed", "--max-concurrent", "2", "--set", "slow_lr=0.0003", "slow_s=1.5")
     assert slowed == one
+
+
+def test_rows_are_listed_in_the_order_the_searcher_made_the_trials_not_by_their_random_ids():
+    from reports.record import in_trial_order
+
+    rows = [{"trial_id": tid, "path": f"/r/s/run_trial_{tid}_{number}_lr=0.01_2026-12-07_09-57-35"}
+            for tid, number in (("f3a1", 1), ("0b2c", 2), ("9d4e", 3))]
+    assert [r["trial_id"] for r in in_trial_order(list(reversed(rows)))] == ["f3a1", "0b2c", "9d4e"]
+    grid = [{"trial_id": f"ab12_0000{k}"} for k in (2, 0, 1)]  # rebuilt from MLflow: no folder, ids in order
+    assert [r["trial_id"] for r in in_trial_order(grid)] == ["ab12_00000", "ab12_00001", "ab12_00002"]
