@@ -3,8 +3,8 @@
 
 Why here: the class-load benchmark (benchmarks/class_load.py) and the tests that need the real
 parts (tests/test_pg_store.py, tests/test_class_load.py) start the same servers the same way, as a
-cluster's admin does, and never touch anyone else's (no `ray stop`, no `pg_ctl` on a shared data
-directory). PostgreSQL refuses to run as root; as root (CI's container) it runs as Debian's
+cluster's admin does, and never touch anyone else's (nothing that ends every Ray process on the
+machine, no `pg_ctl` on a shared data directory). PostgreSQL refuses to run as root; as root (CI's container) it runs as Debian's
 `postgres` user.
 """
 from __future__ import annotations

@@ -3,22 +3,14 @@ dashboard on 127.0.0.1), `tune-lab submit --wait`, `jobs`, `logs`, `stop`, and b
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import textwrap
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from benchmarks.local_servers import free_port, ray_head
 from tune_lab.cli import main
 
 SEARCH = """
@@ -30,50 +22,11 @@ params:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def head() -> Iterator[str]:
-    """A one-node cluster of our own, token authentication on; its dashboard's URL."""
-    temp = Path(tempfile.mkdtemp(prefix="tlj-", dir="/tmp"))  # short: Ray's sockets live under it
-    token = secrets.token_hex(32)
-    dashboard = free_port()
-    env = {**os.environ, "RAY_TMPDIR": str(temp), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-           "PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))}
-    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus", "2",
-               "--port", str(free_port()), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-               "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-               "--disable-usage-stats"]
-    log = (temp / "head.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{dashboard}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/version", timeout=2)
-                break
-            except urllib.error.HTTPError:  # it answers (401 without the token)
-                break
-            except OSError:
-                if process.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"the head did not start: {(temp / 'head.log').read_text()[-2000:]}")
-                time.sleep(1)
-        os.environ["RAY_AUTH_TOKEN"] = token  # the laptop's side: tune-lab sends it
+    """A one-node cluster of our own, token authentication on, ended by its process id; its dashboard's URL."""
+    with ray_head(cpus=2) as url:
         yield url
-    finally:
-        os.environ.pop("RAY_AUTH_TOKEN", None)
-        process.terminate()  # --block: the head stops the processes it started
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def job_status(url: str, capsys, job: str) -> str:
