@@ -296,15 +296,20 @@ class RungScheduler(FIFOScheduler):
         """No checkpoint at this rung (someone else's trainable): a pause would lose epochs, so the trial is judged
         at once against the trials there so far, as Ray's stopping ASHA would; this one decision then depends on
         timing."""
-        recorded = self.records[epoch]
-        others = [recorded[t] for t in self.decided[epoch] if t != trial_id]
-        if trial_id not in self.decided[epoch]:
-            self.decided[epoch].append(trial_id)
-        if not others or recorded[trial_id] >= _cutoff(others, self.rf):
-            self._go_on(trial_id, epoch)
-            return TrialScheduler.CONTINUE
-        self._stop(trial_id, epoch)
-        return TrialScheduler.STOP
+        self._judge_as_ray_would(trial_id, epoch)
+        return TrialScheduler.CONTINUE if trial_id in self.promoted[epoch] else TrialScheduler.STOP
+
+    def _judge_as_ray_would(self, trial_id: str, rung: int) -> None:
+        """Ray's stopping rule against the trials judged at `rung` before this one: it goes on if its result is at
+        least the (1 - 1/rf) quantile of theirs (the first passes), else it stops there."""
+        recorded = self.records[rung]
+        before = [recorded[t] for t in self.decided[rung] if t != trial_id]
+        if trial_id not in self.decided[rung]:
+            self.decided[rung].append(trial_id)
+        if not before or recorded[trial_id] >= _cutoff(before, self.rf):
+            self._go_on(trial_id, rung)
+        else:
+            self._stop(trial_id, rung)
 
     def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
         self._ended(tune_controller, trial)
@@ -382,13 +387,7 @@ class StoppingASHA(RungScheduler):
     Ray's `ASHAScheduler` makes the same comparison with whichever trials reported there first."""
 
     def _decide(self, trial_id: str, rung: int) -> None:
-        recorded = self.records[rung]
-        before = [recorded[t] for t in self.decided[rung]]
-        self.decided[rung].append(trial_id)
-        if not before or recorded[trial_id] >= _cutoff(before, self.rf):
-            self._go_on(trial_id, rung)
-        else:
-            self._stop(trial_id, rung)
+        self._judge_as_ray_would(trial_id, rung)
 
     def _close(self, rung: int) -> None:  # nothing waits for a promotion
         self.closed.append(rung)
