@@ -461,12 +461,11 @@ def scheduler(search: Search, name: str | None = None, *, slots: int | None = No
         return FIFOScheduler()
     from tune_lab.schedulers import PromotionASHA, StoppingASHA
 
-    args = {**ASHA_DEFAULTS, **(search.scheduler_args or {})}
-    max_t = search.max_epochs()
+    grace, factor, max_t = _rung_args(search)
     made = PromotionASHA if kind == "promotion" else StoppingASHA
-    return made(max_t=max_t, grace_period=min(args["grace_period"], max_t), reduction_factor=args["reduction_factor"],
-                finalists=args.get("finalists", FINALISTS), slots=slots, state_file=state_file,
-                trials=trials if kind == "promotion" else None)
+    return made(max_t=max_t, grace_period=grace, reduction_factor=factor,
+                finalists=(search.scheduler_args or {}).get("finalists", FINALISTS), slots=slots,
+                state_file=state_file, trials=trials if kind == "promotion" else None)
 
 
 def rungs(search: Search, name: str | None = None) -> list[int]:
@@ -475,6 +474,11 @@ def rungs(search: Search, name: str | None = None) -> list[int]:
 
     if (name or search.scheduler) not in ("asha", "promotion"):
         return []
+    return rung_epochs(*_rung_args(search))
+
+
+def _rung_args(search: Search) -> tuple[int, float, int]:
+    """grace_period (at most the last epoch), reduction_factor and max_t, as both ASHA variants take them."""
     args = {**ASHA_DEFAULTS, **(search.scheduler_args or {})}
     max_t = search.max_epochs()
-    return rung_epochs(min(args["grace_period"], max_t), args["reduction_factor"], max_t)
+    return min(args["grace_period"], max_t), args["reduction_factor"], max_t
