@@ -221,7 +221,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-lab-prepare")
     prepared = pool.submit(_prepare, search, opts, root, resume, phases, go_on)
     pool.shutdown(wait=False)
-    started_ray, stopping = False, None
+    started_ray = False
     try:
         started_ray = start_ray(opts.address)
         phases.lap("ray_start")
@@ -292,9 +292,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         grid = tuner.fit()
         phases.lap("trials")  # Tune's whole run: trial processes started, trained, stopped
         raylet_gone = ray_internals.raylet_exit() if started_ray else None  # before Ray is stopped below
-        if started_ray:  # nothing below needs Ray: its processes stop while the summary and report are made
-            stopping = threading.Thread(target=_stop_ray, name="tune-lab-stop-ray")
-            stopping.start()
+        if started_ray:  # nothing below needs Ray. Stopped here, not in a thread beside the summary: a Ray object
+            _stop_ray()  # freed by this thread while ray.shutdown() runs ends the process (exit 1, or a segfault)
+            started_ray = False
         unfinished = unfinished_trials(folder)
         summary = summarise(grid, header, tracking=tracking, trial_runs=parent.trial_runs(), unfinished=unfinished,
                             run_history=parent.run_history)  # where a killed driver lost a trial's result files
@@ -323,9 +323,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     finally:
         go_on.decide(False)  # a search that failed before its store was needed makes none, and leaves no thread behind
         futures.wait([prepared])
-        if stopping is not None:
-            stopping.join()
-        elif started_ray:
+        if started_ray:
             _stop_ray()
     if interrupted:
         if summary.get("node_lost"):
