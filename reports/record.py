@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Required, TypedDict
 
-from trainables.config import per_seed_key
+from trainables.config import BETTER, per_seed_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,7 +165,7 @@ def trial_row(
     history = history.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
     row["epochs_run"] = int(history["training_iteration"].max())
     row["status"] = end_status(failed, row["epochs_run"], row["epochs_planned"])
-    best = history.loc[history[metric].idxmax() if mode == "max" else history[metric].idxmin()]
+    best = best_of((row for _, row in history.iterrows()), lambda epoch: epoch[metric], mode)
     row["best_epoch"] = int(best["training_iteration"])
     row["best"] = {m: clean(best[m]) for m in (*metrics, *TRIAL_EXTRAS) if m in best}
     row["last"] = {m: clean(history[m].iloc[-1]) for m in metrics if m in history}
@@ -212,13 +213,29 @@ def in_trial_order(rows: list[TrialRow]) -> list[TrialRow]:
 
 
 def pick_best(rows: list[TrialRow], metric: str, mode: str) -> BestPick | None:
-    scored = [r for r in rows if (r.get("best") or {}).get(metric) is not None]
-    if not scored:
+    best = best_of(rows, lambda r: (r.get("best") or {}).get(metric), mode)  # ties: the first in trial order
+    if best is None:
         return None
-    pick = max if mode == "max" else min
-    best = pick(scored, key=lambda r: r["best"][metric])  # ties: the first in trial order
     return {
         "trial_id": best["trial_id"], "config": best["config"], "setting": best["setting"],
         "epoch": best["best_epoch"], "metrics": best["best"], "checkpoint": best.get("checkpoint"),
         "mlflow_run_id": best.get("mlflow_run_id"),
     }
+
+
+def best_of(items: Iterable[Any], score: Callable[[Any], Any], mode: str) -> Any:
+    """The first of `items` that no later one beats (trainables.config.BETTER); one scoring None or NaN is passed over."""
+    best, best_score = None, None
+    for item in items:
+        value = score(item)
+        if isinstance(value, numbers.Real) and value == value and (best is None or BETTER[mode](value, best_score)):
+            best, best_score = item, value
+    return best
+
+
+def best_checkpoint(kept: list[tuple[Any, dict[str, Any]]], metric: str, mode: str) -> Any:
+    """Of a trial's kept (checkpoint, metrics) pairs, the one of its best epoch (ties: the earliest, as the best
+    epoch); None when none has the metric. With promotion ASHA the latest may be a rung checkpoint kept for resuming."""
+    in_order = sorted(kept, key=lambda cm: cm[1].get("training_iteration", 0))
+    found = best_of(in_order, lambda cm: cm[1].get(metric), mode)
+    return None if found is None else found[0]

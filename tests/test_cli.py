@@ -144,3 +144,23 @@ def test_ui_on_a_busy_port_exits_non_zero_naming_the_port(tmp_path):
 def test_ui_help_says_its_default_port():
     done = run_cli("ui", "--help")
     assert done.returncode == 0 and "(default 5000)" in done.stdout
+
+
+def test_dry_run_prints_the_tuner_and_starts_nothing(tmp_path):
+    """--dry-run: the Tuner call tune_lab.plan builds (param space, scheduler and its rungs, resources per
+    trial), with no Ray started, no data read and nothing written."""
+    done = run_cli("mlp", "--search", "lr", "--dry-run", "--seed", "3", "--cpus-per-trial", "2",
+                   "--storage", str(tmp_path / "results"), env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith(f"# tune-lab mlp --search lr: 16 trial(s), {os.cpu_count() // 2} at once; nothing started")
+    assert "'lr': tune.loguniform(1e-05, 0.3)," in out and "'seed': 3," in out
+    assert "search_alg=PauseAwareLimiter(...)" in out
+    assert "scheduler=PromotionASHA(grace_period=1, reduction_factor=3),  # rungs at epochs 1, 3, 9" in out
+    assert "{'cpu': 2, 'gpu': 0}" in out
+    assert "tune.Tuner(" in out and out.rstrip().endswith(")")
+    assert not (tmp_path / "results").exists()
+    optimizer = run_cli("mlp", "--search", "optimizer", "--dry-run", "--scheduler", "fifo",
+                        env={"CUDA_VISIBLE_DEVICES": ""}).stdout
+    assert "'optimizer': tune.grid_search(['sgd', 'adam', 'adadelta'])," in optimizer
+    assert "scheduler=FIFOScheduler(),  # no rungs" in optimizer and "pause_epochs=()" in optimizer

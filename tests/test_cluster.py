@@ -178,19 +178,20 @@ def test_a_gpu_worker_whose_torch_cannot_use_its_gpus_fails_setup_loudly():
 SHARE_PROBE = """
 import json, sys
 import ray
-from tune_lab.runner import SearchOptions, trial_resources
+from tune_lab.options import SearchOptions
+from tune_lab.plan import make
 from tune_lab.spaces import load_search
 
 ray.init(num_cpus=1, num_gpus=2, include_dashboard=False, logging_level="ERROR")  # 2 declared GPUs
 search = load_search("optimizer", "mlp", {})
-shares = {str(flag): trial_resources(search, SearchOptions(gpus_per_trial=flag))[0]["gpu"]
+shares = {str(flag): make(search, SearchOptions(gpus_per_trial=flag)).resources["gpu"]
           for flag in (None, 0.0, 1.0)}
 # More GPUs than the cluster has: refused on a machine of one's own, waited for on a joined
 # cluster (its autoscaler may add GPU nodes once trials ask for them).
-shares["joined 4.0"] = trial_resources(search, SearchOptions(gpus_per_trial=4.0,
-                                                             address="auto"))[0]["gpu"]
+shares["joined 4.0"] = make(search, SearchOptions(gpus_per_trial=4.0,
+                                                             address="auto")).resources["gpu"]
 try:
-    trial_resources(search, SearchOptions(gpus_per_trial=4.0))
+    make(search, SearchOptions(gpus_per_trial=4.0))
 except Exception as exc:
     shares["local 4.0"] = type(exc).__name__
 ray.shutdown()
@@ -222,7 +223,7 @@ def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
     assert done.returncode == 0 and line, done.stderr[-3000:]
     shares = json.loads(line[0].removeprefix("SHARES="))
     assert get_lab("mlp").gpu_fraction == 0.25
-    assert shares == {"None": 0.25, "0.0": 0.0, "1.0": 1.0, "joined 4.0": 4.0, "local 4.0": "SearchSpaceError"}
+    assert shares == {"None": 0.25, "0.0": 0.0, "1.0": 1.0, "joined 4.0": 4.0, "local 4.0": "UsageError"}
     assert "--gpus-per-trial 4, but the cluster has 2 GPU(s) now" in done.stderr
 
 

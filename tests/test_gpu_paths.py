@@ -130,23 +130,26 @@ def test_the_autoscaler_config_says_what_the_cluster_grows_to():
 
 def test_a_joined_cluster_without_gpus_yet_reserves_them_and_runs_many_trials(ray_session, tmp_path, monkeypatch, capsys):
     """Before: 0 GPUs at start gave no GPU share and one trial at a time (Optuna's limit followed)."""
-    from tune_lab.runner import SearchOptions, trial_resources
+    from tune_lab.options import SearchOptions
+    from tune_lab.plan import make
     from tune_lab.spaces import load_search
 
     monkeypatch.setenv("HOME", str(tmp_path))  # where `ray up` leaves the autoscaler's config on the head
     shutil.copy(REPO / "cluster.yaml", tmp_path / "ray_bootstrap_config.yaml")
     search = load_search("lr", "mlp", {})  # optuna + promotion ASHA, 16 trials
-    resources, slots = trial_resources(search, SearchOptions(address="auto"))
+    planned = make(search, SearchOptions(address="auto"))
+    resources, slots = planned.resources, planned.slots
     assert resources["gpu"] == search.spec.gpu_fraction > 0
     assert slots == 64
     line = capsys.readouterr().err
     assert "the cluster has 0 GPU(s) now" in line and "up to 64 trial(s) at once" in line
 
     (tmp_path / "ray_bootstrap_config.yaml").unlink()  # KubeRay, a laptop: the limits are not readable here
-    resources, slots = trial_resources(search, SearchOptions(address="auto", gpus_per_trial=1))
+    planned = make(search, SearchOptions(address="auto", gpus_per_trial=1))
+    resources, slots = planned.resources, planned.slots
     assert slots == search.trial_count() == 16
     assert "pass --max-concurrent N" in capsys.readouterr().err
-    assert trial_resources(search, SearchOptions(address="auto", gpus_per_trial=1, max_concurrent=4))[1] == 4
+    assert make(search, SearchOptions(address="auto", gpus_per_trial=1, max_concurrent=4)).slots == 4
     assert "4 trial(s) at once (--max-concurrent)" in capsys.readouterr().err
 
 

@@ -77,7 +77,7 @@ def test_all_keeps_every_checkpoint_and_survives_in_the_state_file(kept_all, tmp
         assert row["checkpoint"] and Path(row["checkpoint"]).is_dir()
     assert all(len(found) == 1 for found in checkpoint_folders(kept_all).values())
 
-    from tune_lab.runner import load_state
+    from tune_lab.plan import load_state
 
     state = json.loads((kept_all / "search.json").read_text())
     assert state["options"]["keep_checkpoints"] == "all"  # what `tune-lab resume` reads back

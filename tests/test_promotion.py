@@ -13,8 +13,9 @@ from trainables.hparams import MLPConfig
 from trainables.mlp import Trainer
 from trainables.seeds import SeedSequence
 from tune_lab.cli import EXIT_USAGE, main
-from tune_lab.schedulers import OrderedOptunaSearch, PromotionASHA, StoppingASHA, promotion_caps, rung_epochs
-from tune_lab.spaces import SearchSpaceError, load_search, scheduler
+from tune_lab.schedulers import OrderedOptunaSearch, PromotionASHA, StoppingASHA, promotion_caps
+from tune_lab.plan import scheduler
+from tune_lab.spaces import SearchSpaceError, load_search, rung_epochs
 
 BASE = """
 description: promotion
@@ -175,7 +176,7 @@ def _ordered_searcher():
 def test_the_lr_search_draws_the_same_settings_without_a_seed():
     from ray import tune
 
-    from tune_lab.spaces import search_algorithm
+    from tune_lab.plan import search_algorithm
 
     search = load_search("lr", "mlp")
     drawn = []

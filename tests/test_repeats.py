@@ -16,7 +16,8 @@ from trainables.hparams import MLPConfig
 from trainables.mlp import Trainer
 from trainables.seeds import SeedSequence, seed_everything
 from tune_lab.cli import EXIT_USAGE, main
-from tune_lab.spaces import SearchSpaceError, load_search, param_space
+from tune_lab.plan import param_space
+from tune_lab.spaces import SearchSpaceError, load_search
 
 
 def test_a_seed_of_a_group_trains_exactly_as_a_single_seed_trial(tiny_mnist):

@@ -60,7 +60,8 @@ def test_english_prefix_filter_and_max_length(tmp_path):
 def test_subset_cuts_the_pairs_a_trial_trains_on_and_the_opening_line_says_them(tmp_path):
     """--subset N: N pairs after the trial's own filters (not N before them), and the driver's line
     gives the split of each filter setting the search runs, not the file's whole split."""
-    from tune_lab.runner import split_line
+    from tune_lab.options import SearchOptions
+    from tune_lab.plan import make
     from tune_lab.spaces import load_search
 
     path = tmp_path / "eng-fra.txt"
@@ -72,7 +73,8 @@ def test_subset_cuts_the_pairs_a_trial_trains_on_and_the_opening_line_says_them(
     space = tmp_path / "lengths.yaml"
     space.write_text("lab: seq2seq\nmetric: val_bleu\nfixed: {eng_prefix_filter: true}\nparams: {max_length: {grid: [7, 64]}}\n")
     sizes = [f"{len(cut.select(s, n, True))} {s}" for n in (7, 64) for s in ("train", "val", "test")]
-    assert split_line(cut, load_search(str(space), "seq2seq")) == (
+    planned = make(load_search(str(space), "seq2seq"), SearchOptions(), now={"CPU": 2.0})  # no Ray asked
+    assert planned.split_line(cut) == (
         f"{' / '.join(sizes[:3])} at max_length 7, English prefixes only; "
         f"{' / '.join(sizes[3:])} at max_length 64, English prefixes only")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from trainables.registry import LABS, lab_names
-from tune_lab.spaces import (SEARCH_DIR, SearchSpaceError, available_searches, load_search, param_space, scheduler,
-                             search_algorithm)
+from tune_lab.plan import param_space, scheduler, search_algorithm
+from tune_lab.spaces import SEARCH_DIR, SearchSpaceError, available_searches, load_search
 
 GOOD = """
 lab: mlp

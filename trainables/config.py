@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import typing
 from typing import Annotated, Any, Literal
 
@@ -100,6 +101,11 @@ def seed_list(seed: int, repeats: int) -> list[int]:
     """The seeds of a configuration: `seed`, `seed + 1`, ... (the first is today's single seed,
     so seed s of a repeated search trains exactly as a one-seed search with --seed s)."""
     return [seed + k for k in range(repeats)]
+
+
+# Which of two results is better, by the metric's mode: strictly, so that of equal results the first stays best.
+# The one rule for a trial's best epoch, the checkpoint it keeps, and the search's best trial (reports.record.best_of).
+BETTER = {"max": operator.gt, "min": operator.lt}
 
 
 def per_seed_key(metric: str, seed: int) -> str:

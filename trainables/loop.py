@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import torch
 
-from trainables.config import config_from_dict, per_seed_key, seed_list
+from trainables.config import BETTER, config_from_dict, per_seed_key, seed_list
 from trainables.registry import LabSpec, get_lab
 from trainables.seeds import SeedGroup, SeedSequence
 from trainables.worker_exit import exit_quietly_on_unraisable_exit
@@ -256,10 +256,6 @@ def _not_finite(metrics: dict[str, float]) -> str | None:
     return None
 
 
-def _improved(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value > best if mode == "max" else value < best)
-
-
 def _seed_mean(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
     """Each metric's mean over the live seeds: what ASHA, Optuna and the checkpoint decide on."""
     seeds = list(per_seed.values())
@@ -332,7 +328,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
         metrics["epoch_time_s"] = time.perf_counter() - start
         metrics["samples_per_s"] = samples / train_seconds
         metrics["placement"] = where
-        improved = _improved(metrics[metric], best, mode)
+        improved = best is None or BETTER[mode](metrics[metric], best)
         # Every rung epoch is saved, so that the scheduler can pause the trial there. One that ties the
         # best exactly then becomes the kept best checkpoint (Ray keeps the later of two equal scores):
         # weights of an epoch exactly as good, so that judging the trial never depends on timing.

@@ -98,7 +98,7 @@ def resume(target: str, *, storage: str | None = None, address: str | None = Non
     from tune_lab import user_labs
     from tune_lab.reproduce import resume_search
     from tune_lab.results import complete_summary
-    from tune_lab.runner import load_state
+    from tune_lab.plan import load_state
 
     folder = resumable_folder(target, storage)
     done = complete_summary(folder)

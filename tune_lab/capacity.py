@@ -10,10 +10,16 @@ where given, else the autoscaler's own config, which `ray up` leaves on the head
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from tune_lab.usage import UsageError
+
+if TYPE_CHECKING:
+    from tune_lab.options import SearchOptions
 
 AUTOSCALER_CONFIG = "~/ray_bootstrap_config.yaml"  # written by `ray up` on the head, read by its autoscaler
 
@@ -106,3 +112,42 @@ def job_cap(requested: int | None) -> int | None:
     said = f"--max-concurrent {requested} lowered to" if requested else "at most"
     print(f"tune-lab: {said} {cap} trial(s) at once: this cluster's per-job cap ({JOB_CAP_ENV})", file=sys.stderr, flush=True)
     return cap
+
+
+def trial_resources(opts: SearchOptions, trials: int, gpu_fraction: float,
+                    now: dict[str, float] | None = None) -> tuple[dict[str, float], int]:
+    """Each trial's CPUs and GPUs, and how many trials can run at once: `trials`, the trials the search starts;
+    `gpu_fraction`, the lab's GPU share; `now`, the cluster's resources (None: ask the Ray this driver joined)."""
+    if now is None:
+        import ray
+
+        now = ray.cluster_resources()
+    workers = autoscaler_workers() if opts.address else None
+    reach = capacity(now, workers)
+    if opts.cpus_per_trial is not None:
+        cpus = opts.cpus_per_trial
+    elif opts.address:  # a cluster's CPUs are spread over its nodes, and a trial runs on one: one each
+        cpus = 1.0
+    else:
+        cpus = default_cpus(now.get("CPU", 1.0), trials)
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (gpu_fraction if reach["GPU"] else 0.0)
+    resources = {"cpu": cpus, "gpu": gpus}
+    short = [(flag, wanted, kind) for flag, wanted, kind in (("--gpus-per-trial", gpus, "GPU"), ("--cpus-per-trial", cpus, "CPU"))
+             if wanted > now.get(kind, 0.0)]
+    if short and not opts.address:
+        flag, wanted, kind = short[0]
+        raise UsageError(f"{flag} {wanted:g}: the cluster has {now.get(kind, 0.0):g} {kind}(s)")
+    n = slots(resources, reach)
+    if short:  # a joined cluster may autoscale: its GPU workers often do not exist until trials ask
+        flag, wanted, kind = short[0]
+        if opts.max_concurrent:
+            n = opts.max_concurrent
+            how = f"{n} trial(s) at once (--max-concurrent)"
+        elif workers is not None and reach[kind] >= wanted:
+            how = f"up to {n} trial(s) at once as its autoscaler adds nodes (its config allows {reach[kind]:g} {kind}s)"
+        else:  # the autoscaler's limits are not readable from this driver (KubeRay, a laptop)
+            n = trials or n
+            how = f"up to {n} trial(s) at once as nodes arrive; pass --max-concurrent N to hold it to N"
+        print(f"tune-lab: {flag} {wanted:g}, but the cluster has {now.get(kind, 0.0):g} {kind}(s) now: trials wait "
+              f"for its autoscaler to add nodes that have them; {how}", file=sys.stderr, flush=True)
+    return resources, n

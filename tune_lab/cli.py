@@ -3,6 +3,7 @@ them, so `--help`, `list` and a bad search file answer in well under a second.""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
@@ -53,6 +54,9 @@ def add_search_options(p: argparse.ArgumentParser, datasets: Sequence[str]) -> N
                         "decide on their mean and the table adds mean +- std, a 95%% interval and a verdict "
                         "against the best (default: the search file's repeats, else 1)")
     SearchOptions.add_flags(p, datasets)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the Ray Tune call the search makes (param space, scheduler and rungs, resources per "
+                        "trial) and start nothing")
 
 
 def add_store_options(p: argparse.ArgumentParser, tracking: bool = True) -> None:
@@ -293,7 +297,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     from tune_lab.runner import run_search  # Ray itself is imported only by run_search
 
     search = checked_search(args.command, args.search, dict(args.overrides), args.repeats, args.num_samples)
-    return _exit_code(run_search(search, SearchOptions.from_args(args)))
+    opts = SearchOptions.from_args(args)
+    if args.dry_run:
+        from tune_lab import plan
+
+        if opts.address:
+            print(f"# planned on this machine's resources: --dry-run does not join {opts.address}")
+        print(plan.make(search, dataclasses.replace(opts, address=None), plan.this_machine()).describe())
+        return 0
+    return _exit_code(run_search(search, opts))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from reports.build import build_report
 from reports.record import Summary
@@ -45,25 +44,6 @@ def lab_extras(record: Summary, out_dir: Path, data_dir: str | None) -> tuple[li
         except Exception as exc:
             problems.append(f"the lab's text could not be written ({_one_line(exc)})")
     return figures, text, problems
-
-
-def run_header(search: Any, opts: Any, split: str) -> dict[str, Any]:
-    """The facts of summary.json that say what was run beyond the search file (reports.facts shows them):
-    the samples per split the trials used, the --set values, and --seed.
-
-    The Search keeps --set merged into its fixed values; the values that differ from the file's own (or
-    that fix a parameter the file searches) are the ones the user set. A --set equal to the file's
-    value changed nothing and is not listed.
-    """
-    from tune_lab.spaces import read_yaml
-
-    try:
-        doc = read_yaml(search.path) or {}
-    except Exception:  # the file moved since the search started (a resume): nothing to tell apart
-        doc = {}
-    in_file = doc.get("fixed") or {}
-    overrides = {k: v for k, v in search.fixed.items() if k not in in_file or in_file[k] != v}
-    return {"split": split, "overrides": overrides, "seed": opts.seed}
 
 
 def _one_line(exc: Exception) -> str:

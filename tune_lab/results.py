@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from reports.record import Header, Status, Summary, in_trial_order, pick_best, trial_row
+from reports.record import Header, Status, Summary, best_checkpoint, in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
 from trainables.config import effective_config
 from trainables.files import filesystem, is_remote, write_bytes_whole
@@ -49,21 +49,12 @@ def summarise(grid: Any, header: Header, *, tracking: dict[str, Any], trial_runs
         row["path"] = result.path
         row["mlflow_run_id"] = trial_runs.get(trial_id)
         if result.checkpoint is not None:
-            # The best one: with promotion ASHA the latest may be a rung checkpoint kept for resuming.
-            row["checkpoint"] = _best_checkpoint(result, header["metric"], header["mode"]).path
+            kept = best_checkpoint(result.best_checkpoints or [], header["metric"], header["mode"])
+            row["checkpoint"] = (kept or result.checkpoint).path
         rows.append(row)
     rows = in_trial_order(rows)
     best = pick_best(rows, header["metric"], header["mode"])
     return add_seed_statistics({**header, "mlflow": tracking, "best": best, "trials": rows})
-
-
-def _best_checkpoint(result: Any, metric: str, mode: str) -> Any:
-    """The kept checkpoint of the best epoch; a tie goes to the earliest, as the best epoch does."""
-    scored = [(c, m) for c, m in (result.best_checkpoints or []) if isinstance(m.get(metric), (int, float))]
-    if not scored:
-        return result.checkpoint
-    sign = 1 if mode == "max" else -1
-    return max(scored, key=lambda cm: (sign * cm[1][metric], -cm[1].get("training_iteration", 0)))[0]
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -14,13 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
-from reports.record import Header, Status, Summary
+from reports.record import Status, Summary
 from trainables.files import is_remote
-from trainables.registry import LabData
-from tune_lab import paths, spaces
-from tune_lab.paths import SCHEDULER_STATE, STATE_FILE
+from tune_lab import paths
+from tune_lab import plan as tuner_plan
 from tune_lab.options import SearchOptions
-from tune_lab.spaces import ASHA_DEFAULTS, Search, SearchSpaceError, param_space, scheduler, search_algorithm
+from tune_lab.spaces import Search
 
 # The classic trial table (refreshed every 15 s) rather than a result box per trial, and no
 # warning each time Ray snapshots an experiment whose best checkpoint just improved.
@@ -111,81 +110,6 @@ def start_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | 
     return True
 
 
-def trial_resources(search: Search, opts: SearchOptions) -> tuple[dict[str, float], int]:
-    """Each trial's CPUs and GPUs, and how many trials can run at once (see tune_lab.capacity)."""
-    import ray
-
-    from tune_lab import capacity
-
-    now = ray.cluster_resources()
-    workers = capacity.autoscaler_workers() if opts.address else None
-    reach = capacity.capacity(now, workers)
-    if opts.cpus_per_trial is not None:
-        cpus = opts.cpus_per_trial
-    elif opts.address:  # a cluster's CPUs are spread over its nodes, and a trial runs on one: one each
-        cpus = 1.0
-    else:
-        cpus = capacity.default_cpus(now.get("CPU", 1.0), search.trial_count(opts.num_samples))
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (search.spec.gpu_fraction if reach["GPU"] else 0.0)
-    resources = {"cpu": cpus, "gpu": gpus}
-    short = [(flag, wanted, kind) for flag, wanted, kind in (("--gpus-per-trial", gpus, "GPU"), ("--cpus-per-trial", cpus, "CPU"))
-             if wanted > now.get(kind, 0.0)]
-    if short and not opts.address:
-        flag, wanted, kind = short[0]
-        raise SearchSpaceError(f"{flag} {wanted:g}: the cluster has {now.get(kind, 0.0):g} {kind}(s)")
-    slots = capacity.slots(resources, reach)
-    if short:  # a joined cluster may autoscale: its GPU workers often do not exist until trials ask
-        flag, wanted, kind = short[0]
-        if opts.max_concurrent:
-            slots = opts.max_concurrent
-            how = f"{slots} trial(s) at once (--max-concurrent)"
-        elif workers is not None and reach[kind] >= wanted:
-            how = f"up to {slots} trial(s) at once as its autoscaler adds nodes (its config allows {reach[kind]:g} {kind}s)"
-        else:  # the autoscaler's limits are not readable from this driver (KubeRay, a laptop)
-            slots = search.trial_count(opts.num_samples) or slots
-            how = f"up to {slots} trial(s) at once as nodes arrive; pass --max-concurrent N to hold it to N"
-        print(f"tune-lab: {flag} {wanted:g}, but the cluster has {now.get(kind, 0.0):g} {kind}(s) now: trials wait "
-              f"for its autoscaler to add nodes that have them; {how}", file=sys.stderr, flush=True)
-    return resources, slots
-
-
-def search_header(search: Search, opts: SearchOptions, experiment: str, dataset: str, folder: str) -> Header:
-    """The search-level facts of summary.json, also stored on the MLflow parent run."""
-    scheduler_name = opts.scheduler or search.scheduler
-    args = (search.scheduler_args or ASHA_DEFAULTS) if scheduler_name in ("asha", "promotion") else {}
-    rungs = spaces.rungs(search, scheduler_name)  # where the scheduler judges trials (run_trial checkpoints there)
-    caps = []
-    if scheduler_name == "promotion":
-        from tune_lab.schedulers import promotion_caps
-
-        capped = promotion_caps(rungs, search.trial_count(opts.num_samples), args["reduction_factor"])
-        caps = [capped[r] for r in rungs]  # the most each rung promotes by rank, as the scheduler is built
-    return {
-        "experiment": experiment, "lab": search.lab, "search": search.name, "search_file": str(search.path),
-        "description": search.description, "dataset": dataset, "metric": search.metric, "mode": search.mode,
-        "metrics": list(search.spec.metrics),
-        "varied": search.varied_by_cases() + list(search.params),
-        "sweeps": search.sweeps, "variants": search.variants,
-        "params": {name: {p.distribution: p.args} for name, p in search.params.items()},
-        "fixed": search.fixed, "algorithm": search.algorithm, "scheduler": scheduler_name,
-        "scheduler_args": args, "rungs": rungs, "rung_caps": caps, "storage": folder, "repeats": search.repeats,
-        "subset": opts.subset,  # training samples kept (--subset): a lab's published figure needs them all
-        "lab_source": search.spec.source,  # a lab of one's own: where `report` / `resume` import it from again
-    }
-
-
-def save_state(search: Search, opts: SearchOptions, folder: str, tracking: dict[str, Any]) -> None:
-    from tune_lab.results import write_json
-
-    write_json({"search": search.to_dict(), "options": dataclasses.asdict(opts), "tracking": tracking,
-                "lab_source": search.spec.source}, folder, STATE_FILE)  # where `resume` imports a lab of one's own from
-
-
-def load_state(folder: Path) -> tuple[Search, SearchOptions, dict[str, Any]]:
-    state = json.loads((folder / STATE_FILE).read_text())
-    return Search.from_dict(state["search"]), SearchOptions(**state["options"]), state["tracking"]
-
-
 def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | None = None,
                tags: dict[str, str] | None = None, progress: Any = None) -> dict[str, Any]:
     """Run the search to the end and return its summary (also written as summary.json).
@@ -199,7 +123,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     their MLflow runs under the same parent run.
     """
     from tune_lab import ray_internals
-    from tune_lab.ray_internals import quieted, require_tested_ray, set_callbacks
+    from tune_lab.ray_internals import require_tested_ray
 
     require_tested_ray()  # before Ray is imported: one line on a Ray tune-lab was not tested with
     root = paths.usable_root(paths.results_root(opts.storage))
@@ -225,30 +149,23 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     try:
         started_ray = start_ray(opts.address)
         phases.lap("ray_start")
-        from ray import tune
-
         from reports.source import SPEC_TAG
         from reports.facts import closing_lines, description as run_description
         from reports.table import format_best, format_table
-        from trainables.loop import run_trial
-        from tune_lab.driver_state import DriverStateKeeper
-        from tune_lab.placement import PlacementCallback, add_placement
-        from tune_lab.report import log_to_mlflow, run_header, write_report
-        from tune_lab.results import read_json, summarise, write_json
+        from tune_lab.placement import add_placement
+        from tune_lab.report import log_to_mlflow, write_report
+        from tune_lab.results import summarise, write_json
         from tune_lab.schedulers import add_events
-        from tune_lab.tensorboard import EventFiles
         from tune_lab.tracking import SearchRun
 
         phases.lap("imports")  # Ray Tune and tune-lab's driver modules
-        spec = search.spec
-        resources, slots = trial_resources(search, opts)
+        plan = tuner_plan.make(search, opts)  # each trial's resources, the rungs, the scheduler: what Ray runs
         go_on.decide(True)
         data, uri, store = prepared.result()
         phases.lap("waiting_for_data_and_store")  # what is left of them once Ray is up
-        print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({split_line(data, search)}); "
+        header = plan.header(experiment, data, folder)
+        print(f"tune-lab: lab {search.lab}, search {search.name}, dataset {data.name} ({header['split']}); "
               f"results in {folder}", flush=True)
-        header = search_header(search, opts, experiment, data.name, folder)
-        header.update(run_header(search, opts, split_line(data, search)))  # split sizes, --set, --seed (reports.facts)
         if resume:
             parent = SearchRun.attach(uri, resume["parent_run_id"])
         else:
@@ -260,33 +177,9 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
             parent.log_params({"dataset": data.name, "metric": search.metric, "algorithm": search.algorithm,
                                "scheduler": header["scheduler"], "repeats": search.repeats, **search.fixed})
         tracking = {"tracking_uri": uri, "experiment_id": parent.experiment_id, "parent_run_id": parent.run_id}
-        placement = PlacementCallback()
-        callbacks = [parent.trial_callback(), placement]
-        callbacks.append(EventFiles(folder, header))  # one TensorBoard run per trial (`tune-lab tensorboard`)
-        if not is_remote(folder):  # an object store writes whole objects: only local files can be cut off
-            callbacks.append(DriverStateKeeper(folder))
-
-        trainable = tune.with_resources(
-            tune.with_parameters(run_trial, lab=spec, data=data, metric=search.metric, mode=search.mode,
-                                 pause_epochs=tuple(header["rungs"]),
-                                 deterministic=opts.deterministic),
-            resources,
-        )
-        if resume:
-            # Ray restores the search space, scheduler, searcher and trial states from the
-            # experiment folder; the callbacks are replaced by fresh ones of this driver.
-            # Its reading of the trials' results warns, a line each, of every trial that has none yet:
-            # those still pending at the stop, which start now (issue 18's kill -9: 14 such lines).
-            with quieted("ray.tune.analysis.experiment_analysis"):
-                # Trials a dead node took down are errored in Ray's state: they run again; a search without one
-                # keeps its failed trials failed.
-                lost_before = bool((read_json(Path(folder) / "summary.json") or {}).get("node_lost"))
-                tuner = tune.Tuner.restore(folder, trainable=trainable, resume_unfinished=True,
-                                           resume_errored=lost_before)
-            set_callbacks(tuner, callbacks, progress)
-        else:
-            tuner = _new_tuner(search, opts, trainable, slots, callbacks, root, experiment, progress)
-            save_state(search, opts, folder, tracking)
+        tuner = plan.tuner(data, parent.trial_callback(), header, root, progress, resume=bool(resume))
+        if not resume:
+            plan.save(folder, tracking)  # search.json: what `tune-lab resume` runs again
         phases.lap("setup")  # the parent run, callbacks, the data into Ray's object store, the Tuner
         ray_internals.drop_state_dumps()  # a dying raylet's log tail: node_loss says it in one line
         grid = tuner.fit()
@@ -302,7 +195,7 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
         interrupted = bool(unfinished) or lost is not None
         if lost:  # not the trials' fault: what ran is kept, and `tune-lab resume` runs the lost trials again
             summary["node_lost"] = lost
-        add_placement(summary, placement.records())
+        add_placement(summary, plan.placement.records())
         add_events(summary, folder, parent.client)  # promotion ASHA: where each trial was paused, promoted or stopped
         phases.lap("summary")
         summary["driver_s"] = phases.seconds
@@ -415,12 +308,6 @@ def _prepare(search: Search, opts: SearchOptions, root: str, resume: dict[str, A
         return data, uri, Store(uri, search.lab, paths.artifact_root(uri))
 
 
-def split_line(data: LabData, search: Search) -> str:
-    """The samples per split that the trials use, for the opening line: one entry per distinct
-    data filter among the search's settings (seq2seq's max_length filters, the others do not)."""
-    return "; ".join(dict.fromkeys(data.trial_split(config) for config in search.trial_configs()))
-
-
 def unfinished_trials(folder: str) -> set[str]:
     """Trials Ray left pending or running: after Ctrl-C, what `tune-lab resume` will continue."""
     from ray.tune import ExperimentAnalysis
@@ -429,57 +316,3 @@ def unfinished_trials(folder: str) -> set[str]:
 
     unfinished = {t.trial_id for t in ExperimentAnalysis(folder).trials if t.status not in ("TERMINATED", "ERROR")}
     return unfinished - stopped_while_waiting(folder)  # promotion ASHA stopped these at a rung
-
-
-def _new_tuner(search: Search, opts: SearchOptions, trainable: Any, slots: int,
-               callbacks: list[Any], root: str, experiment: str, progress: Any = None) -> Any:
-    from ray import tune
-
-    from trainables.config import defaults
-
-    spec = search.spec
-    space = {**defaults(spec.config), **param_space(search, opts.seed)}
-    max_concurrent = opts.max_concurrent or (slots if search.algorithm == "optuna" else None)
-    rungs = spaces.rungs(search, opts.scheduler)
-    search_alg = search_algorithm(search, opts.seed, first_rung=rungs[0] if rungs else None)
-    if rungs:  # a trial waiting at a rung must not hold a place under the concurrency limit
-        from tune_lab.schedulers import PauseAwareLimiter, PauseAwareVariantGenerator
-
-        slots = min(slots, max_concurrent or slots)
-        if search.algorithm == "optuna":
-            search_alg = PauseAwareLimiter(search_alg, max_concurrent)
-        else:
-            search_alg = PauseAwareVariantGenerator(max_concurrent=max_concurrent or 0,
-                                                    random_state=spaces.draw_seed(opts.seed))
-        max_concurrent = None
-    # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
-    state_file = f"{paths.experiment_dir(root, experiment)}/{SCHEDULER_STATE}" if not is_remote(root) else None
-    if state_file:  # a new search in the folder of an old one must not inherit its rung decisions
-        Path(state_file).unlink(missing_ok=True)
-    reporter = progress or tune.CLIReporter(
-        parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
-        # train/val metrics, and the searched one whatever its name (a GAN's fid or cond_acc)
-        metric_columns={"training_iteration": "epoch",
-                        **{m: m for m in spec.metrics if m.startswith(("train", "val")) or m == search.metric}},
-        sort_by_metric=True, max_report_frequency=15,
-    )
-    return tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric=search.metric, mode=search.mode,
-            search_alg=search_alg,
-            scheduler=scheduler(search, opts.scheduler, slots=slots, state_file=state_file,
-                                trials=search.trial_count(opts.num_samples)),
-            num_samples=opts.num_samples or search.num_samples,
-            max_concurrent_trials=max_concurrent,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=experiment, storage_path=root, callbacks=callbacks, progress_reporter=reporter, verbose=1,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=search.metric, checkpoint_score_order=search.mode,
-            ),
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-        ),
-    )

@@ -1,7 +1,7 @@
 """Early stopping whose decisions are the same however the trials' processes happen to be timed.
 
 Both tune-lab schedulers (`scheduler: asha`, `scheduler: promotion`) pause trials at rungs, the epochs
-grace_period x rf^k below a trial's last epoch (`rung_epochs`, the one rule for them), and judge a trial
+grace_period x rf^k below a trial's last epoch (`spaces.rung_epochs`, the one rule for them), and judge a trial
 at a rung only once every trial made before it has reached that rung or never will; it is judged
 against those trials only. So each decision is a function of the trials' results, the decisions a
 search would take if its trials reported one at a time in the order the searcher made them, whatever
@@ -54,26 +54,14 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.files import is_remote, write_bytes_whole, written_whole
+from trainables.files import is_remote, write_bytes_whole
 from tune_lab import ray_internals
 from tune_lab.paths import SCHEDULER_STATE
-from tune_lab.tracking import flat_params
+from tune_lab.spaces import rung_epochs
 
 logger = logging.getLogger(__name__)
 
 TIME_ATTR = "training_iteration"
-
-
-def rung_epochs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
-    """The epochs at which trials pause: grace_period x rf^k, below max_t (a trial at max_t is done)."""
-    rungs, k = [], 0
-    while True:
-        epoch = int(round(grace_period * reduction_factor**k))
-        if epoch >= max_t:
-            return rungs
-        if epoch not in rungs:
-            rungs.append(epoch)
-        k += 1
 
 
 def promotion_caps(rungs: list[int], trials: int | None, reduction_factor: float) -> dict[int, int]:

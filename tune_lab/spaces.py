@@ -1,4 +1,5 @@
-"""Search files: read, check against the lab's hyperparameters, turn into Ray Tune objects.
+"""Search files: read and checked against the lab's hyperparameters (tune_lab.plan turns a checked search into
+Ray Tune's objects).
 
 Everything here runs before Ray or torch is imported, so a bad file costs well under a
 second and the message names the file, the key and what is allowed.
@@ -33,15 +34,6 @@ CASE_KEY = "case"  # the trial config key holding a sweep case's values (see `ca
 MAX_NUM_SAMPLES = 10_000
 ASHA_DEFAULTS = {"grace_period": 1, "reduction_factor": 3}
 FINALISTS = 2  # promotion: trials trained to the end at least (tune_lab.schedulers.PromotionASHA)
-# What Optuna and random search draw from without --seed: the trials' own default seed (the labs' configs), so
-# that the same command draws the same settings every time (issue 31); Ray's and Optuna's default is a fresh one.
-DRAW_SEED = 0
-
-
-def draw_seed(seed: int | None) -> int:
-    return DRAW_SEED if seed is None else seed
-
-
 class SearchSpaceError(TuneLabError):
     """A search file or override that cannot be run; the message says where and why.
 
@@ -81,6 +73,8 @@ class Search:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Seeds per configuration, trained inside one trial (see trainables.seeds).
     repeats: int = 1
+    # The --set values that changed what the file says (a value of its own, or one it searches): reports.facts.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def cases(self) -> list[dict[str, Any]]:
         """The distinct trials of the sweeps: the base setting is shared by every sweep, run once."""
@@ -133,6 +127,16 @@ class Search:
     def spec(self) -> LabSpec:
         return get_lab(self.lab)
 
+    def rung_args(self) -> tuple[int, float, int]:
+        """grace_period (at most the last epoch), reduction_factor and max_t, as both ASHA variants take them."""
+        args = {**ASHA_DEFAULTS, **(self.scheduler_args or {})}
+        max_t = self.max_epochs()
+        return min(args["grace_period"], max_t), args["reduction_factor"], max_t
+
+    def rungs(self, scheduler: str | None = None) -> list[int]:
+        """The epochs at which the search's scheduler (`scheduler`, else the file's) judges its trials; none for FIFO."""
+        return rung_epochs(*self.rung_args()) if (scheduler or self.scheduler) in ("asha", "promotion") else []
+
     def max_epochs(self) -> int:
         """Upper bound on a trial's epochs: ASHA's max_t."""
         if "epochs" in self.sweeps:
@@ -141,6 +145,19 @@ class Search:
             p = self.params["epochs"]
             return int(max(p.args) if p.distribution in ("grid", "choice") else p.args[1])
         return int(self.fixed.get("epochs", self.spec.config.__dataclass_fields__["epochs"].default))
+
+
+def rung_epochs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
+    """The epochs at which trials pause: grace_period x rf^k, below max_t (a trial at max_t is done)."""
+    rungs, k = [], 0
+    while True:
+        epoch = int(round(grace_period * reduction_factor**k))
+        if epoch >= max_t:
+            return rungs
+        if epoch not in rungs:
+            rungs.append(epoch)
+        k += 1
+
 
 
 def search_path(lab: str, name_or_path: str) -> Path:
@@ -289,6 +306,7 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         return {key: getattr(checked, key) for key in given}
 
     fixed = parameters("fixed", doc.fixed or {})
+    in_file = dict(fixed)
     # a grid's or choice's values, a range's bounds (the step q of quniform is no value of the parameter)
     drawn = parameters("params", {key: {d: a if d in ("grid", "choice") else a[:2] for d, a in body.items()}
                                   for key, body in (doc.params or {}).items()}, "dist")
@@ -335,6 +353,7 @@ def load_search(name_or_path: str, lab: str, overrides: dict[str, Any] | None = 
         metric=metric, mode=doc.mode or spec.metrics[metric], fixed=fixed, params=params, algorithm=algorithm,
         num_samples=num_samples, scheduler=scheduler, scheduler_args=scheduler_args, dataset=doc.dataset,
         sweeps=sweeps, variants=variants, repeats=doc.repeats,
+        overrides={k: fixed[k] for k in overrides or {} if k not in in_file or in_file[k] != fixed[k]},
     )
 
 
@@ -400,85 +419,3 @@ def _check_scheduler(path: Path, value: Any) -> tuple[str, dict[str, Any]]:
             return kind, {**ASHA_DEFAULTS, **(args or {})}
     raise SearchSpaceError(f"{path}: scheduler: {value!r} is not allowed; expected fifo, asha, promotion or "
                            f"{{asha|promotion: {{grace_period: 2, reduction_factor: 3}}}}")
-
-
-# --- turning a checked search into Ray Tune objects (imports Ray) ---------------------------
-
-def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
-    from ray import tune
-
-    def domain(p: Param):
-        a = p.args
-        if p.distribution == "grid":
-            return tune.grid_search(a)
-        if p.distribution == "choice":
-            return tune.choice(a)
-        if p.distribution == "uniform":
-            return tune.uniform(a[0], a[1])
-        if p.distribution == "loguniform":
-            return tune.loguniform(a[0], a[1])
-        if p.distribution == "randint":
-            return tune.randint(a[0], a[1] + 1)  # inclusive upper bound, like random.randint
-        return tune.quniform(a[0], a[1], a[2])
-
-    space: dict[str, Any] = dict(search.fixed)
-    if seed is not None:
-        space["seed"] = seed
-    if search.repeats > 1:  # read by run_trial; logged to MLflow as a param with the config
-        space["repeats"] = search.repeats
-    space.update({name: domain(p) for name, p in search.params.items()})
-    if search.sweeps:
-        space[CASE_KEY] = tune.grid_search(search.cases())
-    return space
-
-
-def search_algorithm(search: Search, seed: int | None, first_rung: int | None = None):
-    """Optuna for `search: optuna`; for random search a seeded variant generator.
-
-    Seeded always (`draw_seed`: --seed, else 0): Ray's default generator and Optuna draw unseeded, so two
-    runs of the same command would try different settings.
-    `first_rung`: the epoch whose results Optuna learns from (see OrderedOptunaSearch); None: the last.
-    """
-    if search.algorithm == "random":
-        from ray.tune.search import BasicVariantGenerator
-
-        return BasicVariantGenerator(random_state=draw_seed(seed))
-    if search.algorithm != "optuna":
-        return None  # Ray's default variant generator handles the grid
-    from tune_lab.schedulers import OrderedOptunaSearch  # suggestions that do not depend on timing
-
-    return OrderedOptunaSearch(seed=draw_seed(seed), first_rung=first_rung or search.max_epochs())
-
-
-def scheduler(search: Search, name: str | None = None, *, slots: int | None = None, state_file: str | None = None,
-              trials: int | None = None):
-    """Ray's FIFO, or tune-lab's stopping or promotion ASHA (`slots`, `trials`, `state_file`: see
-    tune_lab.schedulers.RungScheduler)."""
-    from ray.tune.schedulers import FIFOScheduler
-
-    kind = name or search.scheduler
-    if kind == "fifo":
-        return FIFOScheduler()
-    from tune_lab.schedulers import PromotionASHA, StoppingASHA
-
-    grace, factor, max_t = _rung_args(search)
-    made = PromotionASHA if kind == "promotion" else StoppingASHA
-    return made(max_t=max_t, grace_period=grace, reduction_factor=factor,
-                finalists=(search.scheduler_args or {}).get("finalists", FINALISTS), slots=slots,
-                state_file=state_file, trials=trials if kind == "promotion" else None)
-
-
-def rungs(search: Search, name: str | None = None) -> list[int]:
-    """The epochs at which the search's scheduler judges its trials (none for FIFO)."""
-    from tune_lab.schedulers import rung_epochs
-
-    if (name or search.scheduler) not in ("asha", "promotion"):
-        return []
-    return rung_epochs(*_rung_args(search))
-
-
-def _rung_args(search: Search) -> tuple[int, float, int]:
-    """grace_period (at most the last epoch), reduction_factor and max_t, as both ASHA variants take them."""
-    args = {**ASHA_DEFAULTS, **(search.scheduler_args or {})}
-    max_t = search.max_epochs()
-    return min(args["grace_period"], max_t), args["reduction_factor"], max_t

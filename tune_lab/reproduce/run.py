@@ -57,7 +57,8 @@ def resume_search(folder: Path, address: str | None = None, progress: Any = None
 
     require_tested_ray()  # before driver_state imports Ray
     from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
-    from tune_lab.runner import load_state, run_search
+    from tune_lab.plan import load_state
+    from tune_lab.runner import run_search
 
     try:
         repaired = repair(folder)
