@@ -54,45 +54,12 @@ def standard_figures(record: Summary, out_dir: Path) -> list[tuple[str, str]]:
     return made
 
 
-def markdown_blocks(text: str) -> list[tuple[str, str]]:
-    """The little Markdown a lab's text uses, as (tag, text): '## ' headings, ``` blocks (pre), pipe tables
-    (table: its rows as escaped HTML, so that the templates' `<table>{{ text }}</table>` shows a table,
-    not lines of pipes; linreg's recovered w and b) and paragraphs (p)."""
-    blocks, code, table = [], None, []
+def markdown_html(text: str) -> markupsafe.Markup:
+    """A lab's own Markdown (headings, code blocks, pipe tables such as linreg's recovered w and b) as HTML,
+    by markdown-it (CommonMark and GitHub's tables); raw HTML in it is shown as text, never as markup."""
+    from markdown_it import MarkdownIt
 
-    def end_table() -> None:
-        if table:
-            blocks.append(("table", _html_rows(table)))
-            table.clear()
-
-    for line in text.splitlines():
-        if code is None and line.startswith("|"):
-            table.append(line)
-            continue
-        end_table()
-        if line.startswith("```"):
-            if code is not None:
-                blocks.append(("pre", "\n".join(code)))
-            code = [] if code is None else None
-        elif code is not None:
-            code.append(line)
-        elif line.startswith("#"):
-            blocks.append((f"h{min(6, len(line) - len(line.lstrip('#')))}", line.lstrip("#").strip()))
-        elif line.strip():
-            blocks.append(("p", line))
-    end_table()
-    if code is not None:
-        blocks.append(("pre", "\n".join(code)))
-    return blocks
-
-
-def _html_rows(lines: list[str]) -> markupsafe.Markup:
-    """A Markdown pipe table's lines as <tr> rows (the first a header; the |---| line dropped), cells escaped."""
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
-    rows = [row for row in rows if not all(set(cell) <= set("-: ") and cell for cell in row)]
-    html = [f"<tr>{''.join(f'<{tag}>{markupsafe.escape(cell)}</{tag}>' for cell in row)}</tr>"
-            for tag, row in (("th" if i == 0 else "td", row) for i, row in enumerate(rows))]
-    return markupsafe.Markup("".join(html))
+    return markupsafe.Markup(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
 
 
 def build_report(record: Summary, out_dir: Path, extra_figures: list[tuple[str, str]] = (),
@@ -115,7 +82,7 @@ def build_report(record: Summary, out_dir: Path, extra_figures: list[tuple[str, 
     ]
     context = {
         "title": _title(record), "facts": facts, "tables": report_tables(record), "best": format_best(record),
-        "lab_text": extra_text, "lab_blocks": markdown_blocks(extra_text),
+        "lab_text": extra_text, "lab_html": markdown_html(extra_text),
         "figures": [(caption, name, base64.b64encode((out_dir / name).read_bytes()).decode("ascii")) for caption, name in shown],
     }
     for name in ("report.md", "report.html"):

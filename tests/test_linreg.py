@@ -63,7 +63,7 @@ def test_the_lr_search_recovers_the_line_and_its_report_says_so(ray_session, tmp
     assert set(rows) == {"w_1", "w_2", "b"} and all(line.rstrip().endswith("| yes |") for line in rows.values())
     assert "| w_1 | 2 |" in rows["w_1"] and "| b | 4.2 |" in rows["b"]
     html = (report / "report.html").read_text()  # the table as a table, not lines of pipes
-    assert "<th>parameter</th>" in html and "<td>w_1</td><td>2</td>" in html and "| w_1 |" not in html
+    assert "<th>parameter</th>" in html and "<td>w_1</td>\n<td>2</td>" in html and "| w_1 |" not in html
     png = (report / "linreg_fit.png").read_bytes()
     assert png.startswith(b"\x89PNG") and "](linreg_fit.png)" in md
 

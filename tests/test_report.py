@@ -398,6 +398,6 @@ def test_report_html_escapes_what_it_shows(tmp_path):
     assert page.count("<script>") == 1  # the report's own (its table's sorting), never the error's
     assert "<b>Question</b>: &lt;b&gt;&amp; " in page
     assert "failed: ValueError: lr &lt; 0 &amp; &lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "<h2>Samples &lt;i&gt;</h2>" in page and "<pre>x &lt; y &amp;&amp; z</pre>" in page
+    assert "<h2>Samples &lt;i&gt;</h2>" in page and "<pre><code>x &lt; y &amp;&amp; z\n</code></pre>" in page
     assert "<p>see &lt;a href=x&gt;here&lt;/a&gt;</p>" in page
     assert "- **Question**: <b>& 'the lab's' table" in (tmp_path / "report.md").read_text()  # Markdown is not HTML-escaped

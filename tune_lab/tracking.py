@@ -5,7 +5,6 @@ Trials are logged from the driver by `TrialRuns`, a Tune callback; the parent-ru
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ray.tune import Callback
+from ray.tune.utils import flatten_dict  # nested params under flat names ('case/epochs'), as MLflow names them
 
 from reports.record import Status, end_status
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
@@ -41,14 +41,12 @@ def store_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
+    from filelock import FileLock
+
     lock = Path(uri.removeprefix("sqlite:///") + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(lock):
+        yield
 
 
 def experiment_id_for(client: Any, name: str, artifact_root: str | None) -> str:
@@ -120,7 +118,7 @@ class TrialRuns(Callback):
         # The values the trial trains with (a sweep's case applied: `epochs`, not `epochs` and `case/epochs`);
         # a run logged before by another driver keeps its params (MLflow refuses to change one).
         logged = client.get_run(self.runs[trial.trial_id]).data.params if self.resumed else {}
-        params = [Param(key, str(value)) for key, value in flat_params(effective_config(trial.config)).items()
+        params = [Param(key, str(value)) for key, value in flatten_dict(effective_config(trial.config)).items()
                   if key not in logged]
         client.log_batch(self.runs[trial.trial_id], params=params)
 
@@ -458,17 +456,6 @@ def _spec(tags: dict[str, str]) -> dict[str, Any]:
         return json.loads(tags.get(SPEC_TAG) or "{}")
     except ValueError:
         return {}
-
-
-def flat_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Ray's nested parameters under flat names ('case/epochs'), as MLflow and Optuna name them."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out.update(flat_params(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 class Store:

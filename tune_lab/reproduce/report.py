@@ -160,7 +160,7 @@ def _own_report(section_dir: Path, tables: list[str]) -> tuple[list[tuple[str, P
 def write_combined_report(plan: Plan, folder: Path) -> Path:
     """`folder`/report: report.md and a self-contained report.html with every section's answer, tables
     and figures, plus each section's table CSV and PNGs (named SECTION-FILE)."""
-    from reports.build import TEMPLATES, markdown_blocks
+    from reports.build import TEMPLATES, markdown_html
     from reports.facts import run_facts
     from tune_lab.reproduce.plan import RETRAIN_WHY, retrained
     from reports.table import report_tables
@@ -177,7 +177,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
         record = read_json(where / "summary.json")
         entry: dict[str, Any] = {"key": section.key, "title": section.title, "question": section.question,
                                  "search": f"{section.lab} --search {section.search.name}", "figures": [],
-                                 "tables": [], "answer": "", "facts": "", "own_report": "", "lab_text": "", "lab_blocks": [],
+                                 "tables": [], "answer": "", "facts": "", "own_report": "", "lab_text": "", "lab_html": "",
                                  "missing": f"left out of the quick run: {section.skipped}" if section.skipped else "",
                                  "retrained": (f"Trained again here: {', '.join(f'{a} (= {b})' for a, b in again[section.key])}; "
                                                f"{RETRAIN_WHY}." if section.key in again else "")}
@@ -197,7 +197,7 @@ def write_combined_report(plan: Plan, folder: Path) -> Path:
             if csv.is_file():
                 shutil.copy(csv, out / f"{section.key}-table.csv")
             figures, entry["lab_text"] = _own_report(where, [heading for heading, _, _ in entry["tables"]])
-            entry["lab_blocks"] = markdown_blocks(entry["lab_text"])
+            entry["lab_html"] = markdown_html(entry["lab_text"])
             for caption, png in figures:
                 name = f"{section.key}-{png.name}"
                 shutil.copy(png, out / name)
