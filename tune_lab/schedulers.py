@@ -47,9 +47,10 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ray.tune.experiment import Trial
+from ray.tune.result import SHOULD_CHECKPOINT, TRAINING_ITERATION
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
@@ -61,7 +62,7 @@ from tune_lab.spaces import rung_epochs
 
 logger = logging.getLogger(__name__)
 
-TIME_ATTR = "training_iteration"
+TIME_ATTR = TRAINING_ITERATION
 
 
 def promotion_caps(rungs: list[int], trials: int | None, reduction_factor: float) -> dict[int, int]:
@@ -273,7 +274,7 @@ class RungScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         if trial_id in self.ended:
             return TrialScheduler.STOP
-        if not result.get("should_checkpoint"):
+        if not result.get(SHOULD_CHECKPOINT):  # Ray marks a result that came with a checkpoint (tune.result)
             return self._decide_without_pause(trial_id, epoch)
         self.waiting[trial_id] = epoch
         self._event(trial_id, epoch, "paused")
@@ -359,8 +360,8 @@ class RungScheduler(FIFOScheduler):
     @staticmethod
     def _searcher_hook(tune_controller: Any, name: str, *args: Any) -> None:
         search_alg = ray_internals.search_algorithm(tune_controller)
-        for target in (search_alg, getattr(search_alg, "searcher", None)):
-            if getattr(target, "pause_aware", False) and hasattr(target, name):
+        for target in (search_alg, getattr(search_alg, "searcher", None)):  # Ray wraps a Searcher in a SearchGenerator
+            if isinstance(target, RungListener):
                 getattr(target, name)(*args)
 
     def debug_string(self) -> str:
@@ -452,17 +453,31 @@ def add_events(summary: dict[str, Any], folder: str, client: Any = None) -> None
             client.set_tag(row["mlflow_run_id"], SCHEDULE_TAG, json.dumps(row["schedule"]))
 
 
+@runtime_checkable
+class RungListener(Protocol):
+    """A searcher the rung scheduler tells of its rungs: a trial that waits at one (it must not hold a place under
+    max_concurrent while it waits), one that goes on, and each trial's result at the first rung (what
+    OrderedOptunaSearch learns from, told again where its saved state may have missed it)."""
+
+    def on_pause(self, trial_id: str) -> None: ...
+
+    def on_unpause(self, trial_id: str) -> None: ...
+
+    def on_first_rung(self, trial_id: str, value: float) -> None: ...
+
+
 class PauseAwareVariantGenerator(BasicVariantGenerator):
     """Ray's grid / random generator, whose `max_concurrent` (--max-concurrent) does not count paused trials:
     without that `--max-concurrent 1` with promotion ASHA stalls as soon as the first trial waits at a rung."""
-
-    pause_aware = True
 
     def on_pause(self, trial_id: str) -> None:
         ray_internals.hold_place(self, trial_id, False)
 
     def on_unpause(self, trial_id: str) -> None:
         ray_internals.hold_place(self, trial_id, True)
+
+    def on_first_rung(self, trial_id: str, value: float) -> None:
+        pass  # a grid or random draw does not learn
 
 
 class PauseAwareLimiter(ConcurrencyLimiter):
@@ -472,8 +487,6 @@ class PauseAwareLimiter(ConcurrencyLimiter):
     trials waiting at a rung it would never suggest a third, and the search would stall.
     """
 
-    pause_aware = True
-
     def __init__(self, searcher: Any, max_concurrent: int) -> None:
         super().__init__(searcher, max_concurrent=max_concurrent)
         self.paused: set[str] = set()
@@ -481,18 +494,18 @@ class PauseAwareLimiter(ConcurrencyLimiter):
     def on_pause(self, trial_id: str) -> None:
         if ray_internals.hold_place(self, trial_id, False):
             self.paused.add(trial_id)
-        if hasattr(self.searcher, "on_pause"):
+        if isinstance(self.searcher, RungListener):
             self.searcher.on_pause(trial_id)
 
     def on_unpause(self, trial_id: str) -> None:
         if trial_id in self.paused:
             self.paused.discard(trial_id)
             ray_internals.hold_place(self, trial_id, True)
-        if hasattr(self.searcher, "on_unpause"):
+        if isinstance(self.searcher, RungListener):
             self.searcher.on_unpause(trial_id)
 
     def on_first_rung(self, trial_id: str, value: float) -> None:
-        if hasattr(self.searcher, "on_first_rung"):
+        if isinstance(self.searcher, RungListener):
             self.searcher.on_first_rung(trial_id, value)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
@@ -516,8 +529,6 @@ class OrderedOptunaSearch(OptunaSearch):
     scheduler's pauses, and they would make the suggestions depend on it again.
     A trial that ended before its first rung (failed) is told FAIL; Optuna leaves it out.
     """
-
-    pause_aware = True  # the scheduler tells it the first-rung results its saved state may have missed
 
     def __init__(self, *args: Any, first_rung: int, lag: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -548,6 +559,12 @@ class OrderedOptunaSearch(OptunaSearch):
             return
         trial.report(value, self.first_rung)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+
+    def on_pause(self, trial_id: str) -> None:
+        pass  # a waiting trial's result at the first rung is told already
+
+    def on_unpause(self, trial_id: str) -> None:
+        pass
 
     def on_first_rung(self, trial_id: str, value: float) -> None:
         self.values.setdefault(trial_id, value)

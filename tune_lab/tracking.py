@@ -230,7 +230,7 @@ def outcome(failed: bool, ran: int, planned: Any) -> str:
     if status == Status.ERRORED:
         return f"failed at epoch {ran + 1}" if ran else "failed before its first epoch"
     if status == Status.STOPPED_EARLY:
-        return f"stopped early at epoch {ran} of {planned}"
+        return f"{Status.STOPPED_EARLY} at epoch {ran} of {planned}"
     return f"completed ({ran} epochs)"
 
 
