@@ -3,7 +3,8 @@
 Sections (see each module): mlp (lab 1 epoch: trainer vs the lab's loop vs a hand-written
 loop), seeds (lab 1 epoch of 5 seeds: batched vs 5 separate single-seed epochs; on the GPU
 when there is one, or `--device`), resnet (lab 2 trainer vs a plain loop), seq2seq (lab 3 trainer vs a plain loop, tokens/s), asha (ASHA vs FIFO trial-epochs and best
-accuracy), ray (Ray Tune's cost per trial), cli (start-up of `tune-lab --help` / `list`).
+accuracy), ray (Ray Tune's cost per trial), cli (start-up of `tune-lab --help` / `list`), cores (the main
+job's and a one-setting search's wall time and machine-wide CPU busy share, issue 32).
 Results go to benchmarks/results/bench-TIME.json and .md (and `latest.*`), and the table
 is printed. `--quick` shrinks every section to a smoke run (figures not meaningful).
 """
@@ -25,7 +26,7 @@ from typing import Any, Callable  # noqa: E402
 
 from benchmarks.timing import describe_machine, load_average  # noqa: E402
 
-SECTIONS = ("mlp", "seeds", "resnet", "seq2seq", "asha", "ray", "cli")
+SECTIONS = ("mlp", "seeds", "resnet", "seq2seq", "asha", "ray", "cli", "cores")
 RESULTS_DIR = Path(__file__).parent / "results"
 NOT_BENCHMARKED = {
     "gpu": "issue 9 item 6 (GPU throughput) needs a GPU machine: not run here",
@@ -64,7 +65,12 @@ def section_runners(args: argparse.Namespace) -> dict[str, Callable[[], dict[str
         from benchmarks import cli_startup
         return cli_startup.run(quick, reps)
 
-    return {"mlp": mlp, "seeds": seeds, "resnet": resnet, "seq2seq": seq2seq, "asha": asha, "ray": ray, "cli": cli}
+    def cores() -> dict[str, Any]:
+        from benchmarks import cores
+        return cores.run(quick, reps, args.data_dir)
+
+    return {"mlp": mlp, "seeds": seeds, "resnet": resnet, "seq2seq": seq2seq, "asha": asha, "ray": ray, "cli": cli,
+            "cores": cores}
 
 
 def _fmt(value: Any) -> str:

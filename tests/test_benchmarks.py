@@ -87,3 +87,18 @@ def test_the_early_stopping_acceptance_counts_each_line_per_seed_and_pairs_the_a
     assert main["figures"]["wall_s"]["difference"] == ((90 - 100) + (80 - 50) + (55 - 60)) / 3
     assert verdicts["optuna, plain recipe"]["seeds"] == [0] and verdicts["optuna, plain recipe"]["all three"] == 0  # 90 s > 80 s
     assert "against optuna (3 seeds: 0, 1, 2): wall no more 2 of 3" in acceptance_text(verdicts)
+
+
+def test_cores_reads_busy_time_from_proc_stat():
+    """benchmarks/cores.py's CPU accounting: a third of a second of spinning shows as busy time, and busy time
+    does not exceed the machine's total (but for a tick: Linux's iowait counter may step back)."""
+    import time
+
+    from benchmarks.cores import cpu_times
+
+    busy0, total0 = cpu_times()
+    end = time.perf_counter() + 0.3
+    while time.perf_counter() < end:
+        pass
+    busy1, total1 = cpu_times()
+    assert busy1 - busy0 >= 0.1 and total1 - total0 + 0.05 >= busy1 - busy0
