@@ -175,7 +175,7 @@ def trial_row(
     }
     seeds = seeds_in(history.columns)
     if seeds:  # a repeated search: each seed's history, and its values at the selected epoch
-        row["repeats"] = config.get("repeats", len(seeds))
+        row["repeats"] = config.get("repeats", len(seeds))  # (searches before 2026-12-07 had it in the config)
         row["seed_history"] = {
             str(seed): {m: [clean(v) for v in history[key]] for m in metrics if (key := per_seed_key(m, seed)) in history}
             for seed in seeds

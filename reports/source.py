@@ -105,7 +105,7 @@ def from_mlflow(uri: str, parent_run_id: str | None = None, experiment: str | No
         tags = child.data.tags
         config = _config_from_params(child.data.params)
         wanted = [*spec["metrics"], "epoch_time_s", "samples_per_s"]
-        repeats = int(config.get("repeats") or 1)
+        repeats = int(config.get("repeats") or spec.get("repeats") or 1)
         if repeats > 1:  # each seed's metrics beside the seed-mean
             wanted += [per_seed_key(m, s) for s in seed_list(int(config.get("seed") or 0), repeats) for m in spec["metrics"]]
         history = run_history(client, child.info.run_id, wanted)

@@ -263,10 +263,10 @@ def _seed_mean(per_seed: dict[int, dict[str, float]]) -> dict[str, float]:
 
 
 def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: str, mode: str,
-              pause_epochs: tuple[int, ...] = (), deterministic: bool = False) -> None:
+              pause_epochs: tuple[int, ...] = (), repeats: int = 1, deterministic: bool = False) -> None:
     """Ray Tune function trainable: train `lab` with `config`, reporting once per epoch.
 
-    With `config["repeats"]` = N > 1 the trial trains N seeds of the configuration and reports
+    With `repeats` = N > 1 (`--repeats`) the trial trains N seeds of the configuration and reports
     their mean under each metric's name (so the scheduler and the search algorithm judge the
     configuration, never one lucky seed), each seed's value as `metric/seed_S`, and
     `seeds_alive`. A seed whose metrics become NaN is dropped and the others go on; the trial
@@ -290,7 +290,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per saved checkpoint
     spec = lab if isinstance(lab, LabSpec) else get_lab(lab)
     cfg = config_from_dict(spec.config, config)
-    repeats = int(config.get("repeats", 1))
+    repeats = int(config.get("repeats", repeats))  # a search made before 2026-12-07 carried it in the config
     _match_threads_to_cpus()
     set_deterministic(deterministic)
     device = trial_device()

@@ -96,7 +96,7 @@ def resume(target: str, *, storage: str | None = None, address: str | None = Non
     """Continue an interrupted search (its experiment name under the results root, or its folder), as
     `tune-lab resume` does; a search that had finished is returned as it is."""
     from tune_lab import user_labs
-    from tune_lab.reproduce import resume_search
+    from tune_lab.runner import resume_search
     from tune_lab.results import complete_summary
     from tune_lab.plan import load_state
 

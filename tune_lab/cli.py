@@ -197,7 +197,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"tune-lab: {folder}: the search is already complete ({len(done['trials'])} trials); nothing to resume. "
               f"Report: {folder / 'report' / 'report.html'} (rebuild it with `tune-lab report {folder}`)")
         return 0
-    from tune_lab.reproduce import resume_search
+    from tune_lab.runner import resume_search
 
     return _exit_code(resume_search(folder, args.address))
 

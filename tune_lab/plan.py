@@ -52,8 +52,6 @@ def param_space(search: Search, seed: int | None = None) -> dict[str, Any]:
     space: dict[str, Any] = dict(search.fixed)
     if seed is not None:
         space["seed"] = seed
-    if search.repeats > 1:  # read by run_trial; logged to MLflow as a param with the config
-        space["repeats"] = search.repeats
     space.update({name: domain(p) for name, p in search.params.items()})
     if search.sweeps:
         space[CASE_KEY] = tune.grid_search(search.cases())
@@ -163,7 +161,8 @@ class Plan:
         return {**defaults(self.search.spec.config), **param_space(self.search, self.opts.seed)}
 
     def trainable(self, data: LabData) -> Any:
-        """run_trial with the search-level settings every trial shares, on the resources each is given."""
+        """run_trial with the search-level settings every trial shares (the metric, the rungs, the seeds per
+        configuration, --deterministic): one carrier, beside the trial's own config; on the resources each is given."""
         from ray import tune
 
         from trainables.loop import run_trial
@@ -171,7 +170,8 @@ class Plan:
         search = self.search
         return tune.with_resources(
             tune.with_parameters(run_trial, lab=search.spec, data=data, metric=search.metric, mode=search.mode,
-                                 pause_epochs=tuple(self.rungs), deterministic=self.opts.deterministic),
+                                 pause_epochs=tuple(self.rungs), repeats=search.repeats,
+                                 deterministic=self.opts.deterministic),
             self.resources,
         )
 

@@ -239,6 +239,36 @@ def run_search(search: Search, opts: SearchOptions, resume: dict[str, Any] | Non
     return summary
 
 
+def resume_search(folder: Path, address: str | None = None, progress: Any = None) -> dict[str, Any]:
+    """Continue the interrupted search in `folder` and return its summary: `tune-lab resume`, `tune_lab.resume`
+    (with a notebook's `progress`) and a reproduce's interrupted section. A state file cut off by the kill is
+    restored from its last whole copy."""
+    from tune_lab.ray_internals import require_tested_ray
+
+    require_tested_ray()  # before driver_state imports Ray
+    from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
+    from tune_lab.usage import UsageError
+    from tune_lab.plan import load_state
+
+    try:
+        repaired = repair(folder)
+    except StateCutOff as exc:
+        raise UsageError(str(exc)) from None
+    if repaired:
+        print(f"tune-lab: the search was killed while Ray wrote its state, which was cut off ({', '.join(repaired)}); "
+              f"restored the last whole copy from {folder / SNAPSHOT}", file=sys.stderr)
+    from tune_lab import user_labs
+
+    recorded = user_labs.recorded_lab(folder)  # a lab of one's own: imported again from where the search recorded it
+    if recorded is not None:
+        user_labs.ensure_lab(*recorded, where=f"resume {folder}")
+    search, opts, tracking = load_state(folder.resolve())
+    opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
+    if address:
+        opts.address = address
+    return run_search(search, opts, resume=tracking, progress=progress)
+
+
 # What a trial's error says when the process under it went with its node (Ray's words for a lost actor).
 NODE_LOSS_ERRORS = ("ActorUnavailableError", "ActorDiedError", "NodeDiedError", "RayletError", "node died")
 

@@ -115,11 +115,13 @@ class TrialRuns(Callback):
             self.runs[trial.trial_id] = run.info.run_id
             if found:  # a resumed search: the epochs its run has (a metric's latest value is at its last step)
                 self.logged_to[trial.trial_id] = int(run.data.metrics.get("training_iteration", 0))
-        # The values the trial trains with (a sweep's case applied: `epochs`, not `epochs` and `case/epochs`);
-        # a run logged before by another driver keeps its params (MLflow refuses to change one).
+        # The values the trial trains with (a sweep's case applied: `epochs`, not `epochs` and `case/epochs`), and
+        # its seeds per configuration (run_trial's `repeats`, not a hyperparameter); a run logged before by another
+        # driver keeps its params (MLflow refuses to change one).
         logged = client.get_run(self.runs[trial.trial_id]).data.params if self.resumed else {}
-        params = [Param(key, str(value)) for key, value in flatten_dict(effective_config(trial.config)).items()
-                  if key not in logged]
+        repeats = self.header.get("repeats") or 1
+        values = {**flatten_dict(effective_config(trial.config)), **({"repeats": repeats} if repeats > 1 else {})}
+        params = [Param(key, str(value)) for key, value in values.items() if key not in logged]
         client.log_batch(self.runs[trial.trial_id], params=params)
 
     def run_name(self, trial: Any) -> str:

@@ -4,7 +4,8 @@ one combined report.
 One module per job, in the order a run goes through them:
 - `plan`: read and check a plan file (search_spaces/reproduce/LAB.yaml or the user's own);
 - `estimates`: `--dry-run`, the plan's searches, trials and epochs with an estimate of the time;
-- `run`: run the plan's sections, or continue an interrupted reproduce, and `resume_search`;
+- `run`: run the plan's sections, or continue an interrupted reproduce (an interrupted section through
+  `runner.resume_search`, as `tune-lab resume`);
 - `report`: the combined report and each section's generated answer.
 This module holds the command line (`add_parser`, `command`) and names what the CLI and the tests use.
 Plans are read and checked before Ray or torch is imported.
@@ -19,10 +20,10 @@ from tune_lab.options import SearchOptions, add_repeats_flag, checked_repeats
 from tune_lab.reproduce.estimates import dry_run, estimate
 from tune_lab.reproduce.plan import Plan, Section, load_plan, plan_names, plan_path
 from tune_lab.reproduce.report import answer, write_combined_report
-from tune_lab.reproduce.run import default_experiment, resume_search, run_plan, section_state
+from tune_lab.reproduce.run import default_experiment, run_plan, section_state
 
 __all__ = ["Plan", "Section", "add_parser", "answer", "command", "default_experiment", "dry_run", "estimate",
-           "load_plan", "plan_names", "plan_path", "resume_search", "run_plan", "section_state",
+           "load_plan", "plan_names", "plan_path", "run_plan", "section_state",
            "write_combined_report"]
 
 

@@ -3,7 +3,7 @@
 Each section runs as an ordinary search (`run_search`) whose results folder sits inside the
 reproduce folder. A rerun of the same command finds the unfinished reproduce, skips the sections
 that finished, resumes an interrupted one from its trials' checkpoints (as `tune-lab resume` does,
-through the same `resume_search`) and runs the rest; then the combined report is written.
+through the same `runner.resume_search`) and runs the rest; then the combined report is written.
 """
 from __future__ import annotations
 
@@ -49,36 +49,6 @@ def section_state(folder: Path) -> str:
     return "resumed" if (folder / STATE_FILE).is_file() else "running"
 
 
-def resume_search(folder: Path, address: str | None = None, progress: Any = None) -> dict[str, Any]:
-    """Continue the interrupted search in `folder` and return its summary: `tune-lab resume`, `tune_lab.resume`
-    (with a notebook's `progress`) and a reproduce's interrupted section. A state file cut off by the kill is
-    restored from its last whole copy."""
-    from tune_lab.ray_internals import require_tested_ray
-
-    require_tested_ray()  # before driver_state imports Ray
-    from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
-    from tune_lab.plan import load_state
-    from tune_lab.runner import run_search
-
-    try:
-        repaired = repair(folder)
-    except StateCutOff as exc:
-        raise UsageError(str(exc)) from None
-    if repaired:
-        print(f"tune-lab: the search was killed while Ray wrote its state, which was cut off ({', '.join(repaired)}); "
-              f"restored the last whole copy from {folder / SNAPSHOT}", file=sys.stderr)
-    from tune_lab import user_labs
-
-    recorded = user_labs.recorded_lab(folder)  # a lab of one's own: imported again from where the search recorded it
-    if recorded is not None:
-        user_labs.ensure_lab(*recorded, where=f"resume {folder}")
-    search, opts, tracking = load_state(folder.resolve())
-    opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
-    if address:
-        opts.address = address
-    return run_search(search, opts, resume=tracking, progress=progress)
-
-
 def _started_with(plan: Plan, folder: Path, run: dict[str, Any] | None) -> None:
     """A rerun must be the same plan at the same size: its sections' folders hold that plan's searches."""
     if run is None:
@@ -96,7 +66,7 @@ def run_plan(plan: Plan, opts: SearchOptions, repeats: int | None = None) -> int
     root) and `experiment` (the reproduce folder's name). Returns the exit code.
     """
     from tune_lab import paths
-    from tune_lab.runner import run_search, start_ray
+    from tune_lab.runner import resume_search, run_search, start_ray
 
     root = paths.results_root(opts.storage)
     if is_remote(root):
