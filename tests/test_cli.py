@@ -163,4 +163,6 @@ def test_dry_run_prints_the_tuner_and_starts_nothing(tmp_path):
     optimizer = run_cli("mlp", "--search", "optimizer", "--dry-run", "--scheduler", "fifo",
                         env={"CUDA_VISIBLE_DEVICES": ""}).stdout
     assert "'optimizer': tune.grid_search(['sgd', 'adam', 'adadelta'])," in optimizer
-    assert "scheduler=FIFOScheduler(),  # no rungs" in optimizer and "pause_epochs=()" in optimizer
+    assert "scheduler=FIFOScheduler(),  # no rungs" in optimizer and "pause_epochs=()), " in optimizer
+    repeated = run_cli("mlp", "--search", "optimizer", "--dry-run", "--repeats", "3", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert "pause_epochs=(2, 6, 18), repeats=3), " in repeated.stdout and "'repeats'" not in repeated.stdout

@@ -258,7 +258,9 @@ class Plan:
             f"nothing started (--dry-run)",
             "tune.Tuner(",
             f"    tune.with_resources(tune.with_parameters(run_trial, lab={search.lab!r}, metric={search.metric!r}, "
-            f"mode={search.mode!r}, pause_epochs={tuple(self.rungs)!r}), {{{resources}}}),",
+            f"mode={search.mode!r}, pause_epochs={tuple(self.rungs)!r}"
+            + (f", repeats={search.repeats}" if search.repeats > 1 else "")
+            + (", deterministic=True" if opts.deterministic else "") + f"), {{{resources}}}),",
             "    param_space={",
             space,
             "    },",
