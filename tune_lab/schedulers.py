@@ -119,6 +119,8 @@ class RungScheduler(FIFOScheduler):
         self.events: list[dict[str, Any]] = []  # {"trial_id", "epoch", "event": paused|promoted|stopped}
         self.finishers: list[str] = []  # trials promoted when their rung closed (fewer than `finalists` went on)
         self._loaded = False
+        self._settled_finishing: bool | None = None  # the searcher's state when choose_trial_to_run last settled
+        self._numbered = 0  # trials this scheduler has given a number (one made again after a kill counts again)
 
     # --- search properties -------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
@@ -142,6 +144,7 @@ class RungScheduler(FIFOScheduler):
                 if taken == number:  # made again after a kill: what the scheduler kept of the first one goes
                     self._forget(other)
             self.order[trial.trial_id] = number
+            self._numbered += 1
             self.planned[trial.trial_id] = planned_epochs(trial.config, self.max_t)
         return self.order[trial.trial_id]
 
@@ -322,9 +325,15 @@ class RungScheduler(FIFOScheduler):
 
     def choose_trial_to_run(self, tune_controller: Any) -> Trial | None:
         trials = tune_controller.get_trials()
+        known = self._numbered
         for trial in trials:
             self._number(trial)
-        self._settle(self._finishing(tune_controller))
+        # Ray asks on every step of its loop: settle again only when a trial is new here or the searcher has just
+        # finished (results and ends settle as they come); a 1,000-trial search would sort its trials each time.
+        finishing = self._finishing(tune_controller)
+        if self._numbered != known or finishing != self._settled_finishing:
+            self._settle(finishing)
+            self._settled_finishing = finishing
         for trial in trials:  # stopped at a rung while it waited there
             if trial.status == Trial.PAUSED and trial.trial_id in self.ended:
                 ray_internals.stop_trial(tune_controller, trial)
