@@ -248,7 +248,8 @@ class Plan:
         """--dry-run: the Tuner this search makes, as Ray Tune's examples write the call."""
         search, opts = self.search, self.opts
         searcher, limit = self.searcher_and_limit()
-        space = "\n".join(f"        {key!r}: {_shown(value)}," for key, value in self.param_space().items())
+        space = "\n".join(f"        {key!r}: {_shown(value, search.params.get(key))},"
+                          for key, value in self.param_space().items())
         rung_line = (f"  # rungs at epochs {', '.join(map(str, self.rungs))}"
                      + (f"; at most {', '.join(map(str, self.caps))} promoted by rank" if self.caps else "")
                      if self.rungs else "  # no rungs: every trial trains to its last epoch")
@@ -277,24 +278,15 @@ class Plan:
         ])
 
 
-def _shown(value: Any) -> str:
-    """A param-space value as one would write it: Ray's domains as the tune.* call that makes them."""
+def _shown(value: Any, param: Param | None) -> str:
+    """A param-space value as one writes it: a searched parameter as the tune.* call `param_space` makes of it."""
     if isinstance(value, dict) and set(value) == {"grid_search"}:
         return f"tune.grid_search({value['grid_search']!r})"
-    domain = type(value).__name__
-    if domain in ("Categorical", "Float", "Integer"):
-        sampler = getattr(value, "sampler", None)
-        if domain == "Categorical":
-            return f"tune.choice({value.categories!r})"
-        kind = type(sampler).__name__.lower()
-        if "quantized" in kind:
-            return f"tune.quniform({value.lower!r}, {value.upper!r}, {sampler.q!r})"
-        if "loguniform" in kind:
-            return f"tune.loguniform({value.lower!r}, {value.upper!r})"
-        if domain == "Integer":
-            return f"tune.randint({value.lower!r}, {value.upper!r})"
-        return f"tune.uniform({value.lower!r}, {value.upper!r})"
-    return repr(value)
+    if param is None:
+        return repr(value)
+    listed = param.distribution in ("grid", "choice")
+    args = [param.args] if listed else [*param.args[:1], param.args[1] + (param.distribution == "randint"), *param.args[2:]]
+    return f"tune.{'grid_search' if param.distribution == 'grid' else param.distribution}({', '.join(map(repr, args))})"
 
 
 def _named(searcher: Any) -> str:
