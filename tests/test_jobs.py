@@ -60,6 +60,11 @@ def test_submit_wait_list_logs_and_stop(head, tiny_mnist, tmp_path, capsys):
     runs = mlflow.search_runs([summary["mlflow"]["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
     assert {r.info.run_id for r in runs} == {t["mlflow_run_id"] for t in summary["trials"]}  # one per trial
     assert job_status(head, capsys, job) == "SUCCEEDED"
+    from tune_lab.jobs import owner
+
+    assert main(["jobs", "--address", head, "--owner", owner()]) == 0 and job in capsys.readouterr().out
+    assert main(["jobs", "--address", head, "--owner", "someone-else"]) == 0
+    assert capsys.readouterr().out.strip() == "no tune-lab jobs of someone-else"
     assert main(["logs", job, "--address", head]) == 0 and "Best trial" in capsys.readouterr().out
 
     space.write_text(textwrap.dedent(SEARCH.format(epochs=500)))

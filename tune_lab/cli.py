@@ -76,6 +76,8 @@ def add_job_commands(sub: Any) -> None:
     submit.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     jobs = sub.add_parser("jobs", help="tune-lab's jobs on a Ray cluster")
     jobs.add_argument("--address", help=where)
+    jobs.add_argument("--owner", metavar="NAME", help="only NAME's jobs (whom `tune-lab submit` named: "
+                      "$TUNE_LAB_OWNER, else the login)")
     logs = sub.add_parser("logs", help="the log of a submitted search")
     logs.add_argument("job", metavar="JOB")
     logs.add_argument("--follow", action="store_true", help="keep printing until the job ends")
@@ -355,8 +357,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     from tune_lab import jobs
 
-    rows = [dataclasses.astuple(row) for row in jobs.tune_lab_jobs(jobs.connect(args.address))]
-    print(tabulate(rows, headers=list(jobs.JOB_COLUMNS)) if rows else "no tune-lab jobs")
+    rows = [dataclasses.astuple(row) for row in jobs.tune_lab_jobs(jobs.connect(args.address))
+            if args.owner is None or row.owner == args.owner]
+    print(tabulate(rows, headers=list(jobs.JOB_COLUMNS)) if rows else
+          "no tune-lab jobs" + (f" of {args.owner}" if args.owner is not None else ""))
     return 0
 
 
