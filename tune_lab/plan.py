@@ -204,10 +204,7 @@ class Plan:
         from tune_lab.results import read_json
 
         search, folder = self.search, header["storage"]
-        # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
-        state_file = f"{folder}/{SCHEDULER_STATE}" if not is_remote(root) else None
-        trainable, space, (searcher, limit) = self.trainable(data), self.param_space(), self.searcher_and_limit()
-        scheduler, callbacks = self.make_scheduler(state_file), self.callbacks(trial_runs, header)
+        trainable, callbacks = self.trainable(data), self.callbacks(trial_runs, header)
         if resume:
             # Ray's reading of the trials' results warns, a line each, of every trial that has none yet:
             # those still pending at the stop, which start now (issue 18's kill -9: 14 such lines).
@@ -219,8 +216,11 @@ class Plan:
                                            resume_errored=lost_before)
             set_callbacks(tuner, callbacks, progress)
             return tuner
+        # Where the scheduler keeps its decisions, so that `tune-lab resume` keeps them (a local folder only).
+        state_file = f"{folder}/{SCHEDULER_STATE}" if not is_remote(root) else None
         if state_file:  # a new search in the folder of an old one must not inherit its rung decisions
             Path(state_file).unlink(missing_ok=True)
+        (searcher, limit), scheduler = self.searcher_and_limit(), self.make_scheduler(state_file)
         reporter = progress or tune.CLIReporter(
             parameter_columns=list(search.params) + [f"case/{k}" for k in search.varied_by_cases()],
             # train/val metrics, and the searched one whatever its name (a GAN's fid or cond_acc)
@@ -230,7 +230,7 @@ class Plan:
         )
         return tune.Tuner(
             trainable,
-            param_space=space,
+            param_space=self.param_space(),
             tune_config=tune.TuneConfig(
                 metric=search.metric, mode=search.mode, search_alg=searcher, scheduler=scheduler,
                 num_samples=self.opts.num_samples or search.num_samples, max_concurrent_trials=limit, reuse_actors=True,

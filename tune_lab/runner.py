@@ -248,7 +248,6 @@ def resume_search(folder: Path, address: str | None = None, progress: Any = None
     require_tested_ray()  # before driver_state imports Ray
     from tune_lab.driver_state import SNAPSHOT, StateCutOff, repair
     from tune_lab.usage import UsageError
-    from tune_lab.plan import load_state
 
     try:
         repaired = repair(folder)
@@ -262,7 +261,7 @@ def resume_search(folder: Path, address: str | None = None, progress: Any = None
     recorded = user_labs.recorded_lab(folder)  # a lab of one's own: imported again from where the search recorded it
     if recorded is not None:
         user_labs.ensure_lab(*recorded, where=f"resume {folder}")
-    search, opts, tracking = load_state(folder.resolve())
+    search, opts, tracking = tuner_plan.load_state(folder.resolve())
     opts.storage, opts.experiment = str(folder.resolve().parent), folder.name
     if address:
         opts.address = address
