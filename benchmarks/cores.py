@@ -46,7 +46,8 @@ def _search(args: list[str], root: str, data_dir: str | None) -> Callable[[], di
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)}: exit {done.returncode}: {done.stderr[-2000:]}")
         summary = json.loads((Path(root) / experiment / "summary.json").read_text())
-        return {"busy": min(1.0, (busy1 - busy0) / (total1 - total0)),  # iowait may step back by a tick "best_test_acc": summary["best"]["metrics"].get("test_acc"),
+        return {"busy": min(1.0, (busy1 - busy0) / (total1 - total0)),  # (iowait may step back by a tick)
+                "best_test_acc": summary["best"]["metrics"].get("test_acc"),
                 "threads": sorted({a.get("threads") for t in summary["trials"] for a in t.get("attempts", [])} - {None})}
     return call
 
