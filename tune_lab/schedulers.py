@@ -9,7 +9,7 @@ order the processes reported in and however many slots ran them (issue 31: Ray's
 job's SGD trial at epoch 2, at epoch 6 or never, depending on which process reported first; ray#9815,
 ray#43900). A trial that reaches a rung before an earlier trial has pauses there (its checkpoint kept)
 until it can be judged; the slot it frees goes to a waiting trial first ("breadth first": a new trial
-reaches the first rung before a kept one goes on, so the weak ones of a small search are stopped early
+reaches the first rung before a kept one goes on, so the weak ones of a small search are stopped first
 instead of last).
 
 `StoppingASHA` (`asha`) is ASHA's stopping variant with Ray's rule: a trial goes on when its result is at

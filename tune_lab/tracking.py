@@ -22,7 +22,7 @@ from reports.record import Status, end_status
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
 from trainables.config import effective_config
 
-# A trial run's end in words ('stopped early at epoch 2 of 20'): a column the runs table can show.
+# A trial run's end in words (Status.STOPPED_EARLY at epoch 2 of 20): a column the runs table can show.
 OUTCOME_TAG = "outcome"
 
 # MLflow's SQLite store logs its schema migrations at INFO on first use: noise for a user.
@@ -227,7 +227,7 @@ class TrialRuns(Callback):
 
 def outcome(failed: bool, ran: int, planned: Any) -> str:
     """How a trial ended, in the words a runs table column can show: 'completed (20 epochs)',
-    'stopped early at epoch 2 of 20', 'failed at epoch 3' (the status tag keeps end_status's word)."""
+    Status.STOPPED_EARLY + ' at epoch 2 of 20', 'failed at epoch 3' (the status tag keeps end_status's word)."""
     status = end_status(failed, ran, planned)
     if status == Status.ERRORED:
         return f"failed at epoch {ran + 1}" if ran else "failed before its first epoch"
