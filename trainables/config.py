@@ -81,6 +81,13 @@ def effective_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**flat, **config.get("case", {})}
 
 
+def trained_with(config: dict[str, Any], repeats: int = 1) -> dict[str, Any]:
+    """What a trial trains with, as its MLflow run and its summary.json row record it: its config with its sweep
+    case applied, and its seeds per configuration when more than one (run_trial's `repeats`, carried beside the
+    config rather than in it: not a hyperparameter)."""
+    return {**effective_config(config), **({"repeats": repeats} if repeats > 1 else {})}
+
+
 def config_from_dict(config_cls: type, values: dict[str, Any]) -> Any:
     """Build the dataclass from a trial's config, ignoring keys that belong to other layers."""
     values = effective_config(values)

@@ -290,7 +290,6 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per saved checkpoint
     spec = lab if isinstance(lab, LabSpec) else get_lab(lab)
     cfg = config_from_dict(spec.config, config)
-    repeats = int(config.get("repeats", repeats))  # a search made before 2026-12-07 carried it in the config
     _match_threads_to_cpus()
     set_deterministic(deterministic)
     device = trial_device()

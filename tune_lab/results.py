@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from reports.record import Header, Status, Summary, best_checkpoint, in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
-from trainables.config import effective_config
+from trainables.config import trained_with
 from trainables.files import filesystem, is_remote, write_bytes_whole
 
 
@@ -40,7 +40,7 @@ def summarise(grid: Any, header: Header, *, tracking: dict[str, Any], trial_runs
         if run_history is not None and trial_runs.get(trial_id) and behind:
             history = run_history(trial_runs[trial_id])
         row = trial_row(
-            trial_id=trial_id, config=effective_config(result.config or {}), history=history,
+            trial_id=trial_id, config=trained_with(result.config or {}, header.get("repeats") or 1), history=history,
             failed=result.error is not None, error=_error_line(result.error) if result.error else None,
             metric=header["metric"], mode=header["mode"], metrics=header["metrics"], varied=header["varied"],
         )

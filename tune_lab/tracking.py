@@ -20,7 +20,7 @@ from ray.tune.utils import flatten_dict  # nested params under flat names ('case
 
 from reports.record import Status, end_status
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
-from trainables.config import effective_config
+from trainables.config import effective_config, trained_with
 
 # A trial run's end in words (Status.STOPPED_EARLY at epoch 2 of 20): a column the runs table can show.
 OUTCOME_TAG = "outcome"
@@ -115,12 +115,11 @@ class TrialRuns(Callback):
             self.runs[trial.trial_id] = run.info.run_id
             if found:  # a resumed search: the epochs its run has (a metric's latest value is at its last step)
                 self.logged_to[trial.trial_id] = int(run.data.metrics.get("training_iteration", 0))
-        # The values the trial trains with (a sweep's case applied: `epochs`, not `epochs` and `case/epochs`), and
-        # its seeds per configuration (run_trial's `repeats`, not a hyperparameter); a run logged before by another
-        # driver keeps its params (MLflow refuses to change one).
+        # The values the trial trains with (a sweep's case applied: `epochs`, not `epochs` and `case/epochs`; its
+        # seeds per configuration); a run logged before by another driver keeps its params (MLflow refuses to
+        # change one).
         logged = client.get_run(self.runs[trial.trial_id]).data.params if self.resumed else {}
-        repeats = self.header.get("repeats") or 1
-        values = {**flatten_dict(effective_config(trial.config)), **({"repeats": repeats} if repeats > 1 else {})}
+        values = flatten_dict(trained_with(trial.config, self.header.get("repeats") or 1))
         params = [Param(key, str(value)) for key, value in values.items() if key not in logged]
         client.log_batch(self.runs[trial.trial_id], params=params)
 
