@@ -165,7 +165,8 @@ def trial_row(
     history = history.drop_duplicates("training_iteration", keep="last").sort_values("training_iteration")
     row["epochs_run"] = int(history["training_iteration"].max())
     row["status"] = end_status(failed, row["epochs_run"], row["epochs_planned"])
-    best = best_of((row for _, row in history.iterrows()), lambda epoch: epoch[metric], mode)
+    values = history[metric].tolist()
+    best = history.iloc[best_of(range(len(values)), values.__getitem__, mode)]
     row["best_epoch"] = int(best["training_iteration"])
     row["best"] = {m: clean(best[m]) for m in (*metrics, *TRIAL_EXTRAS) if m in best}
     row["last"] = {m: clean(history[m].iloc[-1]) for m in metrics if m in history}
@@ -175,7 +176,7 @@ def trial_row(
     }
     seeds = seeds_in(history.columns)
     if seeds:  # a repeated search: each seed's history, and its values at the selected epoch
-        row["repeats"] = config.get("repeats", len(seeds))  # (searches before 2026-12-07 had it in the config)
+        row["repeats"] = config.get("repeats", len(seeds))
         row["seed_history"] = {
             str(seed): {m: [clean(v) for v in history[key]] for m in metrics if (key := per_seed_key(m, seed)) in history}
             for seed in seeds

@@ -353,7 +353,7 @@ class RungScheduler(FIFOScheduler):
             self._save()
             self._searcher_hook(tune_controller, "on_unpause", trial.trial_id)
             return trial
-        if not running and self._finishing(tune_controller):
+        if not running and finishing:
             for trial in trials:  # nothing runs and nothing can go on: the search is over
                 if trial.status == Trial.PAUSED and trial.trial_id in self.waiting:
                     self._stop(trial.trial_id, self.waiting[trial.trial_id])
