@@ -331,8 +331,11 @@ def _prepare(search: Search, opts: SearchOptions, root: str, resume: dict[str, A
             MlflowClient(tracking_uri=resume["tracking_uri"]).get_run(resume["parent_run_id"])
         return data, resume["tracking_uri"], None
     uri = paths.tracking_uri(opts.tracking_uri, root, make=False)  # the Store makes a new SQLite store's folder
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists() and not go_on.wait():
-        return data, None, None
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        with phases.timed("mlflow_imports"):  # ~3.5 s of SQLAlchemy and alembic, beside Ray's start, not after it
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        if not go_on.wait():
+            return data, None, None
     with phases.timed("mlflow_store"):
         return data, uri, Store(uri, search.lab, paths.artifact_root(uri))
 
