@@ -14,7 +14,7 @@ import torch
 
 from benchmarks.gpu_check import SMALL  # settings that keep one epoch to seconds on a CPU
 from trainables.loop import Trainer
-from trainables.registry import LABS, LabData, LabModule, lab_names
+from trainables.registry import LABS, Cost, LabData, LabModule, lab_names
 from tune_lab.spaces import SEARCH_DIR
 
 
@@ -37,6 +37,8 @@ def test_lab_keeps_the_contract(name):
     assert (spec.sampler is None) == (module.sample_images is None), "sampler= and sample_images must agree"
     if spec.module_name.startswith("trainables."):
         assert sorted((SEARCH_DIR / name).glob("*.yaml")), f"search_spaces/{name}/ has no search"
+        cost = spec.cost_of(dataclasses.asdict(spec.config()))  # what reproduce --dry-run plans with
+        assert isinstance(cost, Cost) and cost.sample_s > 0 and cost.eval_s > 0, cost
         assert "torch" not in sys.modules[spec.config.__module__].__dict__  # registrations stay torch-free
 
 

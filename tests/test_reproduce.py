@@ -3,6 +3,7 @@ estimate, and a plan runs end to end into one combined report, resuming after it
 without rerunning a finished section."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import textwrap
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import kill_when, start_killable
+from trainables.registry import LABS
 from tune_lab.cli import main
 from tune_lab.reproduce import load_plan, plan_names
 from tune_lab.spaces import SearchSpaceError, available_searches
@@ -41,6 +43,17 @@ def test_dry_run_prints_every_section_with_an_estimate(quick, capsys):
             assert section.search.name in row and (" min " in row or " s " in row), row
         assert "Total:" in out and "estimated from seconds per training sample-epoch" in out
         assert ("quick run" in out.splitlines()[0]) == quick
+
+
+def test_a_lab_that_declares_no_cost_is_said_unknown_not_guessed(monkeypatch, capsys):
+    monkeypatch.setitem(LABS, "mlp", dataclasses.replace(LABS["mlp"], cost=None))  # as a lab of one's own may
+    assert main(["reproduce", "lab1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if re.match(r"\|\s+\d+ \| ", line)]
+    mlp, linreg = [r for r in rows if "| mlp " in r], [r for r in rows if "| linreg " in r]
+    assert mlp and all(r.rstrip(" |").endswith("unknown") for r in mlp), mlp
+    assert linreg and all(" s " in r or " min " in r for r in linreg), linreg  # linreg declares its cost
+    assert "not counting " in out and "its lab declares no cost" in out
 
 
 def test_a_bad_plan_is_refused_in_one_line_naming_file_and_key(tmp_path, capsys):

@@ -11,7 +11,28 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from trainables.config import hp
-from trainables.registry import register_lab
+from trainables.registry import Cost, register_lab
+
+# The labs' costs (`cost=`, for `tune-lab reproduce --dry-run`), measured on the 2-core Intel Xeon @ 2.80GHz
+# tune-lab was developed on (2 cores shared with other work, load 2-4) on 2026-12-02: one epoch of each lab's
+# Trainer on 1,024 real training samples (2,048 for vae / cgan, second epoch) with one torch thread, as a
+# 1-CPU trial runs, timing train_epoch and evaluate apart. The CIFAR stem was not timed: ~16x the ImageNet
+# stem's compute (README, lab 2). seq2seq is per training pair at max_length 10. mlp: docs/benchmarks.md's
+# whole epoch on a quiet machine (2.2-2.7 s for 55,000 images, batch 256); `reproduce lab1 --quick` at load 6
+# took 4.2 s per trial-epoch. linreg: 3 epochs of its 1,000 points at batch 10 (load 6). Rough (the
+# machine's load moves them by 2x): for planning.
+RESNET_COSTS = {"lenet": Cost(1.6e-4, 1.3), "imagenet": Cost(5.0e-3, 16.5), "cifar": Cost(8.0e-2, 264.0)}
+
+
+def mlp_cost(config: Mapping[str, Any]) -> Cost:
+    return Cost(4.3e-6, 0.02) if config.get("model") == "softmax" else Cost(4.5e-5, 0.1)
+
+
+def resnet_cost(config: Mapping[str, Any]) -> Cost:
+    if config.get("model") == "lenet":
+        return RESNET_COSTS["lenet"]
+    return RESNET_COSTS["imagenet" if config.get("faithful") else config.get("stem", "cifar")]
+
 
 CLASSIFIER_METRICS = {"train_loss": "min", "train_acc": "max", "val_loss": "min", "val_acc": "max",
                       "test_loss": "min", "test_acc": "max"}
@@ -41,6 +62,7 @@ class TrainConfig:
     metrics=CLASSIFIER_METRICS,
     metric="val_acc",
     gpu_fraction=0.25,
+    cost=mlp_cost,
 )
 @dataclass
 class MLPConfig(TrainConfig):
@@ -65,6 +87,7 @@ class MLPConfig(TrainConfig):
     metric="val_loss",
     gpu_fraction=0.1,
     loss_unit="mean squared error",
+    cost=Cost(1.5e-5, 0.001),
 )
 @dataclass
 class LinRegConfig(TrainConfig):
@@ -83,6 +106,7 @@ class LinRegConfig(TrainConfig):
     metrics=CLASSIFIER_METRICS,
     metric="val_acc",
     gpu_fraction=0.5,
+    cost=resnet_cost,
 )
 @dataclass
 class ResNetConfig(TrainConfig):
@@ -109,6 +133,7 @@ class ResNetConfig(TrainConfig):
     metric="val_bleu",
     gpu_fraction=0.25,
     loss_unit="loss per target word",
+    cost=Cost(1.9e-3, 2.3),
 )
 @dataclass
 class Seq2SeqConfig(TrainConfig):
@@ -161,6 +186,7 @@ class GANConfig(TrainConfig):
     metric="fid",
     gpu_fraction=0.5,
     sampler="unconditional",
+    cost=Cost(2.9e-3, 3.8, quality_scaled=True),
 )
 @dataclass
 class WGANConfig(GANConfig):
@@ -189,6 +215,7 @@ class WGANConfig(GANConfig):
     metric="cond_acc",
     gpu_fraction=0.5,
     sampler="conditional",
+    cost=Cost(6.0e-4, 3.0, quality_scaled=True),
 )
 @dataclass
 class CGANConfig(GANConfig):
@@ -231,6 +258,7 @@ class AutoencoderConfig(TrainConfig):
     metric="val_mse",
     gpu_fraction=0.25,
     loss_unit="MSE per pixel",
+    cost=Cost(6.2e-4, 2.9),
 )
 @dataclass
 class AEConfig(AutoencoderConfig):
@@ -259,6 +287,7 @@ def vae_loss_unit(config: Mapping[str, Any]) -> str:
     gpu_fraction=0.25,
     sampler="unconditional",
     loss_unit=vae_loss_unit,
+    cost=Cost(1.0e-3, 7.0, quality_scaled=True),
 )
 @dataclass
 class VAEConfig(AutoencoderConfig):

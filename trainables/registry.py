@@ -28,6 +28,23 @@ Mode = Literal["min", "max"]
 SAMPLERS = (None, "unconditional", "conditional")
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one epoch of a trial costs on one torch thread: what `tune-lab reproduce --dry-run` plans with.
+
+    Declared by the lab (measured once on the machine tune-lab is developed on), so that a lab's
+    estimate is its own measurement or, for a lab that declares none, said to be unknown, never a
+    guess the planner makes up."""
+
+    sample_s: float  # seconds per training sample per epoch, one torch thread
+    eval_s: float  # seconds of each epoch's evaluation (val and test splits, generated samples)
+    quality_scaled: bool = False  # eval_s is for quality_samples=2000 and scales with it
+
+
+# A lab's cost: one Cost, or a function of a trial's config where a setting changes it (a model's size).
+CostOf = Cost | Callable[[Mapping[str, Any]], Cost] | None
+
+
 @runtime_checkable
 class LabData(Protocol):
     """The data a lab's `load_data` returns: loaded once on the driver, shared with every trial."""
@@ -92,6 +109,7 @@ class LabSpec:
     # (from noise) or "conditional" (of a requested class, --digit) through `sample_images`.
     sampler: str | None = None
     loss_unit: LossUnit = "loss"
+    cost: CostOf = None
     # Where the lab came from, when it is not one of tune-lab's: the absolute path of the file given
     # to --labs, the module's name, or "entry point NAME (MODULE)" (tune_lab.user_labs); recorded in
     # summary.json as `lab_source`, so that `tune-lab report` / `resume` find the lab again.
@@ -104,6 +122,10 @@ class LabSpec:
     def loss_unit_of(self, config: Mapping[str, Any]) -> str:
         """What one trial's train_loss / val_loss measure (see LossUnit)."""
         return self.loss_unit(config) if callable(self.loss_unit) else self.loss_unit
+
+    def cost_of(self, config: Mapping[str, Any]) -> Cost | None:
+        """What an epoch of a trial of `config` costs (see Cost); None where the lab declares nothing."""
+        return self.cost(config) if callable(self.cost) else self.cost
 
     @property
     def module_name(self) -> str:
@@ -169,6 +191,7 @@ def register_lab(
     gpu_fraction: float = 1.0,
     sampler: str | None = None,
     loss_unit: LossUnit = "loss",
+    cost: CostOf = None,
     source: str | None = None,
 ) -> Callable[[T], T]:
     """Register the decorated hyperparameter dataclass as lab `name`.
@@ -194,7 +217,7 @@ def register_lab(
                                    f"(declare `epochs: int` and `seed: int = 0`, or subclass trainables.hparams.TrainConfig)")
         LABS[name] = LabSpec(name=name, config=config_cls, module=module, datasets=datasets, description=description,
                              metrics=dict(metrics), metric=metric, fallback_dataset=fallback_dataset,
-                             gpu_fraction=gpu_fraction, sampler=sampler, loss_unit=loss_unit, source=source)
+                             gpu_fraction=gpu_fraction, sampler=sampler, loss_unit=loss_unit, cost=cost, source=source)
         return config_cls
 
     return decorate
