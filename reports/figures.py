@@ -113,7 +113,7 @@ def best_run_curves(record: Summary, path: Path) -> Path | None:
     for ax, (title, metrics) in zip(axes.flat, groups):
         banded = False
         for m in metrics:
-            scale = _scale(m)
+            scale = units.scale(m)
             values = [None if v is None else scale * v for v in history[m]]
             (line,) = ax.plot(epochs, values, SPLIT_STYLE.get(_split(m), "-"), marker="o", markersize=point_size(epochs, 3), label=m)
             band = _seed_band(trial, m, scale)
@@ -125,7 +125,7 @@ def best_run_curves(record: Summary, path: Path) -> Path | None:
         ax.axvline(trial["best_epoch"], color="grey", linewidth=0.8, linestyle="-.", label=f"best epoch ({trial['best_epoch']})")
         ax.set_xlabel("epoch")
         epoch_axis(ax)
-        ax.set_ylabel(f"{title} %" if title == "accuracy" else title)
+        ax.set_ylabel(f"{title} %" if all(units.is_percent(m) for m in metrics) else title)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
@@ -187,14 +187,9 @@ def all_trials_figure(record: Summary) -> Any:
     return fig
 
 
-def _scale(metric: str) -> float:
-    """Accuracies are drawn in %."""
-    return 100 if metric.endswith("_acc") else 1
-
-
 def _scaled(record: Summary, trial: TrialRow) -> tuple[list[int], list[float | None]]:
     """A trial's epochs and its searched metric as the figure draws it."""
-    scale = _scale(record["metric"])
+    scale = units.scale(record["metric"])
     return _epochs(trial["history"]), [None if v is None else scale * v for v in trial["history"][record["metric"]]]
 
 
@@ -226,7 +221,7 @@ def _trial_curve(ax: Any, record: Summary, trial: TrialRow, colour: Any, label: 
     """One trial's line in its colour, its seed band, and its promoted / stopped / failed marks (named in `marks`).
     `dashed`: its curve lies on one drawn before (lab 1's faithful nll is cross-entropy), which shows through the gaps."""
     metric = record["metric"]
-    scale = _scale(metric)
+    scale = units.scale(metric)
     variants = list(record.get("variants") or {})
     epochs, values = _scaled(record, trial)
     variant = trial["config"].get("variant")
@@ -315,7 +310,7 @@ def _top_trials_figure(record: Summary, trials: list[TrialRow]) -> Any:
     """The all-trials figure of a big search: the TOP_TRIALS best in colour, labelled with their setting
     and best value, over every other trial as one thin light-grey line (its marks small and grey)."""
     metric = record["metric"]
-    scale = _scale(metric)
+    scale = units.scale(metric)
     top, rest = _top_and_rest(record, trials)
     fig, ax = plt.subplots(figsize=(12.5, 6))
     _grey_rest(ax, rest, metric, scale, f"{len(rest)} other trials")
@@ -411,7 +406,7 @@ def param_scatter(record: Summary, path: Path) -> Path | None:
     scored = _scored(record)
     if not params or not scored:
         return None
-    scale = _scale(metric)
+    scale = units.scale(metric)
     many = len(scored) > MANY_TRIALS
     if many:  # smaller points, the completed trials drawn over the stopped ones
         scored = sorted(scored, key=lambda t: t["status"] != Status.STOPPED_EARLY)

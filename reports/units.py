@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Metrics stored as fractions in [0, 1] and shown as percentages.
-PERCENT_SUFFIXES = ("_acc",)
-PERCENT_NAMES = ("readable",)
+from trainables.registry import is_fraction
 
 # Decimals by metric name (the part after val_ / test_ / train_); fallback: LOSS_DECIMALS.
 DECIMALS = {
@@ -26,8 +24,9 @@ LOSS_DECIMALS = 4
 
 
 def is_percent(metric: str) -> bool:
-    """Whether `metric` is a fraction that reports show as a percentage."""
-    return metric.endswith(PERCENT_SUFFIXES) or metric in PERCENT_NAMES
+    """Whether `metric` is a fraction that reports show as a percentage (the labs' contract says which:
+    trainables.registry.is_fraction)."""
+    return is_fraction(metric)
 
 
 def _base(metric: str) -> str:

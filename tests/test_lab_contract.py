@@ -14,9 +14,8 @@ import torch
 
 from benchmarks.gpu_check import SMALL  # settings that keep one epoch to seconds on a CPU
 from trainables.loop import Trainer
-from trainables.registry import LABS, Cost, LabData, LabModule, lab_names
+from trainables.registry import LABS, Cost, LabContractError, LabData, LabModule, is_fraction, lab_names, register_lab
 from tune_lab.spaces import SEARCH_DIR
-
 
 
 def lab_data(name: str, tiny_mnist, tiny_eng_fra) -> LabData:
@@ -55,4 +54,15 @@ def test_one_tiny_epoch_reports_every_declared_metric(name, tiny_mnist, tiny_eng
     assert not missing, f"lab {name} declares metrics it does not report: {sorted(missing)}"
     assert all(math.isfinite(metrics[m]) for m in spec.metrics)
     assert metrics["samples"] > 0
+    fractions = [m for m in spec.metrics if is_fraction(m)]  # what reports show as percentages
+    assert all(0.0 <= metrics[m] <= 1.0 for m in fractions), {m: metrics[m] for m in fractions}
+    if "val_loss" in spec.metrics:  # the pair that draws the report's loss figure
+        assert "train_loss" in spec.metrics
+
+
+def test_a_fraction_must_be_one_of_the_labs_metrics():
+    with pytest.raises(LabContractError, match=r"fractions \['share'\] are not among its metrics"):
+        register_lab("sharelab", module=__name__, datasets=("mnist",), description="d",
+                     metrics={"val_acc": "max"}, metric="val_acc", fractions=("share",))
+    assert "sharelab" not in LABS and is_fraction("val_acc") and is_fraction("readable") and not is_fraction("val_loss")
 

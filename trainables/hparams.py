@@ -187,6 +187,7 @@ class GANConfig(TrainConfig):
     gpu_fraction=0.5,
     sampler="unconditional",
     cost=Cost(2.9e-3, 3.8, quality_scaled=True),
+    fractions=("readable",),
 )
 @dataclass
 class WGANConfig(GANConfig):
@@ -216,6 +217,7 @@ class WGANConfig(GANConfig):
     gpu_fraction=0.5,
     sampler="conditional",
     cost=Cost(6.0e-4, 3.0, quality_scaled=True),
+    fractions=("readable",),
 )
 @dataclass
 class CGANConfig(GANConfig):
@@ -288,6 +290,7 @@ def vae_loss_unit(config: Mapping[str, Any]) -> str:
     sampler="unconditional",
     loss_unit=vae_loss_unit,
     cost=Cost(1.0e-3, 7.0, quality_scaled=True),
+    fractions=("readable",),
 )
 @dataclass
 class VAEConfig(AutoencoderConfig):

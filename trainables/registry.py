@@ -44,6 +44,15 @@ class Cost:
 # A lab's cost: one Cost, or a function of a trial's config where a setting changes it (a model's size).
 CostOf = Cost | Callable[[Mapping[str, Any]], Cost] | None
 
+# What a metric's name says, in every lab (reports read their columns, figures and units from it):
+# - `train_` / `val_` / `test_` name the split it is measured on; a report's table shows the train_ and
+#   val_ metrics beside the searched one, and test_ X is the held-out twin of val_ X;
+# - `train_loss` and `val_loss` draw the report's loss figure, in the lab's `loss_unit`;
+# - a name ending in `_acc`, and each name a lab lists in `fractions=`, is a fraction in [0, 1], which
+#   reports show as a percentage (the data keeps the fraction);
+# - `samples`, from `train_epoch`, is how many training samples the epoch saw (samples_per_s).
+FRACTION_SUFFIX = "_acc"
+
 
 @runtime_checkable
 class LabData(Protocol):
@@ -110,6 +119,7 @@ class LabSpec:
     sampler: str | None = None
     loss_unit: LossUnit = "loss"
     cost: CostOf = None
+    fractions: tuple[str, ...] = ()  # metrics besides `*_acc` that are fractions in [0, 1] (see above)
     # Where the lab came from, when it is not one of tune-lab's: the absolute path of the file given
     # to --labs, the module's name, or "entry point NAME (MODULE)" (tune_lab.user_labs); recorded in
     # summary.json as `lab_source`, so that `tune-lab report` / `resume` find the lab again.
@@ -192,6 +202,7 @@ def register_lab(
     sampler: str | None = None,
     loss_unit: LossUnit = "loss",
     cost: CostOf = None,
+    fractions: tuple[str, ...] = (),
     source: str | None = None,
 ) -> Callable[[T], T]:
     """Register the decorated hyperparameter dataclass as lab `name`.
@@ -203,6 +214,9 @@ def register_lab(
         raise LabContractError(f"lab {name!r}: sampler {sampler!r} is not one of {SAMPLERS}")
     if metric not in metrics or any(mode not in ("min", "max") for mode in metrics.values()):
         raise LabContractError(f"lab {name!r}: metric {metric!r} must be one of its metrics, each min or max")
+    if not set(fractions) <= set(metrics):
+        raise LabContractError(f"lab {name!r}: fractions {sorted(set(fractions) - set(metrics))} are not among its "
+                               f"metrics ({', '.join(metrics)})")
 
     def decorate(config_cls: T) -> T:
         if name in LABS:
@@ -217,7 +231,8 @@ def register_lab(
                                    f"(declare `epochs: int` and `seed: int = 0`, or subclass trainables.hparams.TrainConfig)")
         LABS[name] = LabSpec(name=name, config=config_cls, module=module, datasets=datasets, description=description,
                              metrics=dict(metrics), metric=metric, fallback_dataset=fallback_dataset,
-                             gpu_fraction=gpu_fraction, sampler=sampler, loss_unit=loss_unit, cost=cost, source=source)
+                             gpu_fraction=gpu_fraction, sampler=sampler, loss_unit=loss_unit, cost=cost,
+                             fractions=tuple(fractions), source=source)
         return config_cls
 
     return decorate
@@ -233,3 +248,9 @@ def get_lab(name: str) -> LabSpec:
 
 def lab_names() -> list[str]:
     return sorted(LABS)
+
+
+def is_fraction(metric: str) -> bool:
+    """Whether `metric` is a fraction in [0, 1]: a name ending in `_acc`, or one a registered lab lists
+    in `fractions=`."""
+    return metric.endswith(FRACTION_SUFFIX) or any(metric in spec.fractions for spec in LABS.values())
