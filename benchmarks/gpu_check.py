@@ -46,10 +46,10 @@ from typing import Any, Callable, Iterator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from trainables.config import seed_list  # noqa: E402
+from labspec.config import seed_list  # noqa: E402
 from trainables.data import TORCHVISION_FOLDERS  # noqa: E402
 from trainables.loop import CHECKPOINT_FILE, resume_group, set_deterministic  # noqa: E402
-from trainables.registry import LABS, LabSpec, lab_names  # noqa: E402
+from labspec.registry import LABS, LabSpec, lab_names  # noqa: E402
 from trainables.seeds import SeedGroup  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "gpu_check.md"

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from benchmarks.timing import epoch_rows, interleave, target
 from trainables.data import SPLIT_SEED, VAL_SIZE, ImageData, load_images, resolve_data_dir
-from trainables.hparams import MLPConfig
+from labspec.hparams import MLPConfig
 from trainables.mlp import MLP, Trainer
 
 

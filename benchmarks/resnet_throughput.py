@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from benchmarks.timing import case_row, interleave, target
 from trainables.data import ImageData
-from trainables.errors import DatasetUnavailable
-from trainables.hparams import ResNetConfig
+from labspec.errors import DatasetUnavailable
+from labspec.hparams import ResNetConfig
 from trainables.resnet import ResNet18, Trainer
 
 MIN_RATIO = 0.9  # the trainer keeps at least 90% of the plain loop's throughput

@@ -28,7 +28,7 @@ import torch
 from benchmarks.timing import epoch_rows, interleave, target
 from trainables.classify import ClassifierSeedBatch
 from trainables.data import ImageData, load_images
-from trainables.hparams import MLPConfig
+from labspec.hparams import MLPConfig
 from trainables.mlp import Trainer
 from trainables.seeds import SeedSequence, seed_everything
 

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from benchmarks.timing import case_row, interleave, target
-from trainables.errors import DatasetUnavailable
-from trainables.hparams import Seq2SeqConfig
+from labspec.errors import DatasetUnavailable
+from labspec.hparams import Seq2SeqConfig
 from trainables.seq2seq import Split, Trainer, build_model
 from trainables.translation_data import SentencePairs, Side, load_pairs
 

@@ -96,8 +96,8 @@ def _value(value: Any) -> str:
 
 def base_config(record: Summary) -> dict[str, Any]:
     """The settings every trial shares: the lab's defaults under the search's fixed values (--set included)."""
-    from trainables.config import defaults
-    from trainables.registry import get_lab
+    from labspec.config import defaults
+    from labspec.registry import get_lab
 
     try:
         config = defaults(get_lab(record["lab"]).config)

@@ -17,8 +17,8 @@ from reports import units  # noqa: E402
 from reports.record import Status, Summary, TrialRow  # noqa: E402
 from reports.seeds import repeated  # noqa: E402
 from reports.table import TERMINAL_TRIALS, ranked_trials, setting_label  # noqa: E402
-from trainables.plotting import epoch_axis, point_size  # noqa: E402
-from trainables.registry import LABS, get_lab  # noqa: E402
+from labspec.plotting import epoch_axis, point_size  # noqa: E402
+from labspec.registry import LABS, get_lab  # noqa: E402
 
 DPI = 120
 COINCIDING = 0.002  # curves closer than this share of the axis's height look like one line

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from reports.record import TRIAL_EXTRAS, Summary
 from reports.seeds import on_test_split, repeated
 from reports.table import _is_accuracy  # the CLI table's rule for what is a percentage: one rule for both
-from trainables.config import effective_config
+from labspec.config import effective_config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,7 +106,7 @@ def best_of(record: Summary) -> dict[str, Any] | None:
 
     {"trial_id", "config", "metrics", "epoch", "checkpoint", "mlflow_run_id"}: `config` holds the
     trial's hyperparameters typed as in `trials_frame` (plain Python values; rebuild the lab's
-    settings with `trainables.config.config_from_dict`, which skips a sweep's `variant` label);
+    settings with `labspec.config.config_from_dict`, which skips a sweep's `variant` label);
     `metrics` are the raw values at the selected epoch `epoch`, under the lab's own names
     (accuracies as fractions, as the checkpoint and MLflow have them, unlike the frames' percent).
     """
@@ -163,8 +163,8 @@ def _seed_columns(record: Summary) -> dict[str, pd.Series]:
 def _declared_types(lab: str | None) -> dict[str, Any]:
     """The lab's hyperparameters and their type hints, in declaration order; {} for a lab this
     process has not registered (a user's own lab read back without its module)."""
-    from trainables.config import field_types
-    from trainables.registry import get_lab
+    from labspec.config import field_types
+    from labspec.registry import get_lab
 
     try:
         return dict(field_types(get_lab(str(lab)).config))

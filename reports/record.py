@@ -13,7 +13,7 @@ import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Required, TypedDict
 
-from trainables.config import BETTER, per_seed_key
+from labspec.config import BETTER, per_seed_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,7 +225,7 @@ def pick_best(rows: list[TrialRow], metric: str, mode: str) -> BestPick | None:
 
 
 def best_of(items: Iterable[Any], score: Callable[[Any], Any], mode: str) -> Any:
-    """The first of `items` that no later one beats (trainables.config.BETTER); one scoring None or NaN is passed over."""
+    """The first of `items` that no later one beats (labspec.config.BETTER); one scoring None or NaN is passed over."""
     best, best_score = None, None
     for item in items:
         value = score(item)

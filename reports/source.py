@@ -10,9 +10,9 @@ import yaml
 
 from reports.record import Status, in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
-from trainables.config import per_seed_key, seed_list
-from trainables.errors import TuneLabError
-from trainables.files import is_remote
+from labspec.config import per_seed_key, seed_list
+from labspec.errors import TuneLabError
+from labspec.files import is_remote
 
 SPEC_TAG = "tune_lab.search_spec"  # JSON of the search-level fields of summary.json
 STATUS_TAG = "tune_lab.status"

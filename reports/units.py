@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainables.registry import is_fraction
+from labspec.registry import is_fraction
 
 # Decimals by metric name (the part after val_ / test_ / train_); fallback: LOSS_DECIMALS.
 DECIMALS = {
@@ -25,7 +25,7 @@ LOSS_DECIMALS = 4
 
 def is_percent(metric: str) -> bool:
     """Whether `metric` is a fraction that reports show as a percentage (the labs' contract says which:
-    trainables.registry.is_fraction)."""
+    labspec.registry.is_fraction)."""
     return is_fraction(metric)
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainables import mlp
-from trainables.config import hp
-from trainables.hparams import CLASSIFIER_METRICS, MLPConfig
-from trainables.registry import LABS, register_lab
+from labspec.config import hp
+from labspec.hparams import CLASSIFIER_METRICS, MLPConfig
+from labspec.registry import LABS, register_lab
 from trainables.seeds import SeedSequence
 
 load_data, report_figures, report_text, sample_images = mlp.load_data, None, None, None

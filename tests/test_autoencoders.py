@@ -15,7 +15,7 @@ from tests.test_quality import TINY_RECIPE
 from trainables import autoencoders, quality, vae
 from trainables.autoencoders import Autoencoder, input_channels, load_model
 from trainables.data import load_images
-from trainables.hparams import AEConfig, VAEConfig
+from labspec.hparams import AEConfig, VAEConfig
 from trainables.vae import VAE, bce_per_image, draw_latents, fit_mixture, kl_per_image, uses_mixture, vae_objective
 from tune_lab.cli import main
 

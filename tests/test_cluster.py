@@ -210,7 +210,7 @@ def test_trials_share_gpus_by_default_on_a_machine_with_gpus():
     process already holds the suite's GPU-less one. Without GPUs the default is 0: every other
     search in this suite relies on that (a GPU request could never be placed there).
     """
-    from trainables.registry import get_lab
+    from labspec.registry import get_lab
 
     temp = tempfile.mkdtemp(prefix="tlg-", dir="/tmp")  # Ray's socket paths must stay short
     try:

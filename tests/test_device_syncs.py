@@ -18,7 +18,7 @@ import torch
 from tests.test_quality import TINY_RECIPE
 from trainables import cgan, linreg, quality, seq2seq, wgan
 from trainables.generative import load_generative_data
-from trainables.hparams import CGANConfig, LinRegConfig, Seq2SeqConfig, WGANConfig
+from labspec.hparams import CGANConfig, LinRegConfig, Seq2SeqConfig, WGANConfig
 from trainables.translation_data import load_pairs
 
 READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")  # device -> host

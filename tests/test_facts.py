@@ -115,7 +115,7 @@ def test_the_lab_as_written_table_names_real_settings():
     """A renamed hyperparameter must fail here, not silently drop a line from every report."""
     import dataclasses
 
-    from trainables.registry import get_lab
+    from labspec.registry import get_lab
 
     for lab, table in facts.AS_WRITTEN.items():
         fields = {f.name for f in dataclasses.fields(get_lab(lab).config)}

@@ -1,4 +1,4 @@
-"""Files written whole (trainables/files.py): results, rung tables and caches never seen half-written."""
+"""Files written whole (labspec/files.py): results, rung tables and caches never seen half-written."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.files import write_bytes_whole, written_whole
+from labspec.files import write_bytes_whole, written_whole
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_whole(tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from trainables.files import written_whole\n"
+        "from labspec.files import written_whole\n"
         "with written_whole(sys.argv[1]) as partial, open(partial, 'wb') as out:\n"
         "    out.write(b'x' * 1_000_000); out.flush()\n"
         "    Path(sys.argv[2]).touch()\n"

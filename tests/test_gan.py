@@ -9,7 +9,7 @@ from tests.conftest import run_search
 from tests.test_quality import TINY_RECIPE
 from trainables import cgan, quality, wgan
 from trainables.generative import GenerativeData, load_generative_data
-from trainables.hparams import CGANConfig, WGANConfig
+from labspec.hparams import CGANConfig, WGANConfig
 from tune_lab.cli import main
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import gpu_check
-from trainables.registry import LABS, lab_names
+from labspec.registry import LABS, lab_names
 
 # The labs the check's own process knows: tune-lab's (other tests register labs of their own in this one).
 SHIPPED = [name for name in lab_names() if LABS[name].module_name.startswith("trainables.")]

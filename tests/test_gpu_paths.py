@@ -19,7 +19,7 @@ import trainables.mlp as mlp
 from trainables import cgan, loop, quality
 from trainables.classify import ClassifierSeedBatch
 from trainables.data import load_images
-from trainables.hparams import CGANConfig, MLPConfig
+from labspec.hparams import CGANConfig, MLPConfig
 from trainables.seeds import SeedSequence
 from tests.test_quality import TINY_RECIPE
 
@@ -91,7 +91,7 @@ def test_a_gan_checkpoint_restores_on_another_device(tiny_mnist, tmp_path, monke
 
 
 def cgan_metric(data, cfg) -> str:
-    from trainables.registry import get_lab
+    from labspec.registry import get_lab
 
     return get_lab("cgan").metric
 
@@ -202,7 +202,7 @@ def test_a_generative_trials_seeds_share_one_copy_of_the_images(images):
     """Before: each seed's trainer made its own copy, three times over for 3-channel ('lab') input."""
     from trainables.autoencoders import Trainer as AETrainer
     from trainables.generative import image_tensors
-    from trainables.hparams import AEConfig
+    from labspec.hparams import AEConfig
 
     lab, _ = image_tensors(images, "train", channels="lab", device=CPU)
     native, _ = image_tensors(images, "train", channels="native", device=CPU)

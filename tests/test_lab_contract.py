@@ -1,4 +1,4 @@
-"""Every registered lab keeps the contract of trainables.registry and trains one tiny epoch.
+"""Every registered lab keeps the contract of labspec.registry and trains one tiny epoch.
 
 Parametrised over the registry itself, so a new lab is checked the moment it registers:
 trainables/linreg.py (the lab docs/adding-a-lab.md walks through) is one of them.
@@ -14,7 +14,7 @@ import torch
 
 from benchmarks.gpu_check import SMALL  # settings that keep one epoch to seconds on a CPU
 from trainables.loop import Trainer
-from trainables.registry import LABS, Cost, LabContractError, LabData, LabModule, is_fraction, lab_names, register_lab
+from labspec.registry import LABS, Cost, LabContractError, LabData, LabModule, is_fraction, lab_names, register_lab
 from tune_lab.spaces import SEARCH_DIR
 
 

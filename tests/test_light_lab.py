@@ -12,7 +12,7 @@ from torch import nn
 import tune_lab
 from trainables import loop
 from trainables.data import load_images
-from trainables.registry import LABS, get_lab
+from labspec.registry import LABS, get_lab
 
 CPU = torch.device("cpu")
 

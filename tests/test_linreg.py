@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainables import linreg
-from trainables.hparams import LinRegConfig
+from labspec.hparams import LinRegConfig
 
 
 def trainer(**settings) -> linreg.Trainer:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.data import load_images
-from trainables.hparams import MLPConfig
+from labspec.hparams import MLPConfig
 from trainables.mlp import MLP, SoftmaxRegression, Trainer
 
 

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import run_search, start_killable_search
 from trainables.data import load_images
-from trainables.hparams import MLPConfig
+from labspec.hparams import MLPConfig
 from trainables.mlp import Trainer
 from trainables.seeds import SeedSequence
 from tune_lab.cli import EXIT_USAGE, main

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.registry import LABS, lab_names
+from labspec.registry import LABS, lab_names
 from tune_lab.cli import build_parser
 from tune_lab.spaces import load_search, search_path
 

@@ -12,7 +12,7 @@ import tests.flaky_lab  # noqa: F401  (registers the "flaky" lab: lab 1 whose se
 from reports.seeds import add_seed_statistics
 from reports.table import format_table, sweep_rows
 from trainables.data import load_images
-from trainables.hparams import MLPConfig
+from labspec.hparams import MLPConfig
 from trainables.mlp import Trainer
 from trainables.seeds import SeedSequence, seed_everything
 from tune_lab.cli import EXIT_USAGE, main

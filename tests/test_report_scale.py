@@ -416,12 +416,12 @@ def test_a_curve_that_lies_on_another_is_dashed_and_says_on_which(tmp_path):
 def test_a_vae_search_of_the_labs_loss_and_the_elbo_draws_each_on_its_own_axis(tmp_path, monkeypatch):
     """vae --search model compares the lab's loss (MSE per pixel + KL) with the corrected -ELBO (nats per image):
     drawn on one axis labelled as the ELBO, the faithful trials' numbers were read in the wrong unit. Each
-    kind of loss gets its panel, labelled with what the lab says it measures (trainables.hparams.vae_loss_unit)."""
+    kind of loss gets its panel, labelled with what the lab says it measures (labspec.hparams.vae_loss_unit)."""
     import matplotlib.pyplot as plt
 
     from reports import figures
     from reports.table import setting_label
-    from trainables.registry import get_lab
+    from labspec.registry import get_lab
 
     record = {**synthetic_record(4, epochs=3), "lab": "vae", "metric": "val_mse", "mode": "min",
               "metrics": ["train_loss", "val_loss", "val_mse"]}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import kill_when, start_killable
-from trainables.registry import LABS
+from labspec.registry import LABS
 from tune_lab.cli import main
 from tune_lab.reproduce import load_plan, plan_names
 from tune_lab.spaces import SearchSpaceError, available_searches

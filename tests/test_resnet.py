@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import REAL_DATA, run_search
 from trainables.data import CIFAR_ARCHIVE, CIFAR_FOLDER, DatasetUnavailable, load_images
-from trainables.hparams import CLASSIFIER_METRICS, ResNetConfig
+from labspec.hparams import CLASSIFIER_METRICS, ResNetConfig
 from trainables.resnet import (
     LeNet5, ResNet18, Trainer, build_network, random_crop_flip, report_figures, stage_outputs,
 )

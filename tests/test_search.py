@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import run_search
 from trainables.data import load_images
-from trainables.hparams import CLASSIFIER_METRICS
+from labspec.hparams import CLASSIFIER_METRICS
 from trainables.loop import CHECKPOINT_FILE, run_trial
 from tune_lab.cli import main
 

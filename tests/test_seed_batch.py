@@ -20,7 +20,7 @@ import trainables.mlp as mlp
 from benchmarks import seeds_epoch
 from trainables.classify import ClassifierSeedBatch
 from trainables.data import load_images
-from trainables.hparams import MLPConfig
+from labspec.hparams import MLPConfig
 from trainables.mlp import MLP, Trainer
 from trainables.seeds import SeedSequence, seed_everything
 

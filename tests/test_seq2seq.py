@@ -9,8 +9,8 @@ import sacrebleu
 import torch
 
 from tests.conftest import REAL_DATA, run_search
-from trainables.errors import DatasetUnavailable
-from trainables.hparams import Seq2SeqConfig
+from labspec.errors import DatasetUnavailable
+from labspec.hparams import Seq2SeqConfig
 from trainables.seq2seq import Recurrent, ScratchGRUCell, Seq2Seq, Translator, corpus_bleu
 from trainables.translation_data import (
     EOS, PAD, SOS, UNK, Vocab, detokenize, has_eng_prefix, load_pairs, normalize, pad_rows, read_pairs,

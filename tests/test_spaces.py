@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.registry import LABS, lab_names
+from labspec.registry import LABS, lab_names
 from tune_lab.plan import param_space, scheduler, search_algorithm
 from tune_lab.spaces import SEARCH_DIR, SearchSpaceError, available_searches, load_search
 

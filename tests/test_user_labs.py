@@ -154,7 +154,7 @@ def test_an_unknown_lab_of_a_search_is_one_line_not_a_traceback(tmp_path, capsys
 
 BROKEN = {
     "syntax": ("def build(:\n    pass\n", "SyntaxError: invalid syntax (broken.py, line 1)"),
-    "missing package": ("from trainables.registry import register_lab\nimport not_a_package_of_anyone\n",
+    "missing package": ("from labspec.registry import register_lab\nimport not_a_package_of_anyone\n",
                         "ModuleNotFoundError: No module named 'not_a_package_of_anyone' (broken.py, line 2)"),
     "its own raise": ("raise RuntimeError('half written')\n", "RuntimeError: half written (broken.py, line 1)"),
 }
@@ -185,7 +185,7 @@ def test_a_lab_module_lacking_trainer_is_one_line_naming_it(tmp_path):
     assert code == 2
     assert lines == [f"tune-lab: error: --labs {lab}: lab 'mycnn': module notrainer lacks Trainer (a lab's module "
                      f"provides Trainer, load_data, report_figures, report_text, sample_images; see "
-                     f"trainables.registry.LabModule)"]
+                     f"labspec.registry.LabModule)"]
     assert "ray" not in heavy
 
 
@@ -266,7 +266,7 @@ def test_an_installed_package_brings_its_labs_through_the_entry_point_group(tmp_
     code, lines, heavy, _ = probe("mycnn", "--search", str(write_search(tmp_path)), env=lacking, cwd=tmp_path)
     assert code == 2 and "ray" not in heavy
     assert lines == ["tune-lab: error: lab 'mycnn': module mycnn_ep lacks Trainer (a lab's module provides Trainer, "
-                     "load_data, report_figures, report_text, sample_images; see trainables.registry.LabModule)"]
+                     "load_data, report_figures, report_text, sample_images; see labspec.registry.LabModule)"]
 
 
 HELP_STEPS = """
@@ -315,8 +315,8 @@ def test_a_lab_defined_in_main_runs_its_trials(tiny_mnist, tmp_path):
 
         from trainables.classify import ClassifierTrainer
         from trainables.data import load_images as load_data
-        from trainables.hparams import CLASSIFIER_METRICS, TrainConfig
-        from trainables.registry import register_lab
+        from labspec.hparams import CLASSIFIER_METRICS, TrainConfig
+        from labspec.registry import register_lab
 
         report_figures = report_text = sample_images = None
 

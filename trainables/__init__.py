@@ -1,6 +1,7 @@
-"""Lab models wrapped as Ray Tune trainables.
+"""Lab models wrapped as Ray Tune trainables: one module per lab, the shared epoch loop, data.
 
-Importing this package registers every shipped lab (`trainables.hparams`, torch-free) and
-imports nothing of `tune_lab` or `reports`.
+The labs' declarations (their registry and hyperparameters) live beneath this package, in
+`labspec`; importing this package registers every shipped lab through it, and imports nothing of
+`tune_lab` or `reports`.
 """
-from trainables import hparams  # noqa: F401  (registers the labs; see trainables.registry)
+import labspec  # noqa: F401  (registers the labs)

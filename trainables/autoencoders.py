@@ -14,16 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import config_from_dict
+from labspec.config import config_from_dict
 from trainables.data import ImageData, load_images as load_data  # noqa: F401  (the lab's data, for the driver)
 from trainables.generative import draw_grid, image_tensors, progress_dir, progress_figure, save_grid, trial_dir_of
-from trainables.hparams import AEConfig
+from labspec.hparams import AEConfig
 from trainables.loop import Trainer as LoopTrainer, index_batches, load_checkpoint, make_optimizer, make_schedule
-from trainables.registry import get_lab
+from labspec.registry import get_lab
 
 EVAL_BATCH = 1000
 PROGRESS_IMAGES = 16  # validation images in each progress grid: 2 rows of 8, each above its outputs
-report_text = sample_images = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out
+report_text = sample_images = None  # the parts of the lab contract (labspec.registry.LabModule) this lab leaves out
 
 
 class Autoencoder(nn.Module):

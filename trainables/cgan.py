@@ -33,7 +33,7 @@ from trainables.generative import (
     trials_grids_figure,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
-from trainables.hparams import CGANConfig
+from labspec.hparams import CGANConfig
 
 DIGITS = 10
 
@@ -256,4 +256,4 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     return figures
 
 
-report_text = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out
+report_text = None  # the parts of the lab contract (labspec.registry.LabModule) this lab leaves out

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from trainables.errors import DatasetUnavailable
-from trainables.files import written_whole
+from labspec.errors import DatasetUnavailable
+from labspec.files import written_whole
 
 DEFAULT_DATA_DIR = Path("~/.cache/tune-lab/data").expanduser()
 # Where datasets built from a compact archive are written when the data dir is read-only.

@@ -25,7 +25,7 @@ from torch import nn
 from trainables.classify import made_once
 from trainables.data import ImageData, load_images
 from trainables.loop import CHECKPOINT_FILE, Trainer, index_batches, load_checkpoint, make_optimizer
-from trainables.plotting import epoch_axis, point_size
+from labspec.plotting import epoch_axis, point_size
 from trainables.quality import (
     ReferenceCNN, classifier_from_state, conditional_accuracy, features, fid, readable_share, reference_state,
 )
@@ -462,7 +462,7 @@ def load_generator(checkpoint_dir: str | pathlib.Path, config_cls: type, build_n
     `build_networks(cfg, channels)` is the lab's (generator, critic) builder; only the generator's
     weights are loaded.
     """
-    from trainables.config import config_from_dict
+    from labspec.config import config_from_dict
 
     saved = load_checkpoint(checkpoint_dir)
     cfg = config_from_dict(config_cls, saved["config"])

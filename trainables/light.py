@@ -1,7 +1,7 @@
 """The light form of a lab: one function that builds a model and says what one epoch is.
 
 A student's own lab, in their own file or a notebook cell, without the full contract
-(trainables.registry: a module with `Trainer`, `load_data` and the report hooks):
+(labspec.registry: a module with `Trainer`, `load_data` and the report hooks):
 
     @dataclass
     class MyCNN:
@@ -40,9 +40,9 @@ from ray import cloudpickle
 
 from trainables.classify import to_device_tensors
 from trainables.data import ImageData, load_images
-from trainables.errors import TuneLabError
+from labspec.errors import TuneLabError
 from trainables.loop import Trainer, index_batches
-from trainables.registry import LABS, Mode, register_lab
+from labspec.registry import LABS, Mode, register_lab
 
 Setup = Callable[[Any, "LightData", torch.device], tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[], Mapping[str, float]]]]
 DEFAULT_METRICS: dict[str, Mode] = {"train_loss": "min", "val_loss": "min", "val_acc": "max",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.hparams import LinRegConfig
+from labspec.hparams import LinRegConfig
 from trainables.loop import Trainer as LoopTrainer, index_batches, load_checkpoint, make_optimizer
 
 TRUE_W, TRUE_B, NOISE = (2.0, -3.4), 4.2, 0.01  # the lab's line
@@ -31,7 +31,7 @@ TOLERANCE = 0.05  # lab 1's acceptance: each recovered parameter within this of 
 # --------------------------------------------------------------------------- the data
 @dataclass
 class Points:
-    """The training and validation points on the line (a trainables.registry.LabData)."""
+    """The training and validation points on the line (a labspec.registry.LabData)."""
 
     name: str
     x: dict[str, np.ndarray]  # split -> (n, 2) features
@@ -176,4 +176,4 @@ def report_figures(checkpoint_dir: str, data: Points, out_dir: pathlib.Path) -> 
     return [(f"Loss per SGD step and the recovered line (largest error {worst:.4f}, acceptance {TOLERANCE})", name)]
 
 
-sample_images = None  # the part of the lab contract (trainables.registry.LabModule) this lab leaves out
+sample_images = None  # the part of the lab contract (labspec.registry.LabModule) this lab leaves out

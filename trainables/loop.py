@@ -22,8 +22,8 @@ from typing import Any, Iterator
 
 import torch
 
-from trainables.config import BETTER, config_from_dict, per_seed_key, seed_list
-from trainables.registry import LabSpec, get_lab
+from labspec.config import BETTER, config_from_dict, per_seed_key, seed_list
+from labspec.registry import LabSpec, get_lab
 from trainables.seeds import SeedGroup, SeedSequence
 from trainables.worker_exit import exit_quietly_on_unraisable_exit
 
@@ -272,7 +272,7 @@ def run_trial(config: dict[str, Any], *, lab: str | LabSpec, data: Any, metric: 
     `seeds_alive`. A seed whose metrics become NaN is dropped and the others go on; the trial
     fails only when every seed has.
 
-    `lab` may be the registered spec itself: a lab registered outside trainables.hparams
+    `lab` may be the registered spec itself: a lab registered outside labspec.hparams
     (a user's own module) then reaches the trial process without a registry of its own.
 
     `pause_epochs`: epochs at which a scheduler may pause the trial (the rungs of tune_lab.schedulers). A

@@ -21,7 +21,7 @@ from torch import nn
 from trainables.classify import ClassifierSeedBatch, ClassifierTrainer
 from trainables.data import ImageData
 from trainables.data import load_images as load_data  # noqa: F401  (the lab's data, for the driver)
-from trainables.hparams import MLPConfig
+from labspec.hparams import MLPConfig
 from trainables.seeds import SeedGroup
 
 HIDDEN = (256, 128, 64)
@@ -200,4 +200,4 @@ class Trainer(ClassifierTrainer):
         return F.mse_loss(F.softmax(outputs, dim=1), one_hot)
 
 
-report_figures = report_text = sample_images = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out
+report_figures = report_text = sample_images = None  # the parts of the lab contract (labspec.registry.LabModule) this lab leaves out

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data import ImageData
-from trainables.files import written_whole
+from labspec.files import written_whole
 
 CACHE_ENV = "TUNE_LAB_CACHE"
 FEATURE_BATCH = 1000

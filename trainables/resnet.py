@@ -24,7 +24,7 @@ from torch import nn
 from trainables.classify import ClassifierTrainer
 from trainables.data import ImageData
 from trainables.data import load_images as load_data  # noqa: F401  (the lab's data, for the driver)
-from trainables.hparams import ResNetConfig
+from labspec.hparams import ResNetConfig
 
 CROP_PADDING = 4  # pixels of padding before the random crop (the usual CIFAR recipe)
 
@@ -216,7 +216,7 @@ class Trainer(ClassifierTrainer):
 # --------------------------------------------------------------------------- report figures
 def load_checkpoint_model(checkpoint_dir: str) -> tuple[nn.Module, dict[str, Any]]:
     """The network saved by `run_trial` in `checkpoint_dir` (or a checkpoint.pt path), in eval mode, on the CPU."""
-    from trainables.config import config_from_dict
+    from labspec.config import config_from_dict
     from trainables.loop import load_checkpoint
 
     saved = load_checkpoint(checkpoint_dir)
@@ -342,4 +342,4 @@ def report_figures(checkpoint_dir: str, data: ImageData, out_dir: pathlib.Path) 
     return figures
 
 
-report_text = sample_images = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out
+report_text = sample_images = None  # the parts of the lab contract (labspec.registry.LabModule) this lab leaves out

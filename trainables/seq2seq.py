@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.hparams import Seq2SeqConfig
+from labspec.hparams import Seq2SeqConfig
 from trainables.loop import Trainer as LoopTrainer
 from trainables.loop import make_optimizer, make_schedule
 from trainables.translation_data import (
@@ -357,7 +357,7 @@ class Translator:
     """A saved checkpoint, ready to translate French sentences (CPU, eval mode)."""
 
     def __init__(self, checkpoint: str | pathlib.Path) -> None:
-        from trainables.config import config_from_dict
+        from labspec.config import config_from_dict
         from trainables.loop import load_checkpoint
 
         self.saved = load_checkpoint(checkpoint)
@@ -397,4 +397,4 @@ def report_text(checkpoint_dir: str, data: SentencePairs) -> str:
     return "\n".join(lines + ["```"])
 
 
-report_figures = sample_images = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out
+report_figures = sample_images = None  # the parts of the lab contract (labspec.registry.LabModule) this lab leaves out

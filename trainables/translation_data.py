@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from trainables.errors import DatasetUnavailable
+from labspec.errors import DatasetUnavailable
 
 DATASET = "eng_fra"
 FILE_NAME = "eng-fra.txt"

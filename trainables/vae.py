@@ -17,13 +17,13 @@ from torch import nn
 
 from trainables import autoencoders
 from trainables.generative import GenerativeData, grid_figure, load_generative_data as load_data  # noqa: F401
-from trainables.hparams import VAEConfig
+from labspec.hparams import VAEConfig
 from trainables.quality import classifier_from_state, features, fid, readable_share
 
 LAB_HIDDEN = 128  # the lab's VAE: a 128-d hidden vector, and fc_mu / fc_logvar 128 -> 128
 EVAL_SEED = 1234  # the same validation noise every epoch, so val_elbo moves only with the model
 PRIOR_FIT_CODES = 10_000  # training images whose codes the mixture prior is fitted to (~6 s for 20 components)
-report_text = None  # the part of the lab contract (trainables.registry.LabModule) this lab leaves out
+report_text = None  # the part of the lab contract (labspec.registry.LabModule) this lab leaves out
 
 
 class VAE(autoencoders.Autoencoder):

@@ -23,7 +23,7 @@ from trainables.generative import (
     GANTrainer, GenerativeData, gan_curves_figure, grid_figure, progress_figure, trial_dir_of,
 )
 from trainables.generative import load_generative_data as load_data  # noqa: F401  (for the driver)
-from trainables.hparams import WGANConfig
+from labspec.hparams import WGANConfig
 
 
 # --------------------------------------------------------------------------- the networks
@@ -150,4 +150,4 @@ def report_figures(checkpoint_dir: str, data: GenerativeData, out_dir: pathlib.P
     return figures
 
 
-report_text = None  # the parts of the lab contract (trainables.registry.LabModule) this lab leaves out
+report_text = None  # the parts of the lab contract (labspec.registry.LabModule) this lab leaves out

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _API = {"search": "tune_lab.api", "load": "tune_lab.api", "resume": "tune_lab.api", "labs": "tune_lab.api",
         "searches": "tune_lab.api", "Result": "tune_lab.result", "Best": "tune_lab.result",
-        "TuneLabError": "trainables.errors", "lab": "trainables.light"}
+        "TuneLabError": "labspec.errors", "lab": "trainables.light"}
 __all__ = sorted(_API)
 
 

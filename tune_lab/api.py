@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from trainables.errors import TuneLabError
+from labspec.errors import TuneLabError
 from tune_lab.options import SearchOptions, checked_repeats
 from tune_lab.result import Result
 
@@ -29,14 +29,14 @@ OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SearchOptions))
 
 def labs() -> dict[str, str]:
     """Every registered lab (the shipped ones, and any of yours already imported): name -> description."""
-    from trainables.registry import LABS
+    from labspec.registry import LABS
 
     return {name: LABS[name].description for name in sorted(LABS)}
 
 
 def searches(lab: str) -> dict[str, str]:
     """The search files shipped for `lab`: name -> description."""
-    from trainables.registry import get_lab
+    from labspec.registry import get_lab
     from tune_lab.spaces import available_searches
 
     get_lab(lab)  # an unknown lab: registry's one line (UnknownLab, a TuneLabError)
@@ -49,7 +49,7 @@ def checked_search(lab: str, search: str, overrides: Mapping[str, Any], repeats:
 
     Shared by the command line and `search`, so both refuse the same input the same way.
     """
-    from trainables.registry import get_lab
+    from labspec.registry import get_lab
     from tune_lab.spaces import MAX_NUM_SAMPLES, load_search, overridden_again
     from tune_lab.usage import UsageError
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 import yaml
 
-from trainables.registry import LABS, lab_names
+from labspec.registry import LABS, lab_names
 from tune_lab.options import SearchOptions, add_repeats_flag, positive_int
 from tune_lab.usage import UsageError, check_port_free
 
@@ -387,7 +387,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from trainables.errors import TuneLabError
+    from labspec.errors import TuneLabError
     from tune_lab import user_labs
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from trainables.files import write_bytes_whole
+from labspec.files import write_bytes_whole
 from tune_lab.ray_internals import STATE_FILES, driver_staging_folder
 
 SNAPSHOT = "driver-state.zip"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trainables.files import is_remote
+from labspec.files import is_remote
 
 DEFAULT_RESULTS = "tune-lab-results"
 # In a search's folder:

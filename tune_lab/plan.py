@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from reports.record import Header
-from trainables.files import is_remote
-from trainables.registry import LabData
+from labspec.files import is_remote
+from labspec.registry import LabData
 from tune_lab import capacity, paths
 from tune_lab.options import SearchOptions
 from tune_lab.paths import SCHEDULER_STATE, STATE_FILE
@@ -156,7 +156,7 @@ class Plan:
 
     def param_space(self) -> dict[str, Any]:
         """The lab's defaults under the search's values: every trial's config is whole."""
-        from trainables.config import defaults
+        from labspec.config import defaults
 
         return {**defaults(self.search.spec.config), **param_space(self.search, self.opts.seed)}
 

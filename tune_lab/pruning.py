@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reports.table import ranked_trials
-from trainables.files import filesystem
+from labspec.files import filesystem
 
 CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint folders in a trial's folder
 

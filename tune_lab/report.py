@@ -8,8 +8,8 @@ from pathlib import Path
 
 from reports.build import build_report
 from reports.record import Summary
-from trainables.files import filesystem, is_remote
-from trainables.registry import get_lab
+from labspec.files import filesystem, is_remote
+from labspec.registry import get_lab
 
 
 class ReportWouldLoseSections(RuntimeError):
@@ -19,7 +19,7 @@ class ReportWouldLoseSections(RuntimeError):
 def lab_extras(record: Summary, out_dir: Path, data_dir: str | None) -> tuple[list[tuple[str, str]], str, list[str]]:
     """The lab's own figures and text on the best checkpoint: ([(caption, png)], Markdown, problems).
 
-    From the lab's `report_figures` and `report_text` hooks (trainables.registry.LabModule); the
+    From the lab's `report_figures` and `report_text` hooks (labspec.registry.LabModule); the
     data is loaded once for both, and only if the lab has one. Each is a bonus: if it fails, the
     report is still written, without it, and `problems` says why.
     """

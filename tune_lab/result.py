@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reports.record import Summary, typed
-from trainables.files import is_remote
+from labspec.files import is_remote
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 from reports.record import Header, Status, Summary, best_checkpoint, in_trial_order, pick_best, trial_row
 from reports.seeds import add_seed_statistics
-from trainables.config import trained_with
-from trainables.files import filesystem, is_remote, write_bytes_whole
+from labspec.config import trained_with
+from labspec.files import filesystem, is_remote, write_bytes_whole
 
 
 def _error_line(error: BaseException) -> str:

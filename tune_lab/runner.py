@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from reports.record import Status, Summary
-from trainables.files import is_remote
+from labspec.files import is_remote
 from tune_lab import paths
 from tune_lab import plan as tuner_plan
 from tune_lab.options import SearchOptions

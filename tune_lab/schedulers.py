@@ -55,7 +55,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.files import is_remote, write_bytes_whole
+from labspec.files import is_remote, write_bytes_whole
 from tune_lab import ray_internals
 from tune_lab.paths import SCHEDULER_STATE
 from tune_lab.spaces import rung_epochs

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal, Optional
 
 import yaml
 
-from trainables.config import MAX_REPEATS, coerce, describe_allowed, field_types, hp_model
-from trainables.errors import TuneLabError
-from trainables.registry import LabSpec, get_lab
+from labspec.config import MAX_REPEATS, coerce, describe_allowed, field_types, hp_model
+from labspec.errors import TuneLabError
+from labspec.registry import LabSpec, get_lab
 
 import search_spaces
 
@@ -107,7 +107,7 @@ class Search:
         fixed or default value): what the driver can say about the trials before they start."""
         import itertools
 
-        from trainables.config import defaults
+        from labspec.config import defaults
 
         base = {**defaults(self.spec.config), **self.fixed}
         listed = {name: p.args for name, p in self.params.items() if p.distribution in ("grid", "choice")}

@@ -30,7 +30,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from trainables.files import filesystem, written_whole
+from labspec.files import filesystem, written_whole
 
 
 def is_postgres(db: str | Path) -> bool:

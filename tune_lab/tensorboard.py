@@ -20,8 +20,8 @@ from ray.tune import Callback
 
 from reports.record import clean
 from reports.table import setting_label, shown_metrics
-from trainables.config import effective_config
-from trainables.files import is_remote
+from labspec.config import effective_config
+from labspec.files import is_remote
 from tune_lab import ray_internals
 
 FOLDER = "tensorboard"  # beside summary.json in the experiment folder

@@ -20,7 +20,7 @@ from ray.tune.utils import flatten_dict  # nested params under flat names ('case
 
 from reports.record import Status, end_status
 from reports.source import ERROR_TAG, STATUS_TAG, TRIAL_ID_TAG
-from trainables.config import effective_config, trained_with
+from labspec.config import effective_config, trained_with
 
 # A trial run's end in words (Status.STOPPED_EARLY at epoch 2 of 20): a column the runs table can show.
 OUTCOME_TAG = "outcome"

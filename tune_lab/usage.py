@@ -1,7 +1,7 @@
 """Bad input, and the checks of it that several commands share: a `UsageError` is one line, exit 2."""
 from __future__ import annotations
 
-from trainables.errors import TuneLabError
+from labspec.errors import TuneLabError
 
 
 class UsageError(TuneLabError):

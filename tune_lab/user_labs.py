@@ -1,7 +1,7 @@
 """Labs that live outside the package: `--labs FILE.py|MODULE`, $TUNE_LAB_LABS, and installed
 packages that declare the entry-point group `tune_lab.labs`.
 
-A lab of one's own is what a shipped one is (trainables.registry): a hyperparameter dataclass
+A lab of one's own is what a shipped one is (labspec.registry): a hyperparameter dataclass
 registered with `register_lab(name, module=..., ...)` and a module with `Trainer`, `load_data` and
 the three report hooks, often the same file (`module=__name__`). The command line imports these
 before it builds its parser (the lab names are its subcommands):
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from trainables.errors import TuneLabError
-from trainables.registry import LABS, LabSpec
+from labspec.errors import TuneLabError
+from labspec.registry import LABS, LabSpec
 
 ENV = "TUNE_LAB_LABS"
 GROUP = "tune_lab.labs"
@@ -173,7 +173,7 @@ def _import(name: str, where: str, source: str, file: Path | None, installed: bo
     labs = new or [lab for lab, spec in LABS.items() if _registered_by(spec, name)]
     if not labs:
         _forget(name, before, was_imported)
-        raise LabsError(f"{where}: registers no lab (a lab's file calls trainables.registry.register_lab("
+        raise LabsError(f"{where}: registers no lab (a lab's file calls labspec.registry.register_lab("
                         f"NAME, module=__name__, ...) on its hyperparameter dataclass; see docs/adding-a-lab.md)")
     for lab in labs:
         if LABS[lab].source is None:

@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.classify import ClassifierTrainer
-from trainables.config import hp
+from labspec.config import hp
 from trainables.data import load_images as load_data  # noqa: F401  (the lab's data)
-from trainables.hparams import CLASSIFIER_METRICS, TrainConfig
-from trainables.registry import register_lab
+from labspec.hparams import CLASSIFIER_METRICS, TrainConfig
+from labspec.registry import register_lab
 
 
 @register_lab("mycnn", module=__name__, datasets=("mnist", "fashion_mnist"),

@@ -26,7 +26,7 @@ REFERENCE_S = 120.0
 SEARCH_OVERHEAD_S = 20.0  # data, Ray's trial start-up, MLflow, summary and report of one search
 TRIAL_OVERHEAD_S = 1.0  # Ray's cost per trial (docs/benchmarks.md: 0.5-0.8 s)
 ESTIMATE_NOTE = ("estimated from seconds per training sample-epoch and per epoch's evaluation measured on this "
-                 "2-core CPU, one torch thread per trial (each lab's `cost=` in trainables/hparams.py), trials side by side as "
+                 "2-core CPU, one torch thread per trial (each lab's `cost=` in labspec/hparams.py), trials side by side as "
                  "the CPUs allow, plus ~20 s per search; ASHA searches (stops early) are upper bounds; rough: "
                  "the machine's load moves it by 2x")
 
@@ -35,7 +35,7 @@ ESTIMATE_NOTE = ("estimated from seconds per training sample-epoch and per epoch
 class Estimate:
     trials: int
     epochs: list[int]  # per trial
-    seconds: float | None  # None: the lab declares no cost (trainables.registry.Cost)
+    seconds: float | None  # None: the lab declares no cost (labspec.registry.Cost)
     asha: bool
 
     @property

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
-from trainables.registry import LABS, lab_names
+from labspec.registry import LABS, lab_names
 from tune_lab.spaces import SEARCH_DIR, Search, SearchSpaceError, load_search, read_yaml, validated
 from tune_lab.usage import UsageError
 

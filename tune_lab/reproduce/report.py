@@ -105,7 +105,7 @@ def answer(record: Summary, accept: dict[str, float] | None = None) -> str:
 
 def _acceptance(record: Summary, winner: dict[str, Any], accept: dict[str, float]) -> str:
     """'Acceptance: w_error 0.0005 (at most 0.05) met; ... : met.' for the best trial, at its selected epoch."""
-    from trainables.registry import LABS
+    from labspec.registry import LABS
 
     parts, ok = [], True
     for metric, bound in accept.items():

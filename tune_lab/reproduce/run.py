@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.record import Status
-from trainables.files import is_remote
+from labspec.files import is_remote
 
 from tune_lab.options import SearchOptions
 from tune_lab.paths import REPRODUCE_RUN
