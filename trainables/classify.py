@@ -140,14 +140,11 @@ def train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
     """One training pass: the loop of `ClassifierTrainer` and of `ClassifierSeedBatch` alike.
 
     `loss` gives one loss, or one per seed (shape (N,)) for a seed batch; their sum is
-    minimised, so each seed's gradient is its own loss's. Returns the sums of loss x batch
-    size and of correct predictions (per seed likewise), still on the device: one sync per
-    epoch, not one `.item()` per batch.
+    minimised, so each seed's gradient is its own loss's. Returns `_sums` of the pass.
     """
     model.train()
-    loss_sum: Any = 0
-    correct: Any = 0
-    for inputs, targets in batches:
+
+    def step(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast():
             outputs = model(inputs)
             losses = loss(outputs, targets)
@@ -156,23 +153,36 @@ def train_pass(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        loss_sum = loss_sum + losses.detach().float() * len(targets)
-        correct = correct + (outputs.detach().argmax(-1) == targets).sum(0)
-    return loss_sum, correct
+        return outputs, losses
+
+    return _sums(batches, step)
 
 
 @torch.no_grad()
 def eval_pass(model: nn.Module, batches: Batches, loss: Loss,
               autocast: Callable[[], contextlib.AbstractContextManager]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The evaluation twin of `train_pass`: sums of loss x batch size and of correct predictions."""
+    """The evaluation twin of `train_pass`: its `_sums`, the model in eval mode and no gradient."""
     model.eval()
+
+    def step(inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast():
+            outputs = model(inputs)
+            return outputs, loss(outputs, targets)
+
+    return _sums(batches, step)
+
+
+def _sums(batches: Batches, step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sums of loss x batch size and of correct predictions (per seed for a seed batch) over
+    `batches`, each batch through `step` (outputs, losses); still on the device: one sync per
+    epoch, not one `.item()` per batch."""
     loss_sum: Any = 0
     correct: Any = 0
     for inputs, targets in batches:
-        with autocast():
-            outputs = model(inputs)
-            loss_sum = loss_sum + loss(outputs, targets).float() * len(targets)
-        correct = correct + (outputs.argmax(-1) == targets).sum(0)
+        outputs, losses = step(inputs, targets)
+        loss_sum = loss_sum + losses.detach().float() * len(targets)
+        correct = correct + (outputs.detach().argmax(-1) == targets).sum(0)
     return loss_sum, correct
 
 
