@@ -4,8 +4,9 @@ A lab is two pieces, apart on purpose. Its hyperparameter dataclass is registere
 `@register_lab` in labspec/hparams.py, which imports no torch, so that `tune-lab --help`,
 `tune-lab list` and the check of a search file answer before torch is. Its module (`module=`)
 holds the models and the train/eval step, and provides what `LabModule` lists; its data object
-is a `LabData`. Registration flows one way: hparams imports this module, and the package's
-__init__ imports hparams, so importing anything of `trainables` registers every shipped lab.
+is a `LabData`. Registration flows one way: hparams imports this module, and labspec's __init__
+imports hparams, so importing anything of `labspec` (or of `trainables`, which imports labspec)
+registers every shipped lab.
 A lab of one's own registers the same way from its own file (`module=__name__`), which
 `tune-lab --labs FILE.py` imports (tune_lab.user_labs); `module=` may also be the module object
 itself, for a lab defined in a notebook.

@@ -2,8 +2,8 @@
 estimate of its time on this machine, computed without Ray or torch.
 
 The estimate multiplies each trial's epochs by the cost its lab declares (`register_lab(cost=...)`,
-measured on the 2-core CPU tune-lab is developed on), spreads the trials over the CPUs as Ray would, and adds what a search and a
-trial cost besides their epochs. It is a guide for planning, not a promise: the machine's load
+measured on the 2-core CPU tune-lab is developed on), spreads the trials over the CPUs as Ray would,
+and adds what a search and a trial cost besides their epochs. It is a guide for planning, not a promise: the machine's load
 moves it by 2x.
 """
 from __future__ import annotations
