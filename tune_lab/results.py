@@ -39,8 +39,9 @@ def summarise(grid: Any, header: Header, *, tracking: dict[str, Any], trial_runs
         behind = have == 0 or have < int(result.metrics.get("training_iteration") or 0)
         if run_history is not None and trial_runs.get(trial_id) and behind:
             history = run_history(trial_runs[trial_id])
+        config = trained_with(result.config or {}, header.get("repeats") or 1)
         row = trial_row(
-            trial_id=trial_id, config=trained_with(result.config or {}, header.get("repeats") or 1), history=history,
+            trial_id=trial_id, config=config, history=history,
             failed=result.error is not None, error=_error_line(result.error) if result.error else None,
             metric=header["metric"], mode=header["mode"], metrics=header["metrics"], varied=header["varied"],
         )
