@@ -134,3 +134,16 @@ def test_the_kuberay_rayjob_runs_tune_lab_as_tune_lab_expects():
     for pod in pods:  # token authentication on every node and for the submitter, from one Secret
         env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
         assert env["RAY_AUTH_MODE"]["value"] == "token" and "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
+
+
+def test_a_job_carries_every_package_tune_lab_installs(tmp_path):
+    """A submitted job runs from its working_dir on the head: every package of pyproject's must be in it."""
+    import tomllib
+
+    from tune_lab.jobs import stage
+
+    assert stage("optimizer", "mlp", tmp_path) == "optimizer"  # a shipped search travels with the code
+    staged = {p.name for p in tmp_path.iterdir() if (p / "__init__.py").is_file()}
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert staged == {name.rstrip("*") for name in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert (tmp_path / "labspec" / "registry.py").is_file() and (tmp_path / "search_spaces" / "mlp").is_dir()

@@ -24,7 +24,6 @@ from typing import Any, Iterator
 
 from tune_lab.usage import UsageError
 
-PACKAGES = ("tune_lab", "trainables", "reports", "search_spaces")
 STAGED_SEARCHES = "submitted"  # where a user's own search file goes in the staged working_dir
 # Where a submitted search's results go when --storage is not given: the head's own default,
 # not the job's working_dir (Ray deletes that).
@@ -80,8 +79,9 @@ def connect(address: str | None) -> Any:
 def stage(search_arg: str, lab: str, folder: Path) -> str:
     """Copy the code (and a user's own search file) into `folder`; the --search value the job uses."""
     from tune_lab.spaces import SEARCH_DIR, search_path
+    from tune_lab.user_labs import OWN_PACKAGES
 
-    for package in PACKAGES:
+    for package in OWN_PACKAGES:
         source = Path(importlib.import_module(package).__file__).parent
         shutil.copytree(source, folder / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     path = search_path(lab, search_arg)

@@ -40,7 +40,8 @@ from labspec.registry import LABS, LabSpec
 ENV = "TUNE_LAB_LABS"
 GROUP = "tune_lab.labs"
 FLAG = "--labs"
-OWN_PACKAGES = ("tune_lab", "trainables", "reports", "search_spaces")  # on every node already
+# tune-lab's own packages (pyproject's): on every node already, and what a Ray Job's working_dir carries (jobs.stage).
+OWN_PACKAGES = ("tune_lab", "labspec", "trainables", "reports", "search_spaces")
 ENTRY_POINT = "entry point "  # LabSpec.source of an entry point's lab: "entry point NAME (MODULE)"
 # Modules a trial process imports besides those the driver has when Ray starts: a file of one of these
 # names beside a lab file would be imported instead of them once its folder is on PYTHONPATH.
